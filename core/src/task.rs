@@ -1,0 +1,209 @@
+//! Tasks: the functions workers evaluate units with, and the registry that names them.
+//!
+//! A unit's job type is the name of a task in the worker's [`Registry`].
+//! A task maps an input payload to an output payload or an error message;
+//! [`Registry::run`] also turns a panic inside a task into that unit's error.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::payload;
+
+/// A unit's outcome as a task produces it: an output payload or an error message.
+pub type TaskResult = Result<Vec<u8>, String>;
+
+/// A function from an input payload to an output payload, evaluated on worker threads.
+pub trait Task: Send + Sync + 'static {
+    /// Evaluates one unit.
+    fn run(&self, input: &[u8]) -> TaskResult;
+}
+
+impl<F> Task for F
+where
+    F: Fn(&[u8]) -> TaskResult + Send + Sync + 'static,
+{
+    fn run(&self, input: &[u8]) -> TaskResult {
+        self(input)
+    }
+}
+
+/// The tasks a worker serves, by job type.
+#[derive(Clone, Default)]
+pub struct Registry {
+    tasks: BTreeMap<String, Arc<dyn Task>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.tasks.keys()).finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// A registry holding the built-in tasks (see [`BUILTIN_TASKS`]).
+    pub fn with_builtins() -> Self {
+        let mut registry = Registry::new();
+        registry
+            .register_raw("noop", |input: &[u8]| Ok(input.to_vec()))
+            .register("sleep", |micros: u64| {
+                std::thread::sleep(Duration::from_micros(micros));
+                micros
+            })
+            .register("spin", |micros: u64| {
+                let until = Instant::now() + Duration::from_micros(micros);
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+                micros
+            })
+            .register_raw("square", square)
+            .register("panic-if-odd", |n: i64| {
+                if n % 2 != 0 {
+                    panic!("panic-if-odd: input {n} is odd");
+                }
+                n
+            });
+        registry
+    }
+
+    /// Registers a task working on raw payload bytes under `name`, replacing any earlier one.
+    pub fn register_raw(&mut self, name: impl Into<String>, task: impl Task) -> &mut Self {
+        self.tasks.insert(name.into(), Arc::new(task));
+        self
+    }
+
+    /// Registers a typed function: inputs and outputs travel as MessagePack (see [`payload`]).
+    /// An input that does not decode as `I` fails that unit with a message saying so.
+    pub fn register<I, O, F>(&mut self, name: impl Into<String>, function: F) -> &mut Self
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+        F: Fn(I) -> O + Send + Sync + 'static,
+    {
+        self.register_raw(name, move |input: &[u8]| {
+            let input: I = payload::from_bytes(input).map_err(|e| e.to_string())?;
+            payload::to_bytes(&function(input)).map_err(|e| e.to_string())
+        })
+    }
+
+    /// Registers a typed fallible function: an `Err` fails the unit with its message.
+    pub fn register_fallible<I, O, E, F>(&mut self, name: impl Into<String>, function: F) -> &mut Self
+    where
+        I: DeserializeOwned,
+        O: Serialize,
+        E: std::fmt::Display,
+        F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
+    {
+        self.register_raw(name, move |input: &[u8]| {
+            let input: I = payload::from_bytes(input).map_err(|e| e.to_string())?;
+            let output = function(input).map_err(|e| e.to_string())?;
+            payload::to_bytes(&output).map_err(|e| e.to_string())
+        })
+    }
+
+    /// The task registered as `job_type`, if any.
+    pub fn get(&self, job_type: &str) -> Option<&Arc<dyn Task>> {
+        self.tasks.get(job_type)
+    }
+
+    /// The registered job types, sorted.
+    pub fn job_types(&self) -> Vec<String> {
+        self.tasks.keys().cloned().collect()
+    }
+
+    /// Keeps only the job types `keep` returns true for.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.tasks.retain(|name, _| keep(name));
+    }
+
+    /// Evaluates one unit; an unknown job type or a panic becomes the unit's error.
+    pub fn run(&self, job_type: &str, input: &[u8]) -> TaskResult {
+        let Some(task) = self.tasks.get(job_type) else {
+            return Err(format!("this worker has no task `{job_type}`"));
+        };
+        run_caught(task.as_ref(), input)
+    }
+}
+
+/// The built-in tasks every `ganger-worker` serves, with what they do.
+pub const BUILTIN_TASKS: &[(&str, &str)] = &[
+    ("noop", "returns its input unchanged"),
+    ("sleep", "sleeps for the input number of microseconds, returns it"),
+    ("spin", "busy-waits for the input number of microseconds, returns it"),
+    ("square", "returns the square of an integer or float input"),
+    ("panic-if-odd", "panics on an odd integer, returns an even one (for testing retries)"),
+];
+
+/// Runs a task, turning a panic into an error message.
+pub fn run_caught(task: &dyn Task, input: &[u8]) -> TaskResult {
+    match catch_unwind(AssertUnwindSafe(|| task.run(input))) {
+        Ok(result) => result,
+        Err(panic) => Err(format!("task panicked: {}", panic_message(&*panic))),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        message
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message
+    } else {
+        "(a non-string panic value)"
+    }
+}
+
+fn square(input: &[u8]) -> TaskResult {
+    if let Ok(n) = payload::from_bytes::<i64>(input) {
+        let squared = n
+            .checked_mul(n)
+            .ok_or_else(|| format!("square: {n}² overflows a 64-bit integer"))?;
+        return payload::to_bytes(&squared).map_err(|e| e.to_string());
+    }
+    let x: f64 = payload::from_bytes(input).map_err(|e| format!("square: {e}"))?;
+    payload::to_bytes(&(x * x)).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<I: Serialize, O: DeserializeOwned>(job_type: &str, input: I) -> Result<O, String> {
+        let registry = Registry::with_builtins();
+        let output = registry.run(job_type, &payload::to_bytes(&input).unwrap())?;
+        Ok(payload::from_bytes(&output).unwrap())
+    }
+
+    #[test]
+    fn builtins_compute_what_they_say() {
+        assert_eq!(run::<_, i64>("square", 12), Ok(144));
+        assert_eq!(run::<_, f64>("square", 1.5), Ok(2.25));
+        assert_eq!(run::<_, u64>("noop", 99u64), Ok(99));
+        assert_eq!(run::<_, u64>("spin", 10u64), Ok(10));
+        assert_eq!(run::<_, u64>("sleep", 10u64), Ok(10));
+        assert_eq!(run::<_, i64>("panic-if-odd", 4), Ok(4));
+        let names: Vec<_> = BUILTIN_TASKS.iter().map(|(name, _)| *name).collect();
+        assert_eq!(Registry::with_builtins().job_types().len(), names.len());
+    }
+
+    #[test]
+    fn panics_and_bad_inputs_become_unit_errors() {
+        let error = run::<_, i64>("panic-if-odd", 3).unwrap_err();
+        assert!(error.contains("input 3 is odd"), "{error}");
+        let error = run::<_, i64>("square", i64::MAX).unwrap_err();
+        assert!(error.contains("overflows"), "{error}");
+        let error = run::<_, u64>("sleep", "soon").unwrap_err();
+        assert!(error.contains("decode"), "{error}");
+        let error = run::<_, u64>("no-such-task", 1).unwrap_err();
+        assert!(error.contains("no task `no-such-task`"), "{error}");
+    }
+}
