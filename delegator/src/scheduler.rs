@@ -1,0 +1,874 @@
+//! The scheduler: which unit goes to which worker, and what happens when things go wrong.
+//!
+//! A plain state machine with no sockets, threads or clocks.
+//! The delegator's event loop feeds it events (a worker said hello, results arrived, a job was
+//! submitted) stamped with a logical time in milliseconds, calls [`Scheduler::tick`] and
+//! [`Scheduler::fill`], and carries out the [`Action`]s it drains from it.
+//!
+//! Invariants:
+//! - a unit is leased to at most one worker at a time, and its outcome is delivered at most once
+//!   (late or duplicate results are counted and dropped);
+//! - a worker never holds more leased units than the capacity it advertised;
+//! - the units of a worker that leaves, falls silent or misbehaves go back to the front of their
+//!   job's queue without costing them an attempt;
+//! - a unit whose task fails is retried, on another worker when one serves its job type, until it
+//!   has failed `max_attempts` times, and is then delivered as failed with every error message.
+
+mod batching;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+
+use ganger_core::protocol::{Goodbye, Hello, Results, Welcome, WorkEncoder, PROTOCOL_VERSION};
+
+pub use batching::Batching;
+use batching::Rate;
+
+/// Identifies a registered worker for the lifetime of its registration.
+pub type WorkerId = u64;
+/// Identifies a job.
+pub type JobId = u32;
+/// Identifies a batch of units leased to one worker.
+pub type BatchId = u64;
+/// Logical time in milliseconds, supplied by the caller.
+pub type Millis = u64;
+
+/// A unit id is its job id in the high bits and its index within the job in the low ones.
+pub const INDEX_BITS: u32 = 40;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+
+/// The unit id of input `index` of `job`.
+pub fn unit_id(job: JobId, index: u64) -> u64 {
+    (u64::from(job) << INDEX_BITS) | (index & INDEX_MASK)
+}
+
+/// The job and index a unit id stands for.
+pub fn split_unit_id(id: u64) -> (JobId, u64) {
+    ((id >> INDEX_BITS) as JobId, id & INDEX_MASK)
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerConfig {
+    /// Heartbeat interval, milliseconds; default 1000.
+    pub heartbeat_ms: u64,
+    /// A worker silent for this long is dropped and its units requeued, milliseconds; default 5000.
+    pub timeout_ms: u64,
+    /// Evaluations of a unit that may fail before it is reported failed; default 3.
+    pub max_attempts: u32,
+    /// How many units go in one batch; default adaptive.
+    pub batching: Batching,
+    /// Most units in one batch; default 65536.
+    pub max_batch_units: u32,
+    /// Most payload bytes in one batch (keeps frames under the size limit); default 16 MiB.
+    pub max_batch_bytes: usize,
+    /// Work to keep queued at each worker beyond what it is running, milliseconds; default 20.
+    pub in_flight_ms: u64,
+    /// The largest frame the delegator accepts, bytes (told to workers); default 64 MiB.
+    pub max_frame: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            heartbeat_ms: 1000,
+            timeout_ms: 5000,
+            max_attempts: 3,
+            batching: Batching::default(),
+            max_batch_units: 65_536,
+            max_batch_bytes: 16 << 20,
+            in_flight_ms: 20,
+            max_frame: 64 << 20,
+        }
+    }
+}
+
+/// A unit waiting in a queue or leased to a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// See [`unit_id`].
+    pub id: u64,
+    /// The task's input.
+    pub payload: Vec<u8>,
+}
+
+/// Why a unit was given up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitFailure {
+    /// The error of every attempt, oldest first.
+    pub errors: Vec<String>,
+}
+
+impl std::fmt::Display for UnitFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "failed {} time(s): ", self.errors.len())?;
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "[{}] {error}", i + 1)?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of one unit, as delivered to its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The unit's index within its job (the position of its input).
+    pub index: u64,
+    /// The task's output, or why the unit failed.
+    pub result: Result<Vec<u8>, UnitFailure>,
+}
+
+/// What the scheduler asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send batch `batch` (encode it with [`Scheduler::encode_work`]) to `worker`.
+    SendWork {
+        /// The destination.
+        worker: WorkerId,
+        /// The batch.
+        batch: BatchId,
+    },
+    /// Send a heartbeat to `worker`.
+    SendHeartbeat(WorkerId),
+    /// The worker is no longer registered: forget its address, and tell it `Reset` if it may
+    /// still be listening.
+    Forget {
+        /// The worker.
+        worker: WorkerId,
+        /// Why, for the log and the `Reset` message.
+        reason: String,
+    },
+    /// Hand these outcomes to the job's owner.
+    Deliver {
+        /// The job.
+        job: JobId,
+        /// Outcomes, each unit's exactly once over the job's life.
+        outcomes: Vec<Outcome>,
+    },
+    /// Every unit of this sealed job has an outcome; it has been forgotten.
+    JobDone(JobId),
+}
+
+/// Counters for logs, status pages and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Units submitted.
+    pub submitted: u64,
+    /// Units delivered with an output.
+    pub completed: u64,
+    /// Units delivered as failed after their last attempt.
+    pub failed: u64,
+    /// Unit evaluations that failed and were retried.
+    pub retried: u64,
+    /// Units taken back from workers that left or fell silent, and queued again.
+    pub requeued: u64,
+    /// Results for units already resolved, dropped.
+    pub duplicates: u64,
+    /// Results for leases that had ended but whose unit was still open, accepted.
+    pub late_accepted: u64,
+    /// Batches sent.
+    pub batches: u64,
+    /// Workers lost to a timeout.
+    pub timeouts: u64,
+}
+
+/// A registered worker, as the status API shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerInfo {
+    /// Its id.
+    pub id: WorkerId,
+    /// The name it gave.
+    pub name: String,
+    /// The host it gave.
+    pub host: String,
+    /// The job types it serves.
+    pub job_types: Vec<String>,
+    /// Units it evaluates at once.
+    pub slots: u32,
+    /// Units leased to it now.
+    pub in_flight: u64,
+    /// Units it has returned results for.
+    pub units_done: u64,
+    /// Units it returned errors for.
+    pub errors: u64,
+    /// When it was last heard from.
+    pub last_seen: Millis,
+}
+
+/// The scheduler. See the module documentation.
+#[derive(Debug)]
+pub struct Scheduler {
+    config: SchedulerConfig,
+    job_types: Vec<String>,
+    job_type_ids: HashMap<String, u32>,
+    workers: HashMap<WorkerId, Worker>,
+    /// Worker ids in registration order, for round-robin filling.
+    worker_order: Vec<WorkerId>,
+    next_worker: WorkerId,
+    jobs: HashMap<JobId, Job>,
+    /// Job ids by priority (highest first), then submission order.
+    job_order: Vec<JobId>,
+    next_job: JobId,
+    leases: HashMap<BatchId, Lease>,
+    next_batch: BatchId,
+    retries: HashMap<u64, RetryState>,
+    actions: Vec<Action>,
+    counters: Counters,
+}
+
+#[derive(Debug)]
+struct Worker {
+    info: WorkerInfo,
+    serves: Vec<bool>,
+    capacity: u64,
+    leases: Vec<BatchId>,
+    last_sent: Millis,
+    leaving: bool,
+    rates: HashMap<u32, Rate>,
+}
+
+#[derive(Debug)]
+struct Job {
+    priority: i32,
+    job_type: u32,
+    /// Units submitted so far; indices run from 0 to this.
+    total: u64,
+    sealed: bool,
+    resolved: u64,
+    done: Vec<u64>,
+    queue: VecDeque<Unit>,
+    retry: VecDeque<Unit>,
+}
+
+#[derive(Debug)]
+struct Lease {
+    worker: WorkerId,
+    job_type: u32,
+    units: Vec<Option<Unit>>,
+    outstanding: usize,
+    /// Where the next result is expected: workers answer in order, so lookups are O(1).
+    cursor: usize,
+}
+
+#[derive(Debug, Default)]
+struct RetryState {
+    errors: Vec<String>,
+    tried: Vec<WorkerId>,
+}
+
+impl Scheduler {
+    /// A scheduler with no workers and no jobs.
+    pub fn new(config: SchedulerConfig) -> Self {
+        Scheduler {
+            config,
+            job_types: Vec::new(),
+            job_type_ids: HashMap::new(),
+            workers: HashMap::new(),
+            worker_order: Vec::new(),
+            next_worker: 1,
+            jobs: HashMap::new(),
+            job_order: Vec::new(),
+            next_job: 1,
+            leases: HashMap::new(),
+            next_batch: 1,
+            retries: HashMap::new(),
+            actions: Vec::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The settings this scheduler runs with.
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.config
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Takes the actions accumulated since the last call.
+    pub fn drain_actions(&mut self) -> std::vec::Drain<'_, Action> {
+        self.actions.drain(..)
+    }
+
+    /// Registers a worker, or says why not (the reason goes into a `Reject`).
+    pub fn hello(&mut self, now: Millis, hello: &Hello) -> Result<Welcome, String> {
+        if hello.protocol != PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version mismatch: worker speaks version {}, this delegator speaks version {}",
+                hello.protocol, PROTOCOL_VERSION
+            ));
+        }
+        if hello.job_types.is_empty() {
+            return Err("the worker serves no job types".to_owned());
+        }
+        let id = self.next_worker;
+        self.next_worker += 1;
+        let serves = self
+            .job_types
+            .iter()
+            .map(|name| hello.job_types.contains(name))
+            .collect();
+        self.workers.insert(
+            id,
+            Worker {
+                info: WorkerInfo {
+                    id,
+                    name: hello.name.clone(),
+                    host: hello.host.clone(),
+                    job_types: hello.job_types.clone(),
+                    slots: hello.slots.max(1),
+                    in_flight: 0,
+                    units_done: 0,
+                    errors: 0,
+                    last_seen: now,
+                },
+                serves,
+                capacity: hello.capacity(),
+                leases: Vec::new(),
+                last_sent: now,
+                leaving: false,
+                rates: HashMap::new(),
+            },
+        );
+        self.worker_order.push(id);
+        Ok(Welcome {
+            worker_id: id,
+            heartbeat_ms: self.config.heartbeat_ms,
+            timeout_ms: self.config.timeout_ms,
+            max_frame: self.config.max_frame,
+        })
+    }
+
+    /// Whether `worker` is registered.
+    pub fn has_worker(&self, worker: WorkerId) -> bool {
+        self.workers.contains_key(&worker)
+    }
+
+    /// Notes that `worker` sent something (any message keeps it alive).
+    pub fn heard_from(&mut self, now: Millis, worker: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.info.last_seen = now;
+        }
+    }
+
+    /// Notes that the driver sent `worker` something (heartbeats are only sent when idle).
+    pub fn sent_to(&mut self, now: Millis, worker: WorkerId) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.last_sent = now;
+        }
+    }
+
+    /// Takes results from `worker`.
+    pub fn results(&mut self, now: Millis, worker: WorkerId, results: &Results<'_>) {
+        self.heard_from(now, worker);
+        let mut deliveries: HashMap<JobId, Vec<Outcome>> = HashMap::new();
+        let n_results = results.results.len() as u64;
+        let mut lease = self.leases.remove(&results.batch).filter(|l| l.worker == worker);
+        if let Some(lease) = &lease {
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.rates
+                    .entry(lease.job_type)
+                    .or_default()
+                    .observe(n_results, results.elapsed_us);
+            }
+        }
+        for result in &results.results {
+            let taken = lease.as_mut().and_then(|l| l.take(result.id));
+            let Some(unit) = taken else {
+                self.late_result(result.id, result.outcome, &mut deliveries);
+                continue;
+            };
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.info.in_flight -= 1;
+                w.info.units_done += 1;
+                w.info.errors += u64::from(result.outcome.is_err());
+            }
+            match result.outcome {
+                Ok(output) => self.resolve(unit.id, Ok(output.to_vec()), &mut deliveries),
+                Err(error) => self.unit_failed(worker, unit, error, &mut deliveries),
+            }
+        }
+        if let Some(lease) = lease {
+            if lease.outstanding > 0 {
+                self.leases.insert(results.batch, lease);
+            } else if let Some(w) = self.workers.get_mut(&worker) {
+                w.leases.retain(|&b| b != results.batch);
+            }
+        }
+        self.flush_deliveries(deliveries);
+        self.forget_if_drained(worker);
+    }
+
+    /// Takes a worker's farewell: its returned units are queued again at once.
+    pub fn goodbye(&mut self, now: Millis, worker: WorkerId, goodbye: &Goodbye) {
+        self.heard_from(now, worker);
+        let Some(w) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        w.leaving = true;
+        for batch in w.leases.clone() {
+            let Some(lease) = self.leases.get_mut(&batch) else {
+                continue;
+            };
+            let units: Vec<Unit> = goodbye.returned.iter().filter_map(|&id| lease.take(id)).collect();
+            let drained = lease.outstanding == 0;
+            if drained {
+                self.leases.remove(&batch);
+            }
+            let n = units.len() as u64;
+            self.counters.requeued += n;
+            self.requeue(units);
+            if let Some(w) = self.workers.get_mut(&worker) {
+                w.info.in_flight -= n;
+                if drained {
+                    w.leases.retain(|&b| b != batch);
+                }
+            }
+        }
+        self.forget_if_drained(worker);
+    }
+
+    /// Drops a worker (it disconnected or broke the protocol) and requeues its units.
+    pub fn worker_lost(&mut self, worker: WorkerId, reason: &str) {
+        let Some(w) = self.workers.remove(&worker) else {
+            return;
+        };
+        self.worker_order.retain(|&id| id != worker);
+        for batch in w.leases {
+            if let Some(lease) = self.leases.remove(&batch) {
+                let units: Vec<Unit> = lease.units.into_iter().flatten().collect();
+                self.counters.requeued += units.len() as u64;
+                self.requeue(units);
+            }
+        }
+        self.actions.push(Action::Forget {
+            worker,
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Expires silent workers and schedules heartbeats to idle ones.
+    pub fn tick(&mut self, now: Millis) {
+        let mut expired = Vec::new();
+        for (&id, w) in &mut self.workers {
+            if now.saturating_sub(w.info.last_seen) > self.config.timeout_ms {
+                expired.push(id);
+            } else if now.saturating_sub(w.last_sent) >= self.config.heartbeat_ms {
+                w.last_sent = now;
+                self.actions.push(Action::SendHeartbeat(id));
+            }
+        }
+        for id in expired {
+            self.counters.timeouts += 1;
+            let reason = format!("silent for more than {} ms", self.config.timeout_ms);
+            self.worker_lost(id, &reason);
+        }
+    }
+
+    /// Submits a job of `job_type` with the given priority (higher runs first).
+    /// Units are added with [`Scheduler::extend`]; the job ends once [`Scheduler::seal`]ed and
+    /// every unit has an outcome.
+    pub fn submit(&mut self, job_type: &str, priority: i32) -> JobId {
+        let id = self.next_job;
+        self.next_job += 1;
+        let job_type = self.intern(job_type);
+        self.jobs.insert(
+            id,
+            Job {
+                priority,
+                job_type,
+                total: 0,
+                sealed: false,
+                resolved: 0,
+                done: Vec::new(),
+                queue: VecDeque::new(),
+                retry: VecDeque::new(),
+            },
+        );
+        let position = self.job_order.partition_point(|other| {
+            self.jobs
+                .get(other)
+                .is_some_and(|o| o.priority >= priority)
+        });
+        self.job_order.insert(position, id);
+        id
+    }
+
+    /// Adds inputs to an open job; returns false if the job is unknown or sealed.
+    pub fn extend(&mut self, job: JobId, payloads: impl IntoIterator<Item = Vec<u8>>) -> bool {
+        let Some(j) = self.jobs.get_mut(&job).filter(|j| !j.sealed) else {
+            return false;
+        };
+        let before = j.total;
+        for payload in payloads {
+            j.queue.push_back(Unit {
+                id: unit_id(job, j.total),
+                payload,
+            });
+            j.total += 1;
+        }
+        j.done.resize(j.total.div_ceil(64) as usize, 0);
+        self.counters.submitted += j.total - before;
+        true
+    }
+
+    /// Declares that a job will get no more units.
+    pub fn seal(&mut self, job: JobId) {
+        if let Some(j) = self.jobs.get_mut(&job) {
+            j.sealed = true;
+        }
+        self.finish_if_done(job);
+    }
+
+    /// Abandons a job: its queued units are dropped and results for it are ignored.
+    pub fn cancel(&mut self, job: JobId) {
+        if self.jobs.remove(&job).is_some() {
+            self.job_order.retain(|&id| id != job);
+            self.retries.retain(|&id, _| split_unit_id(id).0 != job);
+        }
+    }
+
+    /// Leases queued units to workers with spare capacity.
+    pub fn fill(&mut self, now: Millis) {
+        for position in 0..self.worker_order.len() {
+            let worker = self.worker_order[position];
+            while let Some(batch) = self.next_batch_for(worker) {
+                self.counters.batches += 1;
+                if let Some(w) = self.workers.get_mut(&worker) {
+                    w.last_sent = now;
+                }
+                self.actions.push(Action::SendWork { worker, batch });
+            }
+        }
+    }
+
+    /// Encodes batch `batch` as a `Work` message into `out`; false if there is no such lease.
+    pub fn encode_work(&self, batch: BatchId, out: &mut Vec<u8>) -> bool {
+        let Some(lease) = self.leases.get(&batch) else {
+            return false;
+        };
+        let job_type = &self.job_types[lease.job_type as usize];
+        let mut encoder = WorkEncoder::new(out, batch, lease.outstanding as u32);
+        for unit in lease.units.iter().flatten() {
+            encoder.unit(unit.id, job_type, &unit.payload);
+        }
+        encoder.finish()
+    }
+
+    /// The ids of the units currently leased in `batch`.
+    pub fn lease_units(&self, batch: BatchId) -> Vec<u64> {
+        self.leases.get(&batch).map_or_else(Vec::new, |lease| {
+            lease.units.iter().flatten().map(|u| u.id).collect()
+        })
+    }
+
+    /// The worker holding `batch`, if it is still leased.
+    pub fn lease_worker(&self, batch: BatchId) -> Option<WorkerId> {
+        self.leases.get(&batch).map(|lease| lease.worker)
+    }
+
+    /// Registered workers.
+    pub fn workers(&self) -> impl Iterator<Item = &WorkerInfo> {
+        self.worker_order
+            .iter()
+            .filter_map(|id| self.workers.get(id).map(|w| &w.info))
+    }
+
+    /// Queued units per job type that no registered worker serves, for the log.
+    pub fn unserved(&self) -> Vec<(String, u64)> {
+        let mut waiting: HashMap<u32, u64> = HashMap::new();
+        for job in self.jobs.values() {
+            let served = self
+                .workers
+                .values()
+                .any(|w| w.serves[job.job_type as usize]);
+            let queued = (job.queue.len() + job.retry.len()) as u64;
+            if !served && queued > 0 {
+                *waiting.entry(job.job_type).or_default() += queued;
+            }
+        }
+        let mut waiting: Vec<_> = waiting
+            .into_iter()
+            .map(|(t, n)| (self.job_types[t as usize].clone(), n))
+            .collect();
+        waiting.sort();
+        waiting
+    }
+
+    /// Units queued (not leased) per job type.
+    pub fn queue_depths(&self) -> Vec<(String, u64)> {
+        let mut depths = vec![0u64; self.job_types.len()];
+        for job in self.jobs.values() {
+            depths[job.job_type as usize] += (job.queue.len() + job.retry.len()) as u64;
+        }
+        self.job_types.iter().cloned().zip(depths).collect()
+    }
+
+    /// Number of jobs not yet done.
+    pub fn open_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn intern(&mut self, job_type: &str) -> u32 {
+        if let Some(&id) = self.job_type_ids.get(job_type) {
+            return id;
+        }
+        let id = self.job_types.len() as u32;
+        self.job_types.push(job_type.to_owned());
+        self.job_type_ids.insert(job_type.to_owned(), id);
+        for w in self.workers.values_mut() {
+            w.serves
+                .push(w.info.job_types.iter().any(|name| name == job_type));
+        }
+        id
+    }
+
+    /// Builds the next batch for `worker`, if it has room and there is work it serves.
+    fn next_batch_for(&mut self, worker: WorkerId) -> Option<BatchId> {
+        let w = self.workers.get(&worker)?;
+        if w.leaving || w.info.in_flight >= w.capacity {
+            return None;
+        }
+        let position = self.job_order.iter().position(|id| {
+            self.jobs.get(id).is_some_and(|j| {
+                w.serves[j.job_type as usize] && (!j.queue.is_empty() || !j.retry.is_empty())
+            })
+        })?;
+        let job_type = self.jobs[&self.job_order[position]].job_type;
+        let rate = w.rates.get(&job_type).copied();
+        let batch_size = self.config.batching.batch_size(rate, w.info.slots, self.config.max_batch_units);
+        let limit = self.config.batching.in_flight_limit(
+            rate,
+            batch_size,
+            w.info.slots,
+            self.config.in_flight_ms,
+        );
+        let limit = limit.min(w.capacity);
+        if w.info.in_flight >= limit {
+            return None;
+        }
+        let room = (limit - w.info.in_flight).min(u64::from(batch_size)) as usize;
+        let other_serves = self
+            .workers
+            .values()
+            .any(|o| o.info.id != worker && !o.leaving && o.serves[job_type as usize]);
+        let units = self.take_units(worker, job_type, position, room, other_serves);
+        if units.is_empty() {
+            return None;
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let n = units.len();
+        self.leases.insert(
+            batch,
+            Lease {
+                worker,
+                job_type,
+                units: units.into_iter().map(Some).collect(),
+                outstanding: n,
+                cursor: 0,
+            },
+        );
+        let w = self.workers.get_mut(&worker)?;
+        w.info.in_flight += n as u64;
+        w.leases.push(batch);
+        Some(batch)
+    }
+
+    /// Takes up to `room` open units of `job_type` from jobs in priority order, starting at
+    /// `position`, retries first; a retry avoids the worker it last failed on if another serves.
+    fn take_units(
+        &mut self,
+        worker: WorkerId,
+        job_type: u32,
+        position: usize,
+        room: usize,
+        other_serves: bool,
+    ) -> Vec<Unit> {
+        let mut units = Vec::with_capacity(room);
+        let mut bytes = 0usize;
+        for &job_id in &self.job_order[position..] {
+            let Some(job) = self.jobs.get_mut(&job_id) else {
+                continue;
+            };
+            if job.job_type != job_type {
+                continue;
+            }
+            let mut skipped = VecDeque::new();
+            while units.len() < room && bytes < self.config.max_batch_bytes {
+                let Some(unit) = job.retry.pop_front() else {
+                    break;
+                };
+                let avoid = other_serves
+                    && self
+                        .retries
+                        .get(&unit.id)
+                        .is_some_and(|r| r.tried.last() == Some(&worker));
+                if avoid {
+                    skipped.push_back(unit);
+                } else {
+                    bytes += unit.payload.len();
+                    units.push(unit);
+                }
+            }
+            skipped.append(&mut job.retry);
+            job.retry = skipped;
+            while units.len() < room && bytes < self.config.max_batch_bytes {
+                let Some(unit) = job.queue.pop_front() else {
+                    break;
+                };
+                let (_, index) = split_unit_id(unit.id);
+                if job.is_done(index) {
+                    continue;
+                }
+                bytes += unit.payload.len();
+                units.push(unit);
+            }
+            if units.len() >= room || bytes >= self.config.max_batch_bytes {
+                break;
+            }
+        }
+        units
+    }
+
+    fn requeue(&mut self, units: Vec<Unit>) {
+        for unit in units.into_iter().rev() {
+            let (job, index) = split_unit_id(unit.id);
+            if let Some(j) = self.jobs.get_mut(&job) {
+                if !j.is_done(index) {
+                    j.queue.push_front(unit);
+                }
+            }
+        }
+    }
+
+    fn unit_failed(
+        &mut self,
+        worker: WorkerId,
+        unit: Unit,
+        error: &str,
+        deliveries: &mut HashMap<JobId, Vec<Outcome>>,
+    ) {
+        let (job, index) = split_unit_id(unit.id);
+        if self.jobs.get(&job).is_none_or(|j| j.is_done(index)) {
+            self.counters.duplicates += 1;
+            return;
+        }
+        let retry = self.retries.entry(unit.id).or_default();
+        retry.errors.push(error.to_owned());
+        retry.tried.push(worker);
+        if retry.errors.len() as u32 >= self.config.max_attempts {
+            let errors = self.retries.remove(&unit.id).map(|r| r.errors).unwrap_or_default();
+            self.resolve(unit.id, Err(UnitFailure { errors }), deliveries);
+        } else if let Some(j) = self.jobs.get_mut(&job) {
+            self.counters.retried += 1;
+            j.retry.push_back(unit);
+        }
+    }
+
+    /// A result whose lease has ended: accept it if the unit is still open.
+    fn late_result(
+        &mut self,
+        id: u64,
+        outcome: Result<&[u8], &str>,
+        deliveries: &mut HashMap<JobId, Vec<Outcome>>,
+    ) {
+        let (job, index) = split_unit_id(id);
+        let open = self.jobs.get(&job).is_some_and(|j| index < j.total && !j.is_done(index));
+        match outcome {
+            Ok(output) if open => {
+                self.counters.late_accepted += 1;
+                self.resolve(id, Ok(output.to_vec()), deliveries);
+            }
+            // A late error is not worth an attempt: the unit is queued or leased elsewhere.
+            _ => self.counters.duplicates += 1,
+        }
+    }
+
+    fn resolve(
+        &mut self,
+        id: u64,
+        result: Result<Vec<u8>, UnitFailure>,
+        deliveries: &mut HashMap<JobId, Vec<Outcome>>,
+    ) {
+        let (job_id, index) = split_unit_id(id);
+        let Some(job) = self.jobs.get_mut(&job_id) else {
+            self.counters.duplicates += 1;
+            return;
+        };
+        if job.is_done(index) {
+            self.counters.duplicates += 1;
+            return;
+        }
+        job.done[(index / 64) as usize] |= 1 << (index % 64);
+        job.resolved += 1;
+        match &result {
+            Ok(_) => self.counters.completed += 1,
+            Err(_) => {
+                self.counters.failed += 1;
+            }
+        }
+        if result.is_ok() {
+            self.retries.remove(&id);
+        }
+        deliveries.entry(job_id).or_default().push(Outcome { index, result });
+    }
+
+    fn flush_deliveries(&mut self, deliveries: HashMap<JobId, Vec<Outcome>>) {
+        for (job, outcomes) in deliveries {
+            self.actions.push(Action::Deliver { job, outcomes });
+            self.finish_if_done(job);
+        }
+    }
+
+    fn finish_if_done(&mut self, job: JobId) {
+        if self
+            .jobs
+            .get(&job)
+            .is_some_and(|j| j.sealed && j.resolved == j.total)
+        {
+            self.jobs.remove(&job);
+            self.job_order.retain(|&id| id != job);
+            self.actions.push(Action::JobDone(job));
+        }
+    }
+
+    fn forget_if_drained(&mut self, worker: WorkerId) {
+        if self
+            .workers
+            .get(&worker)
+            .is_some_and(|w| w.leaving && w.info.in_flight == 0)
+        {
+            self.worker_lost(worker, "said goodbye");
+        }
+    }
+}
+
+impl Job {
+    fn is_done(&self, index: u64) -> bool {
+        self.done
+            .get((index / 64) as usize)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+}
+
+impl Lease {
+    /// Removes the unit `id` from the lease, if it is still outstanding in it.
+    fn take(&mut self, id: u64) -> Option<Unit> {
+        let at = if self.units.get(self.cursor).and_then(Option::as_ref).is_some_and(|u| u.id == id) {
+            self.cursor
+        } else {
+            self.units.iter().position(|u| u.as_ref().is_some_and(|u| u.id == id))?
+        };
+        let unit = self.units[at].take()?;
+        self.cursor = at + 1;
+        self.outstanding -= 1;
+        Some(unit)
+    }
+}
