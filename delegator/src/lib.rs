@@ -1,2 +1,308 @@
-//! placeholder
+//! `ganger-delegator`: binds a ROUTER socket, leases work units to the workers that dial in,
+//! and hands each unit's outcome back exactly once.
+//!
+//! Start a [`Delegator`], point workers at its [`endpoint`](Delegator::endpoint), and
+//! [`submit`](Delegator::submit) jobs: a task name and an iterator of serde-serialisable inputs.
+//! The returned [`Job`] yields `(index, result)` in completion order, or
+//! [`collect_ordered`](Job::collect_ordered) gathers results in input order.
+//!
+//! ```no_run
+//! use ganger_delegator::{Delegator, DelegatorConfig, JobOptions};
+//!
+//! # fn main() -> Result<(), ganger_delegator::Error> {
+//! let delegator = Delegator::start(DelegatorConfig {
+//!     bind: "tcp://127.0.0.1:5555".into(),
+//!     ..DelegatorConfig::default()
+//! })?;
+//! // Workers connect with: ganger-worker --connect tcp://127.0.0.1:5555
+//! let job = delegator.submit::<_, i64>("square", 0..1000i64, JobOptions::default())?;
+//! let squares = job.collect_ordered()?;
+//! assert_eq!(squares[12], Ok(144));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The crate's parts: [`scheduler`] decides (a state machine, no I/O); the engine thread owns
+//! the socket and carries out the scheduler's decisions; [`local`] starts worker processes on
+//! this machine for the embedded default.
+
+mod engine;
+mod job;
+pub mod local;
 pub mod scheduler;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
+use ganger_core::payload::{self, PayloadError};
+use ganger_transport::{wake_pair, Waker};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use engine::{Command, Engine};
+pub use job::{Job, Progress, UnitError};
+use job::JobShared;
+pub use scheduler::{Batching, Counters, SchedulerConfig, UnitFailure, WorkerInfo};
+
+/// What can go wrong running a delegator.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The endpoint could not be bound (in use, bad address, no permission).
+    #[error("cannot bind {endpoint}: {source}")]
+    Bind {
+        /// The endpoint as given.
+        endpoint: String,
+        /// ZeroMQ's reason.
+        source: zmq::Error,
+    },
+    /// Creating or configuring the socket failed.
+    #[error("zmq: {0}")]
+    Socket(#[from] zmq::Error),
+    /// The wake pipe or the engine thread could not be created.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// An input could not be encoded as a payload.
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    /// The engine thread has stopped; the delegator can take no more requests.
+    #[error("the delegator has stopped")]
+    Stopped,
+    /// The delegator stopped before the job finished.
+    #[error("the job ended with {missing} unit(s) without an outcome")]
+    Incomplete {
+        /// Units that have no outcome.
+        missing: u64,
+    },
+}
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Delegator settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelegatorConfig {
+    /// ZeroMQ endpoint to bind; default `tcp://*:5555`. Port 0 picks a free port
+    /// (read it back with [`Delegator::endpoint`]).
+    pub bind: String,
+    /// Scheduling settings (heartbeats, retries, batching, frame limit).
+    pub scheduler: SchedulerConfig,
+}
+
+impl Default for DelegatorConfig {
+    fn default() -> Self {
+        DelegatorConfig {
+            bind: "tcp://*:5555".into(),
+            scheduler: SchedulerConfig::default(),
+        }
+    }
+}
+
+/// Options of one job.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobOptions {
+    /// Higher-priority jobs' units are leased first; default 0.
+    pub priority: i32,
+}
+
+/// Frames dropped because they broke the protocol, by cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DroppedFrames {
+    /// Not decodable, or not exactly one body frame.
+    pub malformed: u64,
+    /// A `type` this version does not know.
+    pub unknown_type: u64,
+    /// Over the frame size limit.
+    pub oversize: u64,
+    /// Hellos refused (wrong protocol version, no job types).
+    pub rejected: u64,
+    /// Messages from peers that had not said hello (answered with `Reset`).
+    pub unregistered: u64,
+    /// Delegator-to-worker message types sent by a worker.
+    pub unexpected: u64,
+}
+
+/// A snapshot of the delegator's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stats {
+    /// Unit counters.
+    pub counters: Counters,
+    /// Frames dropped, by cause.
+    pub dropped: DroppedFrames,
+    /// Registered workers.
+    pub workers: Vec<WorkerInfo>,
+    /// Units queued per job type.
+    pub queue_depths: Vec<(String, u64)>,
+    /// Jobs not yet finished.
+    pub open_jobs: usize,
+}
+
+/// Units per command when streaming a job's inputs to the engine.
+const SUBMIT_CHUNK: usize = 4096;
+
+/// A running delegator: a handle to its engine thread. Dropping it stops the engine.
+#[derive(Debug)]
+pub struct Delegator {
+    endpoint: String,
+    commands_tx: Sender<Command>,
+    waker: Waker,
+    engine: Option<JoinHandle<()>>,
+}
+
+impl Delegator {
+    /// Binds the endpoint and starts the engine thread.
+    pub fn start(config: DelegatorConfig) -> Result<Delegator> {
+        let context = zmq::Context::new();
+        let socket = context.socket(zmq::ROUTER)?;
+        // Sends to a departed peer fail loudly (EHOSTUNREACH) instead of vanishing.
+        socket.set_router_mandatory(true)?;
+        // Credit flow bounds what is queued per worker; ZeroMQ's own limit would only drop work.
+        socket.set_sndhwm(0)?;
+        socket.set_rcvhwm(0)?;
+        // Frames beyond the limit are answered with Reject; far beyond it, libzmq cuts the peer
+        // off before buffering the frame, which bounds memory.
+        let hard_limit = config.scheduler.max_frame.saturating_mul(4).min(i64::MAX as u64);
+        socket.set_maxmsgsize(hard_limit as i64)?;
+        socket.set_linger(0)?;
+        socket.bind(&config.bind).map_err(|source| Error::Bind {
+            endpoint: config.bind.clone(),
+            source,
+        })?;
+        let endpoint = socket
+            .get_last_endpoint()?
+            .unwrap_or_else(|_| config.bind.clone());
+        let (waker, wake_rx) = wake_pair()?;
+        let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
+        let engine = Engine::new(socket, wake_rx, commands_rx, config);
+        let handle = std::thread::Builder::new()
+            .name("ganger-delegator".into())
+            .spawn(move || {
+                // The context must outlive the socket the engine owns.
+                let _context = context;
+                engine.run();
+            })?;
+        tracing::info!(%endpoint, "delegator listening");
+        Ok(Delegator {
+            endpoint,
+            commands_tx,
+            waker,
+            engine: Some(handle),
+        })
+    }
+
+    /// The endpoint actually bound (with the port filled in if 0 was asked for).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The endpoint processes on this machine should connect to.
+    pub fn local_endpoint(&self) -> String {
+        ganger_transport::local_endpoint(&self.endpoint)
+    }
+
+    /// Submits a job: every input is encoded as a payload and evaluated by the task `job_type`;
+    /// outputs are decoded as `O`.
+    pub fn submit<I, O>(
+        &self,
+        job_type: &str,
+        inputs: impl IntoIterator<Item = I>,
+        options: JobOptions,
+    ) -> Result<Job<O>>
+    where
+        I: Serialize,
+        O: DeserializeOwned,
+    {
+        let mut encode_error = None;
+        let payloads = inputs.into_iter().map_while(|input| match payload::to_bytes(&input) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                encode_error = Some(e);
+                None
+            }
+        });
+        let job = self.submit_payloads(job_type, payloads, options)?;
+        match encode_error {
+            Some(e) => Err(e.into()),
+            None => Ok(job),
+        }
+    }
+
+    /// Submits a job whose inputs are already encoded payloads.
+    pub fn submit_payloads<O: DeserializeOwned>(
+        &self,
+        job_type: &str,
+        payloads: impl IntoIterator<Item = Vec<u8>>,
+        options: JobOptions,
+    ) -> Result<Job<O>> {
+        let shared = Arc::new(JobShared::default());
+        let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded();
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        self.command(Command::Submit {
+            job_type: job_type.to_owned(),
+            priority: options.priority,
+            shared: shared.clone(),
+            outcomes_tx,
+            reply_tx,
+        })?;
+        let id = reply_rx.recv().map_err(|_| Error::Stopped)?;
+        let job = Job::new(
+            id,
+            outcomes_rx,
+            shared.clone(),
+            self.commands_tx.clone(),
+            self.waker.clone(),
+        );
+        let mut chunk = Vec::with_capacity(SUBMIT_CHUNK);
+        for payload in payloads {
+            chunk.push(payload);
+            if chunk.len() == SUBMIT_CHUNK {
+                self.extend(id, &shared, std::mem::replace(&mut chunk, Vec::with_capacity(SUBMIT_CHUNK)))?;
+            }
+        }
+        self.extend(id, &shared, chunk)?;
+        self.command(Command::Seal { job: id })?;
+        Ok(job)
+    }
+
+    /// A snapshot of counters, workers and queues.
+    pub fn stats(&self) -> Result<Stats> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        self.command(Command::Stats { reply_tx })?;
+        reply_rx.recv().map_err(|_| Error::Stopped)
+    }
+
+    /// Stops the engine: registered workers are told to start over, and the socket closes.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn extend(&self, job: u32, shared: &JobShared, payloads: Vec<Vec<u8>>) -> Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        shared
+            .total
+            .fetch_add(payloads.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        self.command(Command::Extend { job, payloads })
+    }
+
+    fn command(&self, command: Command) -> Result<()> {
+        self.commands_tx.send(command).map_err(|_| Error::Stopped)?;
+        self.waker.wake();
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(engine) = self.engine.take() {
+            let _ = self.commands_tx.send(Command::Shutdown);
+            self.waker.wake();
+            let _ = engine.join();
+        }
+    }
+}
+
+impl Drop for Delegator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,1 +1,129 @@
-fn main(){}
+//! `ganger-delegator`: run a job on workers that dial in, or on workers it starts itself.
+//!
+//! `ganger-delegator run --task square --range 1000000 --local-workers 2` runs a whole job on
+//! this machine; drop `--local-workers` and start `ganger-worker --connect tcp://HOST:5555`
+//! anywhere to use remote workers. Every flag can also be set through the environment variable
+//! shown in `--help`.
+
+mod run;
+
+use clap::{Args, Parser, Subcommand};
+use ganger_delegator::{Batching, DelegatorConfig, SchedulerConfig};
+
+/// Farm work units out to ganger workers over ZeroMQ.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Map a task over inputs (JSON lines or a range of integers) and write the results as
+    /// JSON lines, each tagged with its input's index.
+    Run(run::RunArgs),
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Args)]
+struct Common {
+    /// ZeroMQ endpoint to bind [default: tcp://*:5555, or tcp://127.0.0.1:0 (a free loopback
+    /// port) when only local workers are used].
+    #[arg(long, global = true, env = "GANGER_BIND")]
+    bind: Option<String>,
+    /// Start this many worker processes on this machine (the embedded default needs no cluster).
+    #[arg(long, global = true, env = "GANGER_LOCAL_WORKERS", default_value_t = 0)]
+    local_workers: usize,
+    /// Threads per local worker [default: cores / local workers, at least 1].
+    #[arg(long, global = true, env = "GANGER_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    /// The ganger-worker executable for local workers [default: beside this one, then PATH].
+    #[arg(long, global = true, env = "GANGER_WORKER_BIN")]
+    worker_bin: Option<std::path::PathBuf>,
+    /// Units per batch; 0 sizes batches adaptively to about 5 ms of work each.
+    #[arg(long, global = true, env = "GANGER_BATCH_SIZE", default_value_t = 0)]
+    batch_size: u32,
+    /// Heartbeat interval, milliseconds.
+    #[arg(long, global = true, env = "GANGER_HEARTBEAT_MS", default_value_t = 1000)]
+    heartbeat_ms: u64,
+    /// A worker silent this long is dropped and its units requeued, milliseconds.
+    #[arg(long, global = true, env = "GANGER_TIMEOUT_MS", default_value_t = 5000)]
+    timeout_ms: u64,
+    /// Failed evaluations of a unit before it is reported failed.
+    #[arg(long, global = true, env = "GANGER_MAX_ATTEMPTS", default_value_t = 3)]
+    max_attempts: u32,
+    /// Largest frame accepted from a worker, bytes.
+    #[arg(long, global = true, env = "GANGER_MAX_FRAME_BYTES", default_value_t = 64 << 20)]
+    max_frame_bytes: u64,
+    /// Keep serving after the job is done (until SIGTERM), e.g. for inspection.
+    #[arg(long, global = true, env = "GANGER_KEEP_SERVING")]
+    keep_serving: bool,
+    /// Write the bound endpoint to this file once listening (for scripts and tests).
+    #[arg(long, global = true, env = "GANGER_ENDPOINT_FILE")]
+    endpoint_file: Option<std::path::PathBuf>,
+    /// Log format: `text` or `json`.
+    #[arg(long, global = true, env = "GANGER_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+impl Common {
+    fn delegator_config(&self) -> anyhow::Result<DelegatorConfig> {
+        anyhow::ensure!(self.heartbeat_ms > 0, "--heartbeat-ms must be positive");
+        anyhow::ensure!(
+            self.timeout_ms > self.heartbeat_ms,
+            "--timeout-ms ({}) must exceed --heartbeat-ms ({})",
+            self.timeout_ms,
+            self.heartbeat_ms
+        );
+        anyhow::ensure!(self.max_attempts > 0, "--max-attempts must be at least 1");
+        anyhow::ensure!(self.max_frame_bytes >= 4096, "--max-frame-bytes must be at least 4096");
+        let bind = match &self.bind {
+            Some(bind) => bind.clone(),
+            None if self.local_workers > 0 => "tcp://127.0.0.1:0".into(),
+            None => "tcp://*:5555".into(),
+        };
+        Ok(DelegatorConfig {
+            bind,
+            scheduler: SchedulerConfig {
+                heartbeat_ms: self.heartbeat_ms,
+                timeout_ms: self.timeout_ms,
+                max_attempts: self.max_attempts,
+                batching: match self.batch_size {
+                    0 => Batching::default(),
+                    n => Batching::Fixed(n),
+                },
+                max_frame: self.max_frame_bytes,
+                max_batch_bytes: (self.max_frame_bytes / 4) as usize,
+                ..SchedulerConfig::default()
+            },
+        })
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.common.log_format);
+    let result = match &cli.command {
+        Command::Run(args) => run::run(&cli.common, args),
+    };
+    if let Err(e) = result {
+        eprintln!("ganger-delegator: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GANGER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,1 +1,269 @@
-//! placeholder
+//! `ganger-worker`: a stateless worker that dials a delegator and evaluates batches of units.
+//!
+//! A [`Worker`] connects (never binds), says hello with the job types its [`Registry`] serves,
+//! and evaluates each batch on a rayon pool, sending results back in batches.
+//! It reconnects forever with backoff, re-registers when the delegator restarts, turns a panic in
+//! a task into that unit's error, and on [`Shutdown::request`] hands back the units it has not
+//! started before leaving. Killing it at any moment loses nothing: the delegator requeues.
+//!
+//! ```no_run
+//! use ganger_worker::{Registry, Worker, WorkerConfig};
+//!
+//! # fn main() -> Result<(), ganger_worker::Error> {
+//! let mut registry = Registry::with_builtins();
+//! registry.register("cube", |x: f64| x * x * x);
+//! let worker = Worker::new(WorkerConfig::new("tcp://127.0.0.1:5555"), registry)?;
+//! let stop = worker.shutdown_handle();
+//! std::thread::spawn(move || {
+//!     std::thread::sleep(std::time::Duration::from_secs(60));
+//!     stop.request();
+//! });
+//! let summary = worker.run()?;
+//! println!("evaluated {} units", summary.units_done);
+//! # Ok(())
+//! # }
+//! ```
+
+mod compute;
+mod session;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use ganger_core::task::{Registry, Task, TaskResult};
+use ganger_transport::{wake_pair, WakeReceiver, Waker};
+
+use compute::Evaluator;
+use session::Session;
+
+/// What can stop a worker with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The delegator refused this worker; retrying with the same settings would not help.
+    #[error("rejected by the delegator (which speaks protocol {delegator_protocol}): {reason}")]
+    Rejected {
+        /// The delegator's reason.
+        reason: String,
+        /// The protocol version the delegator speaks.
+        delegator_protocol: u32,
+    },
+    /// The endpoint is not a valid ZeroMQ endpoint.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        /// The endpoint as given.
+        endpoint: String,
+        /// ZeroMQ's reason.
+        source: zmq::Error,
+    },
+    /// Creating or configuring the socket failed.
+    #[error("zmq: {0}")]
+    Socket(#[from] zmq::Error),
+    /// The thread pool or wake pipe could not be created.
+    #[error("cannot start: {0}")]
+    Start(String),
+    /// The configuration asks for something impossible.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Worker settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// The delegator's endpoint, e.g. `tcp://delegator.example:5555`.
+    pub connect: String,
+    /// Name shown in the delegator's logs; default `HOST-PID`.
+    pub name: String,
+    /// Host name reported to the delegator; default this machine's.
+    pub host: String,
+    /// Evaluation threads (the slots advertised); default all cores.
+    pub threads: usize,
+    /// Units accepted beyond `threads` so the pool never waits for work; default 65536.
+    /// The delegator additionally keeps only about 20 ms of work queued per worker.
+    pub prefetch: u32,
+    /// Serve only these job types (default: every task in the registry).
+    pub job_types: Option<Vec<String>>,
+    /// After a stop request, how long to finish running units before leaving; default 30 s.
+    pub grace: Duration,
+    /// Initial reconnect interval; doubles up to `reconnect_max`; default 100 ms.
+    pub reconnect: Duration,
+    /// Longest reconnect interval; default 5 s.
+    pub reconnect_max: Duration,
+}
+
+impl WorkerConfig {
+    /// Defaults for a worker connecting to `connect`.
+    pub fn new(connect: impl Into<String>) -> Self {
+        let host = hostname();
+        WorkerConfig {
+            connect: connect.into(),
+            name: format!("{host}-{}", std::process::id()),
+            host,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            prefetch: 65_536,
+            job_types: None,
+            grace: Duration::from_secs(30),
+            reconnect: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(5),
+        }
+    }
+
+    /// Checks the settings against the registry and returns the job types to serve.
+    pub fn validate(&self, registry: &Registry) -> Result<Vec<String>> {
+        if self.threads == 0 {
+            return Err(Error::Config("threads must be at least 1".into()));
+        }
+        let job_types = match &self.job_types {
+            None => registry.job_types(),
+            Some(wanted) => {
+                if let Some(missing) = wanted.iter().find(|t| registry.get(t).is_none()) {
+                    return Err(Error::Config(format!(
+                        "job type `{missing}` is not a task of this worker (it has: {})",
+                        registry.job_types().join(", ")
+                    )));
+                }
+                wanted.clone()
+            }
+        };
+        if job_types.is_empty() {
+            return Err(Error::Config("the worker serves no job types".into()));
+        }
+        Ok(job_types)
+    }
+}
+
+/// Counters of a worker's life, returned when it stops.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Units evaluated (successfully or not).
+    pub units_done: u64,
+    /// Units whose task failed or panicked.
+    pub unit_errors: u64,
+    /// Registrations with a delegator.
+    pub sessions: u64,
+    /// Frames from the delegator that could not be decoded.
+    pub dropped_frames: u64,
+}
+
+/// Asks a running worker to stop; cheap to clone, usable from any thread or signal thread.
+///
+/// The first request stops gracefully (hand back unstarted units, finish running ones within
+/// the grace period); a second one stops at once.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    state: Arc<ShutdownState>,
+    waker: Waker,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ShutdownState {
+    pub(crate) requests: AtomicUsize,
+}
+
+impl Shutdown {
+    /// Requests a stop.
+    pub fn request(&self) {
+        self.state.requests.fetch_add(1, Ordering::SeqCst);
+        self.waker.wake();
+    }
+}
+
+/// A worker ready to run.
+pub struct Worker {
+    config: WorkerConfig,
+    registry: Arc<Registry>,
+    job_types: Vec<String>,
+    waker: Waker,
+    wake_rx: WakeReceiver,
+    shutdown: Arc<ShutdownState>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("config", &self.config)
+            .field("job_types", &self.job_types)
+            .finish()
+    }
+}
+
+impl Worker {
+    /// Checks the configuration; nothing connects until [`Worker::run`].
+    pub fn new(config: WorkerConfig, registry: Registry) -> Result<Worker> {
+        let job_types = config.validate(&registry)?;
+        let (waker, wake_rx) = wake_pair().map_err(|e| Error::Start(e.to_string()))?;
+        Ok(Worker {
+            config,
+            registry: Arc::new(registry),
+            job_types,
+            waker,
+            wake_rx,
+            shutdown: Arc::default(),
+        })
+    }
+
+    /// A handle that stops this worker when asked.
+    pub fn shutdown_handle(&self) -> Shutdown {
+        Shutdown {
+            state: self.shutdown.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// Connects and serves until stopped or rejected; blocks the calling thread, which becomes
+    /// the owner of the worker's socket.
+    pub fn run(self) -> Result<Summary> {
+        let context = zmq::Context::new();
+        let socket = context.socket(zmq::DEALER)?;
+        // Queue nothing for a delegator that is not there: a restarted one must not receive
+        // results meant for its predecessor, and hellos are retried instead.
+        socket.set_immediate(true)?;
+        socket.set_sndhwm(0)?;
+        socket.set_rcvhwm(0)?;
+        socket.set_linger(0)?;
+        socket.set_reconnect_ivl(self.config.reconnect.as_millis() as i32)?;
+        socket.set_reconnect_ivl_max(self.config.reconnect_max.as_millis() as i32)?;
+        socket
+            .connect(&self.config.connect)
+            .map_err(|source| Error::Connect {
+                endpoint: self.config.connect.clone(),
+                source,
+            })?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(self.config.threads)
+            .thread_name(|i| format!("ganger-eval-{i}"))
+            .build()
+            .map_err(|e| Error::Start(e.to_string()))?;
+        let (finished_tx, finished_rx) = crossbeam_channel::unbounded();
+        let evaluator = Evaluator {
+            registry: self.registry,
+            finished_tx,
+            waker: self.waker,
+            max_frame: 64 << 20,
+        };
+        Session::new(
+            socket,
+            self.config,
+            self.job_types,
+            pool,
+            evaluator,
+            finished_rx,
+            self.wake_rx,
+            self.shutdown,
+        )
+        .run()
+    }
+}
+
+/// This machine's host name, or `unknown-host`.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown-host".to_owned())
+}

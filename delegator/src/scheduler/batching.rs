@@ -63,10 +63,11 @@ impl Rate {
     /// Folds in a batch of `n` units that took `elapsed_us` (exponentially weighted, so the
     /// estimate follows a task whose cost drifts).
     pub(super) fn observe(&mut self, n: u64, elapsed_us: u64) {
-        if n == 0 {
+        // A worker that does not report its time gives no sample.
+        if n == 0 || elapsed_us == 0 {
             return;
         }
-        let sample = n as f64 * 1e6 / elapsed_us.max(1) as f64;
+        let sample = n as f64 * 1e6 / elapsed_us as f64;
         self.units_per_sec = if self.units_per_sec == 0.0 {
             sample
         } else {

@@ -1,0 +1,435 @@
+//! The delegator's event loop: the one thread that owns the ROUTER socket.
+//!
+//! Socket: ROUTER, bound by this loop to the configured endpoint, owned by the engine thread
+//! for its whole life, closed (after a short linger to flush farewells) when the loop returns.
+//! The loop sleeps in `zmq::poll` on the ROUTER and on a wake pipe, and on each turn:
+//! reads every waiting frame and feeds it to the [`Scheduler`], takes [`Command`]s from
+//! [`Delegator`](crate::Delegator) handles, lets the scheduler tick and fill, and carries out
+//! its actions (send work, heartbeats and resets; deliver outcomes to jobs).
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use ganger_core::protocol::{self, Message, Reject, Reset};
+use ganger_transport::frames::{self, hex, Incoming, SendError};
+use ganger_transport::{RateLimited, WakeReceiver};
+use tracing::{debug, info, warn};
+
+use crate::job::JobShared;
+use crate::scheduler::{Action, JobId, Millis, Outcome, Scheduler, WorkerId};
+use crate::{DelegatorConfig, DroppedFrames, Stats};
+
+/// Requests from [`Delegator`](crate::Delegator) handles to the loop.
+pub(crate) enum Command {
+    Submit {
+        job_type: String,
+        priority: i32,
+        shared: Arc<JobShared>,
+        outcomes_tx: Sender<Vec<Outcome>>,
+        reply_tx: Sender<JobId>,
+    },
+    Extend {
+        job: JobId,
+        payloads: Vec<Vec<u8>>,
+    },
+    Seal {
+        job: JobId,
+    },
+    Cancel {
+        job: JobId,
+    },
+    Stats {
+        reply_tx: Sender<Stats>,
+    },
+    Shutdown,
+}
+
+/// Frames read per turn before the loop looks at commands and timers again.
+const MAX_FRAMES_PER_TURN: usize = 4096;
+/// How often the loop logs job types that no worker serves.
+const UNSERVED_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+pub(crate) struct Engine {
+    socket: zmq::Socket,
+    wake_rx: WakeReceiver,
+    commands_rx: Receiver<Command>,
+    scheduler: Scheduler,
+    config: DelegatorConfig,
+    started: Instant,
+    peers: HashMap<Vec<u8>, WorkerId>,
+    addresses: HashMap<WorkerId, Vec<u8>>,
+    jobs: HashMap<JobId, (Sender<Vec<Outcome>>, Arc<JobShared>)>,
+    dropped: DroppedFrames,
+    warn_limit: RateLimited,
+    last_unserved_log: Instant,
+    /// Size of the last work frame, to allocate the next one in one go.
+    work_frame_hint: usize,
+}
+
+impl Engine {
+    pub(crate) fn new(
+        socket: zmq::Socket,
+        wake_rx: WakeReceiver,
+        commands_rx: Receiver<Command>,
+        config: DelegatorConfig,
+    ) -> Self {
+        Engine {
+            socket,
+            wake_rx,
+            commands_rx,
+            scheduler: Scheduler::new(config.scheduler.clone()),
+            config,
+            started: Instant::now(),
+            peers: HashMap::new(),
+            addresses: HashMap::new(),
+            jobs: HashMap::new(),
+            dropped: DroppedFrames::default(),
+            warn_limit: RateLimited::new(Duration::from_secs(1)),
+            last_unserved_log: Instant::now(),
+            work_frame_hint: 256,
+        }
+    }
+
+    /// Runs until a `Shutdown` command arrives or every handle is dropped.
+    pub(crate) fn run(mut self) {
+        let tick = Duration::from_millis((self.config.scheduler.heartbeat_ms / 4).clamp(5, 250));
+        let mut next_tick = Instant::now();
+        loop {
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let (socket_ready, wake_ready) = self.poll(timeout);
+            if socket_ready {
+                self.read_frames();
+            }
+            if wake_ready {
+                self.wake_rx.drain();
+            }
+            if !self.take_commands() {
+                break;
+            }
+            let now = self.now();
+            if Instant::now() >= next_tick {
+                self.scheduler.tick(now);
+                next_tick = Instant::now() + tick;
+                self.log_unserved();
+            }
+            self.scheduler.fill(now);
+            self.carry_out_actions();
+        }
+        self.farewell();
+    }
+
+    fn poll(&self, timeout: Duration) -> (bool, bool) {
+        let mut items = [
+            self.socket.as_poll_item(zmq::POLLIN),
+            zmq::PollItem::from_fd(self.wake_rx.fd(), zmq::POLLIN),
+        ];
+        match zmq::poll(&mut items, timeout.as_millis() as i64) {
+            Ok(_) => (items[0].is_readable(), items[1].is_readable()),
+            // A signal arrived; the loop looks at its flags next turn.
+            Err(zmq::Error::EINTR) => (false, true),
+            Err(e) => {
+                warn!("poll failed: {e}");
+                (true, true)
+            }
+        }
+    }
+
+    fn now(&self) -> Millis {
+        self.started.elapsed().as_millis() as Millis
+    }
+
+    fn read_frames(&mut self) {
+        for _ in 0..MAX_FRAMES_PER_TURN {
+            match frames::recv_routed(&self.socket) {
+                Ok(Some(incoming)) => self.handle_frame(incoming),
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("receive failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn handle_frame(&mut self, mut incoming: Incoming) {
+        let worker = self.peers.get(&incoming.peer).copied();
+        if incoming.parts != 1 {
+            let reason = format!("expected 1 body frame, got {}", incoming.parts);
+            return self.drop_frame(&mut incoming, worker, "malformed", reason);
+        }
+        if incoming.body.len() as u64 > self.config.scheduler.max_frame {
+            let reason = format!(
+                "frame of {} bytes exceeds the limit of {} bytes",
+                incoming.body.len(),
+                self.config.scheduler.max_frame
+            );
+            return self.drop_frame(&mut incoming, worker, "oversize", reason);
+        }
+        let now = self.now();
+        // The decoded message borrows from the frame, so errors are resolved before acting on it.
+        let outcome = match protocol::decode(&incoming.body) {
+            Err(e) => Err((e.kind(), e.to_string())),
+            Ok(message) => {
+                self.handle_message(now, &incoming.peer, worker, message);
+                Ok(())
+            }
+        };
+        if let Err((kind, reason)) = outcome {
+            self.drop_frame(&mut incoming, worker, kind, reason);
+        }
+    }
+
+    fn handle_message(
+        &mut self,
+        now: Millis,
+        peer: &[u8],
+        worker: Option<WorkerId>,
+        message: Message<'_>,
+    ) {
+        match (worker, message) {
+            (Some(worker), Message::Results(results)) => {
+                self.scheduler.results(now, worker, &results)
+            }
+            (Some(worker), Message::Heartbeat) => self.scheduler.heard_from(now, worker),
+            (Some(worker), Message::Goodbye(goodbye)) => {
+                info!(worker, returned = goodbye.returned.len(), "worker said goodbye");
+                self.scheduler.goodbye(now, worker, &goodbye)
+            }
+            (registered, Message::Hello(hello)) => {
+                if let Some(old) = registered {
+                    self.scheduler.worker_lost(old, "registered again");
+                }
+                match self.scheduler.hello(now, &hello) {
+                    Ok(welcome) => {
+                        info!(
+                            worker = welcome.worker_id,
+                            name = %hello.name,
+                            host = %hello.host,
+                            job_types = ?hello.job_types,
+                            slots = hello.slots,
+                            "worker registered"
+                        );
+                        self.peers.insert(peer.to_vec(), welcome.worker_id);
+                        self.addresses.insert(welcome.worker_id, peer.to_vec());
+                        self.send(peer, &Message::Welcome(welcome));
+                    }
+                    Err(reason) => {
+                        self.dropped.rejected += 1;
+                        warn!(peer = %hex(peer), "rejected a worker: {reason}");
+                        self.send_reject(peer, reason);
+                    }
+                }
+            }
+            (None, Message::Heartbeat | Message::Results(_) | Message::Goodbye(_)) => {
+                self.dropped.unregistered += 1;
+                debug!(peer = %hex(peer), "message from an unregistered peer; asking it to register");
+                let reason = "unknown worker: send hello first".to_owned();
+                self.send(peer, &Message::Reset(Reset { reason }));
+            }
+            (registered, other) => {
+                // Delegator-to-worker messages have no business arriving here.
+                let reason = format!("unexpected `{}` message from a worker", other.type_name());
+                self.dropped.unexpected += 1;
+                if let Some(worker) = registered {
+                    self.scheduler.worker_lost(worker, &reason);
+                } else {
+                    self.send_reject(peer, reason);
+                }
+            }
+        }
+    }
+
+    /// Drops a frame that broke the protocol, counts it, and warns (rate-limited).
+    fn drop_frame(
+        &mut self,
+        incoming: &mut Incoming,
+        worker: Option<WorkerId>,
+        kind: &'static str,
+        reason: String,
+    ) {
+        match kind {
+            "oversize" => self.dropped.oversize += 1,
+            "unknown_type" => self.dropped.unknown_type += 1,
+            _ => self.dropped.malformed += 1,
+        }
+        if let Some(suppressed) = self.warn_limit.allow(Instant::now()) {
+            warn!(
+                peer = %incoming.peer_name(),
+                suppressed,
+                "dropped a {kind} frame: {reason}"
+            );
+        }
+        match worker {
+            // A registered worker that breaks the protocol starts over; its units go elsewhere.
+            Some(worker) => self.scheduler.worker_lost(worker, &reason),
+            None => {
+                let peer = incoming.peer.clone();
+                self.send_reject(&peer, reason);
+            }
+        }
+    }
+
+    /// Takes every queued command; false once the loop should stop.
+    fn take_commands(&mut self) -> bool {
+        loop {
+            match self.commands_rx.try_recv() {
+                Ok(command) => {
+                    if !self.take_command(command) {
+                        return false;
+                    }
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => return true,
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn take_command(&mut self, command: Command) -> bool {
+        match command {
+            Command::Submit {
+                job_type,
+                priority,
+                shared,
+                outcomes_tx,
+                reply_tx,
+            } => {
+                let job = self.scheduler.submit(&job_type, priority);
+                self.jobs.insert(job, (outcomes_tx, shared));
+                let _ = reply_tx.send(job);
+            }
+            Command::Extend { job, payloads } => {
+                self.scheduler.extend(job, payloads);
+            }
+            Command::Seal { job } => self.scheduler.seal(job),
+            Command::Cancel { job } => {
+                self.scheduler.cancel(job);
+                self.jobs.remove(&job);
+            }
+            Command::Stats { reply_tx } => {
+                let _ = reply_tx.send(self.stats());
+            }
+            Command::Shutdown => return false,
+        }
+        true
+    }
+
+    fn carry_out_actions(&mut self) {
+        loop {
+            let actions: Vec<Action> = self.scheduler.drain_actions().collect();
+            if actions.is_empty() {
+                return;
+            }
+            for action in actions {
+                self.carry_out(action);
+            }
+        }
+    }
+
+    fn carry_out(&mut self, action: Action) {
+        let now = self.now();
+        {
+            match action {
+                Action::SendWork { worker, batch } => {
+                    let mut frame = Vec::with_capacity(self.work_frame_hint);
+                    if self.scheduler.encode_work(batch, &mut frame) {
+                        self.work_frame_hint = frame.len().min(1 << 20);
+                        self.send_to(worker, frame);
+                    }
+                }
+                Action::SendHeartbeat(worker) => {
+                    let mut frame = Vec::with_capacity(16);
+                    protocol::encode(&Message::Heartbeat, &mut frame);
+                    self.send_to(worker, frame);
+                    self.scheduler.sent_to(now, worker);
+                }
+                Action::Forget { worker, reason } => {
+                    if let Some(peer) = self.addresses.remove(&worker) {
+                        self.peers.remove(&peer);
+                        if reason != "said goodbye" {
+                            info!(worker, "dropped worker: {reason}");
+                            self.send(&peer, &Message::Reset(Reset { reason }));
+                        } else {
+                            info!(worker, "worker left");
+                        }
+                    }
+                }
+                Action::Deliver { job, outcomes } => {
+                    if let Some((outcomes_tx, shared)) = self.jobs.get(&job) {
+                        shared.record(&outcomes);
+                        let _ = outcomes_tx.send(outcomes);
+                    }
+                }
+                Action::JobDone(job) => {
+                    if let Some((_, shared)) = self.jobs.remove(&job) {
+                        shared.finished.store(true, Ordering::SeqCst);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_to(&mut self, worker: WorkerId, frame: Vec<u8>) {
+        let Some(peer) = self.addresses.get(&worker).cloned() else {
+            return;
+        };
+        match frames::send_routed(&self.socket, &peer, frame) {
+            Ok(()) => {}
+            Err(SendError::Unreachable) => {
+                // The ROUTER forgets a peer as soon as its connection closes: a faster death
+                // notice than any heartbeat timeout.
+                self.scheduler
+                    .worker_lost(worker, "connection closed (unreachable)");
+            }
+            Err(e) => warn!(worker, "send failed: {e}"),
+        }
+    }
+
+    fn send(&mut self, peer: &[u8], message: &Message<'_>) {
+        let mut frame = Vec::with_capacity(64);
+        protocol::encode(message, &mut frame);
+        if let Err(e) = frames::send_routed(&self.socket, peer, frame) {
+            debug!(peer = %hex(peer), "could not send {}: {e}", message.type_name());
+        }
+    }
+
+    fn send_reject(&mut self, peer: &[u8], reason: String) {
+        let reject = Reject {
+            reason,
+            protocol: protocol::PROTOCOL_VERSION,
+        };
+        self.send(peer, &Message::Reject(reject));
+    }
+
+    fn log_unserved(&mut self) {
+        if self.last_unserved_log.elapsed() < UNSERVED_LOG_INTERVAL {
+            return;
+        }
+        self.last_unserved_log = Instant::now();
+        for (job_type, waiting) in self.scheduler.unserved() {
+            warn!(job_type, waiting, "units wait: no connected worker serves this job type");
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            counters: self.scheduler.counters().clone(),
+            dropped: self.dropped.clone(),
+            workers: self.scheduler.workers().cloned().collect(),
+            queue_depths: self.scheduler.queue_depths(),
+            open_jobs: self.scheduler.open_jobs(),
+        }
+    }
+
+    /// Tells registered workers to start over (they will find the next delegator on their own).
+    fn farewell(&mut self) {
+        let peers: Vec<Vec<u8>> = self.addresses.values().cloned().collect();
+        for peer in peers {
+            let reason = "the delegator is shutting down".to_owned();
+            self.send(&peer, &Message::Reset(Reset { reason }));
+        }
+        let _ = self.socket.set_linger(500);
+    }
+}

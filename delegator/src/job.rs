@@ -1,0 +1,195 @@
+//! Job handles: what [`Delegator::submit`](crate::Delegator::submit) returns.
+//!
+//! A [`Job`] yields `(index, result)` pairs in completion order as the engine delivers them;
+//! [`Job::collect_ordered`] gathers them in input order instead.
+//! Dropping an unfinished job cancels it.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossbeam_channel::{Receiver, Sender};
+use ganger_core::payload;
+use ganger_transport::Waker;
+use serde::de::DeserializeOwned;
+
+use crate::engine::Command;
+use crate::Error;
+use crate::scheduler::{JobId, Outcome, UnitFailure};
+
+/// Why a unit of a job produced no value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    /// Every attempt at the unit failed.
+    #[error("{0}")]
+    Failed(UnitFailure),
+    /// The task's output could not be decoded as the job's output type.
+    #[error("cannot decode the output: {0}")]
+    Decode(String),
+}
+
+/// Progress counts of a job, as the engine has delivered them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Progress {
+    /// Units submitted.
+    pub total: u64,
+    /// Units that produced an output.
+    pub completed: u64,
+    /// Units given up on after their last attempt.
+    pub failed: u64,
+}
+
+impl Progress {
+    /// Units with an outcome, either way.
+    pub fn done(&self) -> u64 {
+        self.completed + self.failed
+    }
+}
+
+/// Counters shared between the engine (which writes them) and the job handle.
+#[derive(Debug, Default)]
+pub(crate) struct JobShared {
+    pub(crate) total: AtomicU64,
+    pub(crate) completed: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) finished: AtomicBool,
+}
+
+impl JobShared {
+    pub(crate) fn record(&self, outcomes: &[Outcome]) {
+        let failed = outcomes.iter().filter(|o| o.result.is_err()).count() as u64;
+        self.failed.fetch_add(failed, Ordering::Relaxed);
+        self.completed
+            .fetch_add(outcomes.len() as u64 - failed, Ordering::Relaxed);
+    }
+}
+
+/// A submitted job. Iterate it for `(index, result)` in completion order.
+pub struct Job<O> {
+    id: JobId,
+    outcomes_rx: Receiver<Vec<Outcome>>,
+    buffered: VecDeque<Outcome>,
+    shared: Arc<JobShared>,
+    commands_tx: Sender<Command>,
+    waker: Waker,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<O> std::fmt::Debug for Job<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("progress", &self.progress())
+            .finish()
+    }
+}
+
+impl<O> Job<O> {
+    /// The job's id in logs and status.
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    /// Counts so far; they advance while the job runs, whether or not it is being iterated.
+    pub fn progress(&self) -> Progress {
+        Progress {
+            total: self.shared.total.load(Ordering::Relaxed),
+            completed: self.shared.completed.load(Ordering::Relaxed),
+            failed: self.shared.failed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<O: DeserializeOwned> Job<O> {
+    pub(crate) fn new(
+        id: JobId,
+        outcomes_rx: Receiver<Vec<Outcome>>,
+        shared: Arc<JobShared>,
+        commands_tx: Sender<Command>,
+        waker: Waker,
+    ) -> Self {
+        Job {
+            id,
+            outcomes_rx,
+            buffered: VecDeque::new(),
+            shared,
+            commands_tx,
+            waker,
+            _output: PhantomData,
+        }
+    }
+
+    /// The next raw outcome (output bytes undecoded), blocking until one arrives;
+    /// `None` once every unit has been yielded.
+    pub fn next_raw(&mut self) -> Option<Outcome> {
+        loop {
+            if let Some(outcome) = self.buffered.pop_front() {
+                return Some(outcome);
+            }
+            // The engine drops the sender once every outcome has been sent.
+            self.buffered = self.outcomes_rx.recv().ok()?.into();
+        }
+    }
+
+    /// Like [`Job::next_raw`] but waits at most `timeout`: `Err(())` if nothing arrived in time,
+    /// `Ok(None)` once every unit has been yielded.
+    #[allow(clippy::result_unit_err)]
+    pub fn next_raw_timeout(&mut self, timeout: std::time::Duration) -> Result<Option<Outcome>, ()> {
+        if let Some(outcome) = self.buffered.pop_front() {
+            return Ok(Some(outcome));
+        }
+        match self.outcomes_rx.recv_timeout(timeout) {
+            Ok(outcomes) => {
+                self.buffered = outcomes.into();
+                self.buffered.pop_front().map(Some).ok_or(())
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(()),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+
+    /// Waits for every outcome and returns them in input order.
+    ///
+    /// Fails with [`Error::Incomplete`] if the delegator stopped before the job finished.
+    pub fn collect_ordered(mut self) -> Result<Vec<Result<O, UnitError>>, Error> {
+        let mut slots: Vec<Option<Result<O, UnitError>>> = Vec::new();
+        while let Some(outcome) = self.next_raw() {
+            let index = outcome.index as usize;
+            if slots.len() <= index {
+                slots.resize_with(index + 1, || None);
+            }
+            slots[index] = Some(decode(outcome.result));
+        }
+        let total = self.progress().total as usize;
+        slots.resize_with(total.max(slots.len()), || None);
+        let missing = slots.iter().filter(|slot| slot.is_none()).count() as u64;
+        if missing > 0 {
+            return Err(Error::Incomplete { missing });
+        }
+        Ok(slots.into_iter().flatten().collect())
+    }
+}
+
+impl<O: DeserializeOwned> Iterator for Job<O> {
+    type Item = (u64, Result<O, UnitError>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let outcome = self.next_raw()?;
+        Some((outcome.index, decode(outcome.result)))
+    }
+}
+
+impl<O> Drop for Job<O> {
+    fn drop(&mut self) {
+        if !self.shared.finished.load(Ordering::SeqCst) {
+            let _ = self.commands_tx.send(Command::Cancel { job: self.id });
+            self.waker.wake();
+        }
+    }
+}
+
+fn decode<O: DeserializeOwned>(result: Result<Vec<u8>, UnitFailure>) -> Result<O, UnitError> {
+    let bytes = result.map_err(UnitError::Failed)?;
+    payload::from_bytes(&bytes).map_err(|e| UnitError::Decode(e.to_string()))
+}

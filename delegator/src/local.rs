@@ -1,0 +1,133 @@
+//! Local worker processes: the embedded default, where the delegator starts its own workers.
+//!
+//! Each is a real `ganger-worker` process connected over loopback, so it behaves exactly like a
+//! remote one (and can be killed like one). The children die with the delegator: they get
+//! SIGTERM when [`LocalWorkers`] is dropped, and the kernel sends them SIGTERM if the delegator
+//! dies first (Linux parent-death signal).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where to find the worker binary and how to start each copy.
+#[derive(Debug, Clone)]
+pub struct LocalWorkerSpec {
+    /// The `ganger-worker` executable.
+    pub program: PathBuf,
+    /// Endpoint the workers connect to.
+    pub connect: String,
+    /// Threads per worker.
+    pub threads: usize,
+    /// Extra arguments for each worker.
+    pub extra_args: Vec<String>,
+}
+
+/// Running local worker processes; dropping this stops them.
+#[derive(Debug)]
+pub struct LocalWorkers {
+    children: Vec<Child>,
+}
+
+impl LocalWorkers {
+    /// Starts `n` workers.
+    pub fn spawn(n: usize, spec: &LocalWorkerSpec) -> std::io::Result<LocalWorkers> {
+        let mut workers = LocalWorkers {
+            children: Vec::with_capacity(n),
+        };
+        for i in 0..n {
+            let mut command = Command::new(&spec.program);
+            command
+                .arg("--connect")
+                .arg(&spec.connect)
+                .arg("--threads")
+                .arg(spec.threads.to_string())
+                .arg("--name")
+                .arg(format!("local-{i}"))
+                .args(&spec.extra_args)
+                .stdin(Stdio::null());
+            die_with_parent(&mut command);
+            workers.children.push(command.spawn()?);
+        }
+        Ok(workers)
+    }
+
+    /// Process ids of the workers, in start order.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
+    /// Asks every worker to stop (SIGTERM) and waits up to `grace` before killing the rest.
+    pub fn stop(&mut self, grace: Duration) {
+        for child in &self.children {
+            terminate(child.id());
+        }
+        let deadline = Instant::now() + grace;
+        for child in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() >= deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        self.children.clear();
+    }
+}
+
+impl Drop for LocalWorkers {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(5));
+    }
+}
+
+/// Finds `ganger-worker`: next to the running executable first (an installed pair, or cargo's
+/// target directory), then on `PATH`.
+pub fn find_worker_binary() -> Option<PathBuf> {
+    let name = "ganger-worker";
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(name)));
+    if let Some(path) = beside.filter(|p| p.is_file()) {
+        return Some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|p| is_executable(p))
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn terminate(pid: u32) {
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number has no memory effects.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, which is all pre_exec requires.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}

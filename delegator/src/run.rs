@@ -1,0 +1,222 @@
+//! `ganger-delegator run`: job chunks from the command line.
+//!
+//! Inputs are JSON lines (one JSON value per non-blank line, the n-th value being input n) or a
+//! range of integers; each output line is `{"index": n, "output": VALUE}` or
+//! `{"index": n, "error": "MESSAGE"}`, in completion order unless `--ordered`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+use ganger_core::payload;
+use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
+use ganger_delegator::scheduler::Outcome;
+use ganger_delegator::{Delegator, Job, JobOptions};
+use serde_json::Value;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use tracing::info;
+
+use crate::Common;
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The task (job type) to evaluate each input with.
+    #[arg(long, env = "GANGER_TASK")]
+    task: String,
+    /// JSON-lines file of inputs (`-` for standard input).
+    #[arg(long, env = "GANGER_INPUT", conflicts_with = "range", required_unless_present = "range")]
+    input: Option<PathBuf>,
+    /// Use the integers 0..N as inputs instead of a file.
+    #[arg(long, env = "GANGER_RANGE")]
+    range: Option<u64>,
+    /// Where to write result lines (`-` for standard output).
+    #[arg(long, env = "GANGER_OUTPUT", default_value = "-")]
+    output: PathBuf,
+    /// Write results in input order (buffers them all) instead of completion order.
+    #[arg(long, env = "GANGER_ORDERED")]
+    ordered: bool,
+    /// Job priority; higher runs first when several jobs share the workers.
+    #[arg(long, env = "GANGER_PRIORITY", default_value_t = 0)]
+    priority: i32,
+}
+
+pub(crate) fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
+    let payloads = read_inputs(args)?;
+    let config = common.delegator_config()?;
+    let delegator = Delegator::start(config)?;
+    info!(endpoint = %delegator.endpoint(), "listening");
+    if let Some(path) = &common.endpoint_file {
+        std::fs::write(path, delegator.endpoint())
+            .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
+    }
+    let _workers = start_local_workers(common, &delegator)?;
+    let interrupted = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(signal, interrupted.clone())?;
+    }
+    let total = payloads.len() as u64;
+    let started = Instant::now();
+    let job: Job<Value> =
+        delegator.submit_payloads(&args.task, payloads, JobOptions { priority: args.priority })?;
+    let mut sink = open_output(&args.output)?;
+    let (completed, failed) = write_outcomes(job, args.ordered, &mut sink, &interrupted, total)?;
+    sink.flush().context("cannot write the output")?;
+    let seconds = started.elapsed().as_secs_f64();
+    info!(
+        units = total,
+        completed,
+        failed,
+        seconds = format!("{seconds:.3}"),
+        units_per_sec = format!("{:.0}", total as f64 / seconds.max(1e-9)),
+        "job done"
+    );
+    if interrupted.load(Ordering::SeqCst) {
+        bail!("interrupted after {} of {total} units", completed + failed);
+    }
+    if common.keep_serving {
+        info!("job done; serving until SIGTERM (--keep-serving)");
+        while !interrupted.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+fn start_local_workers(common: &Common, delegator: &Delegator) -> anyhow::Result<Option<LocalWorkers>> {
+    if common.local_workers == 0 {
+        return Ok(None);
+    }
+    let program = match &common.worker_bin {
+        Some(path) => path.clone(),
+        None => find_worker_binary().context(
+            "cannot find the ganger-worker executable beside this one or on PATH (set --worker-bin)",
+        )?,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let spec = LocalWorkerSpec {
+        program,
+        connect: delegator.local_endpoint(),
+        threads: common
+            .worker_threads
+            .unwrap_or((cores / common.local_workers).max(1)),
+        extra_args: Vec::new(),
+    };
+    info!(n = common.local_workers, threads = spec.threads, "starting local workers");
+    let workers = LocalWorkers::spawn(common.local_workers, &spec)
+        .with_context(|| format!("cannot start {}", spec.program.display()))?;
+    Ok(Some(workers))
+}
+
+fn read_inputs(args: &RunArgs) -> anyhow::Result<Vec<Vec<u8>>> {
+    if let Some(n) = args.range {
+        return (0..n)
+            .map(|i| payload::to_bytes(&i).map_err(Into::into))
+            .collect();
+    }
+    let path = args.input.as_deref().unwrap_or(Path::new("-"));
+    let reader: Box<dyn BufRead> = if path == Path::new("-") {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Box::new(BufReader::new(file))
+    };
+    let mut payloads = Vec::new();
+    for (line_number, line) in reader.lines().enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(&line).with_context(|| {
+            format!("{}:{}: not a JSON value", path.display(), line_number + 1)
+        })?;
+        payloads.push(payload::to_bytes(&value)?);
+    }
+    Ok(payloads)
+}
+
+fn open_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufWriter::new(std::io::stdout())));
+    }
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+    }
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Box::new(BufWriter::new(file)))
+}
+
+/// Writes every outcome; returns (completed, failed).
+fn write_outcomes(
+    mut job: Job<Value>,
+    ordered: bool,
+    sink: &mut dyn Write,
+    interrupted: &AtomicBool,
+    total: u64,
+) -> anyhow::Result<(u64, u64)> {
+    let mut held: Vec<Option<Outcome>> = Vec::new();
+    let mut next_in_order = 0usize;
+    let (mut completed, mut failed) = (0u64, 0u64);
+    let mut last_progress = Instant::now();
+    loop {
+        if interrupted.load(Ordering::SeqCst) {
+            break;
+        }
+        let outcome = match job.next_raw_timeout(Duration::from_millis(200)) {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => break,
+            Err(()) => {
+                log_progress(&job, &mut last_progress, total);
+                continue;
+            }
+        };
+        if outcome.result.is_ok() {
+            completed += 1;
+        } else {
+            failed += 1;
+        }
+        if !ordered {
+            write_line(sink, &outcome)?;
+        } else {
+            let index = outcome.index as usize;
+            if held.len() <= index {
+                held.resize_with(index + 1, || None);
+            }
+            held[index] = Some(outcome);
+            while let Some(Some(outcome)) = held.get_mut(next_in_order).map(Option::take) {
+                write_line(sink, &outcome)?;
+                next_in_order += 1;
+            }
+        }
+        log_progress(&job, &mut last_progress, total);
+    }
+    Ok((completed, failed))
+}
+
+fn log_progress(job: &Job<Value>, last: &mut Instant, total: u64) {
+    if last.elapsed() >= Duration::from_secs(5) {
+        *last = Instant::now();
+        let progress = job.progress();
+        info!(done = progress.done(), total, failed = progress.failed, "progress");
+    }
+}
+
+fn write_line(sink: &mut dyn Write, outcome: &Outcome) -> anyhow::Result<()> {
+    let line = match &outcome.result {
+        Ok(bytes) => {
+            let output: Value = payload::from_bytes(bytes)
+                .unwrap_or_else(|e| Value::String(format!("<undecodable output: {e}>")));
+            serde_json::json!({ "index": outcome.index, "output": output })
+        }
+        Err(failure) => serde_json::json!({ "index": outcome.index, "error": failure.to_string() }),
+    };
+    serde_json::to_writer(&mut *sink, &line)?;
+    sink.write_all(b"\n").context("cannot write the output")?;
+    Ok(())
+}

@@ -1,0 +1,102 @@
+//! Waking a loop that sleeps in `zmq::poll` from another thread.
+//!
+//! A ZeroMQ socket may only be used by the thread that owns it, so other threads hand their
+//! requests over a channel and then write one byte to a Unix socket pair whose read end the
+//! loop polls next to its ZeroMQ socket. A flag keeps it to one byte per wake-up, however many
+//! requests are queued.
+
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The sending half: cheap to clone, usable from any thread.
+#[derive(Debug, Clone)]
+pub struct Waker {
+    shared: Arc<Shared>,
+}
+
+/// The receiving half, owned by the loop that polls it.
+#[derive(Debug)]
+pub struct WakeReceiver {
+    reader: UnixStream,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    writer: UnixStream,
+    pending: AtomicBool,
+}
+
+/// Creates a connected waker and receiver.
+pub fn wake_pair() -> std::io::Result<(Waker, WakeReceiver)> {
+    let (reader, writer) = UnixStream::pair()?;
+    reader.set_nonblocking(true)?;
+    writer.set_nonblocking(true)?;
+    let shared = Arc::new(Shared {
+        writer,
+        pending: AtomicBool::new(false),
+    });
+    Ok((
+        Waker {
+            shared: shared.clone(),
+        },
+        WakeReceiver { reader, shared },
+    ))
+}
+
+impl Waker {
+    /// Wakes the loop; call after queueing whatever it should look at.
+    pub fn wake(&self) {
+        if !self.shared.pending.swap(true, Ordering::SeqCst) {
+            // A full pipe already holds a wake-up, and a closed one means the loop is gone:
+            // neither needs handling.
+            let _ = (&self.shared.writer).write(&[1]);
+        }
+    }
+}
+
+impl WakeReceiver {
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> RawFd {
+        self.reader.as_raw_fd()
+    }
+
+    /// Clears pending wake-ups; call before draining the queues they announce.
+    pub fn drain(&mut self) {
+        self.shared.pending.store(false, Ordering::SeqCst);
+        let mut buf = [0u8; 64];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wake_makes_the_fd_readable_once() {
+        let (waker, mut receiver) = wake_pair().unwrap();
+        let readable = |r: &WakeReceiver| {
+            let mut items = [zmq::PollItem::from_fd(r.fd(), zmq::POLLIN)];
+            zmq::poll(&mut items, 0).unwrap() == 1
+        };
+        assert!(!readable(&receiver));
+        waker.wake();
+        waker.clone().wake();
+        assert!(readable(&receiver));
+        receiver.drain();
+        assert!(!readable(&receiver));
+        std::thread::spawn(move || waker.wake()).join().unwrap();
+        assert!(readable(&receiver));
+    }
+}

@@ -1,0 +1,111 @@
+//! `ganger-worker`: connect to a delegator and evaluate units with the built-in tasks.
+//!
+//! Every flag can also be set through the environment variable shown in `--help`, which is how
+//! containers are usually configured. Exit status: 0 after a requested stop (SIGTERM, Ctrl-C),
+//! 2 if the delegator rejected the worker, 1 on any other error.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use ganger_core::task::BUILTIN_TASKS;
+use ganger_worker::{Error, Registry, Worker, WorkerConfig};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Evaluate work units for a ganger delegator.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = builtin_help())]
+struct Args {
+    /// Delegator endpoint to connect to.
+    #[arg(long, env = "GANGER_CONNECT", default_value = "tcp://127.0.0.1:5555")]
+    connect: String,
+    /// Evaluation threads [default: all cores].
+    #[arg(long, env = "GANGER_THREADS")]
+    threads: Option<usize>,
+    /// Worker name in the delegator's logs [default: HOST-PID].
+    #[arg(long, env = "GANGER_NAME")]
+    name: Option<String>,
+    /// Units accepted beyond the threads, so evaluation never waits for the network.
+    #[arg(long, env = "GANGER_PREFETCH", default_value_t = 65_536)]
+    prefetch: u32,
+    /// Serve only these job types (comma-separated) [default: all built-in tasks].
+    #[arg(long, env = "GANGER_JOB_TYPES", value_delimiter = ',')]
+    job_types: Option<Vec<String>>,
+    /// Seconds to finish running units after SIGTERM before leaving anyway.
+    #[arg(long, env = "GANGER_GRACE_SECS", default_value_t = 30.0)]
+    grace_secs: f64,
+    /// Longest reconnect back-off, seconds.
+    #[arg(long, env = "GANGER_RECONNECT_MAX_SECS", default_value_t = 5.0)]
+    reconnect_max_secs: f64,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "GANGER_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+fn builtin_help() -> String {
+    let mut help = String::from("Built-in tasks:\n");
+    for (name, what) in BUILTIN_TASKS {
+        help.push_str(&format!("  {name:<14} {what}\n"));
+    }
+    help
+}
+
+fn main() {
+    let args = Args::parse();
+    init_logging(&args.log_format);
+    match run(args) {
+        Ok(()) => {}
+        Err(e) => {
+            eprintln!("ganger-worker: {e:#}");
+            let rejected = e.downcast_ref::<Error>().is_some_and(|e| matches!(e, Error::Rejected { .. }));
+            std::process::exit(if rejected { 2 } else { 1 });
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = WorkerConfig::new(args.connect);
+    if let Some(threads) = args.threads {
+        config.threads = threads;
+    }
+    if let Some(name) = args.name {
+        config.name = name;
+    }
+    config.prefetch = args.prefetch;
+    config.job_types = args.job_types;
+    config.grace = Duration::try_from_secs_f64(args.grace_secs).context("--grace-secs")?;
+    config.reconnect_max =
+        Duration::try_from_secs_f64(args.reconnect_max_secs).context("--reconnect-max-secs")?;
+    let worker = Worker::new(config, Registry::with_builtins())?;
+    let stop = worker.shutdown_handle();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                stop.request();
+            }
+        })?;
+    let summary = worker.run()?;
+    tracing::info!(
+        units = summary.units_done,
+        errors = summary.unit_errors,
+        sessions = summary.sessions,
+        "bye"
+    );
+    Ok(())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GANGER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

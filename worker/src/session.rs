@@ -1,0 +1,384 @@
+//! The worker's I/O loop: the one thread that owns the DEALER socket.
+//!
+//! Socket: DEALER, connected (never bound) by this loop to the delegator's endpoint, owned by
+//! the session thread for its whole life, closed when [`Session::run`] returns (lingering up to
+//! the grace period so that final results and the goodbye get out).
+//! ZeroMQ reconnects on its own with exponential backoff; the session re-registers whenever the
+//! delegator asks (`Reset`) or falls silent past its timeout. Evaluation happens on the rayon
+//! pool; this thread only moves frames, so heartbeats go out however long a unit runs.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use ganger_core::protocol::{self, Goodbye, Hello, Message, Welcome, PROTOCOL_VERSION};
+use ganger_transport::frames::{self, SendError};
+use ganger_transport::{RateLimited, WakeReceiver};
+use tracing::{debug, info, warn};
+
+use crate::compute::{Batch, Evaluator, Finished};
+use crate::{Error, ShutdownState, Summary, WorkerConfig};
+
+/// Where the session is in its handshake.
+#[derive(Debug)]
+enum State {
+    /// Hello not yet answered (sent at the given time, if at all).
+    Connecting { hello_sent: Option<Instant> },
+    /// Registered.
+    Ready(Welcome),
+}
+
+pub(crate) struct Session {
+    socket: zmq::Socket,
+    config: WorkerConfig,
+    job_types: Vec<String>,
+    pool: rayon::ThreadPool,
+    evaluator: Evaluator,
+    finished_rx: Receiver<Finished>,
+    wake_rx: WakeReceiver,
+    shutdown: Arc<ShutdownState>,
+    state: State,
+    generation: u64,
+    pending: VecDeque<Batch>,
+    running_units: usize,
+    /// Wall time per unit of the last group, microseconds (f64 bits, written by pool threads):
+    /// decides how greedily to group batches.
+    unit_us: Arc<AtomicU64>,
+    outbox: VecDeque<Vec<u8>>,
+    last_sent: Instant,
+    last_received: Instant,
+    stopping_since: Option<Instant>,
+    summary: Summary,
+    warn_limit: RateLimited,
+}
+
+/// Frames read per turn before the loop looks at results and timers again.
+const MAX_FRAMES_PER_TURN: usize = 1024;
+/// How long to wait for a `Welcome` before saying hello again.
+const HELLO_RETRY: Duration = Duration::from_secs(1);
+
+impl Session {
+    pub(crate) fn new(
+        socket: zmq::Socket,
+        config: WorkerConfig,
+        job_types: Vec<String>,
+        pool: rayon::ThreadPool,
+        evaluator: Evaluator,
+        finished_rx: Receiver<Finished>,
+        wake_rx: WakeReceiver,
+        shutdown: Arc<ShutdownState>,
+    ) -> Self {
+        let now = Instant::now();
+        Session {
+            socket,
+            config,
+            job_types,
+            pool,
+            evaluator,
+            finished_rx,
+            wake_rx,
+            shutdown,
+            state: State::Connecting { hello_sent: None },
+            generation: 0,
+            pending: VecDeque::new(),
+            running_units: 0,
+            unit_us: Arc::new(AtomicU64::new(1000f64.to_bits())),
+            outbox: VecDeque::new(),
+            last_sent: now,
+            last_received: now,
+            stopping_since: None,
+            summary: Summary::default(),
+            warn_limit: RateLimited::new(Duration::from_secs(1)),
+        }
+    }
+
+    pub(crate) fn run(mut self) -> Result<Summary, Error> {
+        info!(connect = %self.config.connect, job_types = ?self.job_types, threads = self.config.threads, "worker starting");
+        let result = self.turns();
+        let grace = self.config.grace.as_millis().min(i32::MAX as u128) as i32;
+        let _ = self.socket.set_linger(if self.outbox.is_empty() { 0 } else { grace });
+        result.map(|()| self.summary)
+    }
+
+    fn turns(&mut self) -> Result<(), Error> {
+        loop {
+            let requests = self.shutdown.requests.load(Ordering::SeqCst);
+            if requests > 0 && self.stopping_since.is_none() {
+                self.begin_stop();
+            }
+            if let Some(since) = self.stopping_since {
+                let drained = self.running_units == 0 && self.outbox.is_empty();
+                if drained || requests > 1 || since.elapsed() > self.config.grace {
+                    info!(units_done = self.summary.units_done, "worker stopped");
+                    return Ok(());
+                }
+            }
+            let (readable, woken) = self.poll();
+            if woken {
+                self.wake_rx.drain();
+            }
+            if readable {
+                self.read_frames()?;
+            }
+            self.collect_finished();
+            self.timers();
+            self.dispatch();
+            self.flush();
+        }
+    }
+
+    fn poll(&self) -> (bool, bool) {
+        let mut events = zmq::POLLIN;
+        if !self.outbox.is_empty() {
+            events |= zmq::POLLOUT;
+        }
+        let mut items = [
+            self.socket.as_poll_item(events),
+            zmq::PollItem::from_fd(self.wake_rx.fd(), zmq::POLLIN),
+        ];
+        let timeout_ms = self.next_timer().as_millis().clamp(1, 100) as i64;
+        match zmq::poll(&mut items, timeout_ms) {
+            Ok(_) => (items[0].is_readable(), items[1].is_readable()),
+            // A signal arrived; the loop looks at its flags next turn.
+            Err(zmq::Error::EINTR) => (false, true),
+            Err(e) => {
+                warn!("poll failed: {e}");
+                (true, true)
+            }
+        }
+    }
+
+    fn next_timer(&self) -> Duration {
+        match &self.state {
+            // Until the connection is up, hellos are retried often so registration is quick.
+            State::Connecting { hello_sent: None } => Duration::from_millis(10),
+            State::Connecting { .. } => Duration::from_millis(100),
+            State::Ready(welcome) => {
+                let heartbeat = Duration::from_millis(welcome.heartbeat_ms);
+                heartbeat.saturating_sub(self.last_sent.elapsed())
+            }
+        }
+    }
+
+    fn read_frames(&mut self) -> Result<(), Error> {
+        for _ in 0..MAX_FRAMES_PER_TURN {
+            let (frame, parts) = match frames::recv_body(&self.socket) {
+                Ok(Some(received)) => received,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    warn!("receive failed: {e}");
+                    return Ok(());
+                }
+            };
+            self.last_received = Instant::now();
+            if parts != 1 {
+                self.malformed(&format!("expected 1 frame, got {parts}"));
+                continue;
+            }
+            self.handle_frame(frame)?;
+        }
+        Ok(())
+    }
+
+    fn handle_frame(&mut self, frame: zmq::Message) -> Result<(), Error> {
+        let message = match protocol::decode(&frame) {
+            Ok(message) => message,
+            Err(e) => {
+                self.malformed(&e.to_string());
+                return Ok(());
+            }
+        };
+        match message {
+            Message::Welcome(welcome) => {
+                info!(worker_id = welcome.worker_id, "registered with the delegator");
+                self.evaluator.max_frame = welcome.max_frame.min(usize::MAX as u64) as usize;
+                self.state = State::Ready(welcome);
+                self.summary.sessions += 1;
+            }
+            Message::Work(work) => {
+                let (batch, n_units) = (work.batch, work.units.len());
+                if self.stopping_since.is_some() {
+                    // Leaving: hand it straight back.
+                    let returned = work.units.iter().map(|u| u.id).collect();
+                    self.queue(&Message::Goodbye(Goodbye { returned }));
+                } else if matches!(self.state, State::Ready(_)) {
+                    drop(work);
+                    self.pending.push_back(Batch {
+                        generation: self.generation,
+                        batch,
+                        n_units,
+                        frame,
+                    });
+                }
+            }
+            Message::Heartbeat => {}
+            Message::Reset(reset) => {
+                info!(reason = %reset.reason, "delegator asked to register again");
+                self.restart_session();
+            }
+            Message::Reject(reject) => {
+                return Err(Error::Rejected {
+                    reason: reject.reason,
+                    delegator_protocol: reject.protocol,
+                });
+            }
+            other => self.malformed(&format!("unexpected `{}` message", other.type_name())),
+        }
+        Ok(())
+    }
+
+    fn malformed(&mut self, reason: &str) {
+        self.summary.dropped_frames += 1;
+        if let Some(suppressed) = self.warn_limit.allow(Instant::now()) {
+            warn!(suppressed, "dropped a frame from the delegator: {reason}");
+        }
+    }
+
+    fn collect_finished(&mut self) {
+        while let Ok(finished) = self.finished_rx.try_recv() {
+            if finished.generation != self.generation {
+                continue;
+            }
+            self.running_units -= finished.n_units;
+            self.summary.units_done += finished.n_units as u64;
+            self.summary.unit_errors += finished.errors as u64;
+            self.outbox.extend(finished.frames);
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        match &self.state {
+            State::Connecting { hello_sent } => {
+                if hello_sent.is_none_or(|at| now.duration_since(at) >= HELLO_RETRY)
+                    && self.stopping_since.is_none()
+                {
+                    self.say_hello(now);
+                }
+            }
+            State::Ready(welcome) => {
+                let timeout = Duration::from_millis(welcome.timeout_ms);
+                let heartbeat = Duration::from_millis(welcome.heartbeat_ms);
+                if now.duration_since(self.last_received) > timeout {
+                    warn!(
+                        silent_ms = now.duration_since(self.last_received).as_millis() as u64,
+                        "the delegator fell silent; registering again"
+                    );
+                    self.restart_session();
+                } else if now.duration_since(self.last_sent) >= heartbeat && self.outbox.is_empty() {
+                    self.queue(&Message::Heartbeat);
+                }
+            }
+        }
+    }
+
+    fn say_hello(&mut self, now: Instant) {
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            name: self.config.name.clone(),
+            host: self.config.host.clone(),
+            job_types: self.job_types.clone(),
+            slots: self.config.threads as u32,
+            prefetch: self.config.prefetch,
+        };
+        let mut frame = Vec::new();
+        protocol::encode(&Message::Hello(hello), &mut frame);
+        // Not queued: with nobody connected the hello is simply tried again on a later turn.
+        match frames::send_body(&self.socket, frame) {
+            Ok(()) => {
+                self.last_sent = now;
+                self.state = State::Connecting {
+                    hello_sent: Some(now),
+                };
+            }
+            Err(SendError::WouldBlock) => {}
+            Err(e) => warn!("could not send hello: {e}"),
+        }
+    }
+
+    /// Drops everything tied to the current registration and says hello again.
+    fn restart_session(&mut self) {
+        self.generation += 1;
+        self.pending.clear();
+        self.outbox.clear();
+        // Batches still running belong to the old generation; their results will be discarded.
+        self.running_units = 0;
+        self.state = State::Connecting { hello_sent: None };
+        self.last_received = Instant::now();
+        if self.stopping_since.is_none() {
+            self.say_hello(Instant::now());
+        }
+    }
+
+    /// Starts leaving: hands back every unit not yet started, keeps running the rest.
+    fn begin_stop(&mut self) {
+        self.stopping_since = Some(Instant::now());
+        let returned: Vec<u64> = self
+            .pending
+            .drain(..)
+            .flat_map(|batch| match protocol::decode(&batch.frame) {
+                Ok(Message::Work(work)) => work.units.iter().map(|u| u.id).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        info!(returned = returned.len(), running = self.running_units, "stopping: handing back units not started");
+        if matches!(self.state, State::Ready(_)) {
+            self.queue(&Message::Goodbye(Goodbye { returned }));
+        }
+        self.flush();
+    }
+
+    /// Hands queued batches to the pool while it has idle threads.
+    fn dispatch(&mut self) {
+        let threads = self.config.threads;
+        while self.running_units < threads && !self.pending.is_empty() {
+            // Slow units go out a slot's worth at a time; trivial ones in big gulps, so that a
+            // stream of one-unit batches does not cost a pool hand-off each.
+            let greedy = f64::from_bits(self.unit_us.load(Ordering::Relaxed)) < 50.0;
+            let want = if greedy { threads.max(4096) } else { threads - self.running_units };
+            let mut group = Vec::new();
+            let mut units = 0;
+            while let Some(batch) = self.pending.front() {
+                if !group.is_empty() && units + batch.n_units > want {
+                    break;
+                }
+                units += batch.n_units;
+                group.extend(self.pending.pop_front());
+            }
+            self.running_units += units;
+            let evaluator = self.evaluator.clone();
+            let started = Instant::now();
+            let unit_us = self.unit_us.clone();
+            self.pool.spawn(move || {
+                evaluator.run_group(group);
+                let per_unit = started.elapsed().as_secs_f64() * 1e6 / units.max(1) as f64;
+                unit_us.store(per_unit.to_bits(), Ordering::Relaxed);
+            });
+        }
+    }
+
+    fn queue(&mut self, message: &Message<'_>) {
+        let mut frame = Vec::with_capacity(32);
+        protocol::encode(message, &mut frame);
+        self.outbox.push_back(frame);
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        while let Some(frame) = self.outbox.pop_front() {
+            match frames::send_body(&self.socket, &frame[..]) {
+                Ok(()) => self.last_sent = Instant::now(),
+                Err(SendError::WouldBlock) => {
+                    self.outbox.push_front(frame);
+                    return;
+                }
+                Err(e) => {
+                    debug!("send failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
