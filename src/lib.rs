@@ -1,1 +1,124 @@
-//! placeholder
+//! `ganger`: farm compute out over ZeroMQ.
+//!
+//! A delegator binds one TCP port and streams batches of work units to stateless workers that
+//! dial in from anywhere; results come back in batches, each unit's exactly once, whatever
+//! workers die on the way. This facade re-exports the parts:
+//!
+//! - [`core`]: wire protocol, codec, tasks and registry (no I/O);
+//! - [`delegator`]: the [`Delegator`] that leases units and collects outcomes;
+//! - [`worker`]: the [`Worker`] that evaluates them on a rayon pool;
+//!
+//! and adds [`LocalCluster`], a delegator plus in-process workers for running a whole job in
+//! one process:
+//!
+//! ```
+//! use ganger::{JobOptions, LocalCluster, Registry};
+//!
+//! let mut registry = Registry::new();
+//! registry.register("collatz", |mut n: u64| {
+//!     let mut steps = 0u32;
+//!     while n > 1 {
+//!         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+//!         steps += 1;
+//!     }
+//!     steps
+//! });
+//! let cluster = LocalCluster::start(2, 1, registry).unwrap();
+//! let steps = cluster
+//!     .delegator()
+//!     .submit::<_, u32>("collatz", 1..=1000u64, JobOptions::default())
+//!     .unwrap()
+//!     .collect_ordered()
+//!     .unwrap();
+//! assert_eq!(steps[26], Ok(111)); // 27 takes 111 steps
+//! ```
+
+use std::thread::JoinHandle;
+
+pub use ganger_core as core;
+pub use ganger_delegator as delegator;
+pub use ganger_worker as worker;
+
+pub use ganger_core::task::Registry;
+pub use ganger_delegator::{Delegator, DelegatorConfig, Job, JobOptions, UnitError};
+pub use ganger_worker::{Shutdown, Worker, WorkerConfig};
+
+/// What can go wrong starting a [`LocalCluster`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The delegator could not start.
+    #[error(transparent)]
+    Delegator(#[from] ganger_delegator::Error),
+    /// A worker could not start.
+    #[error(transparent)]
+    Worker(#[from] ganger_worker::Error),
+    /// A worker thread could not be spawned.
+    #[error("cannot spawn a worker thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// A delegator on a free loopback port plus workers running as threads of this process.
+///
+/// The workers are ordinary [`Worker`]s talking to the delegator over TCP, so a job behaves
+/// exactly as it would on a cluster. Dropping the cluster stops the workers, then the delegator.
+#[derive(Debug)]
+pub struct LocalCluster {
+    delegator: Option<Delegator>,
+    workers: Vec<(Shutdown, JoinHandle<ganger_worker::Result<ganger_worker::Summary>>)>,
+}
+
+impl LocalCluster {
+    /// Starts a delegator and `n_workers` workers with `threads` evaluation threads each.
+    pub fn start(n_workers: usize, threads: usize, registry: Registry) -> Result<LocalCluster, Error> {
+        let config = DelegatorConfig {
+            bind: "tcp://127.0.0.1:0".into(),
+            ..DelegatorConfig::default()
+        };
+        Self::with_config(config, n_workers, threads, registry)
+    }
+
+    /// Like [`LocalCluster::start`] with delegator settings of your choosing.
+    pub fn with_config(
+        config: DelegatorConfig,
+        n_workers: usize,
+        threads: usize,
+        registry: Registry,
+    ) -> Result<LocalCluster, Error> {
+        let delegator = Delegator::start(config)?;
+        let mut cluster = LocalCluster {
+            workers: Vec::with_capacity(n_workers),
+            delegator: Some(delegator),
+        };
+        for i in 0..n_workers {
+            let mut worker_config = WorkerConfig::new(cluster.delegator().local_endpoint());
+            worker_config.threads = threads;
+            worker_config.name = format!("in-process-{i}");
+            let worker = Worker::new(worker_config, registry.clone())?;
+            let shutdown = worker.shutdown_handle();
+            let handle = std::thread::Builder::new()
+                .name(format!("ganger-worker-{i}"))
+                .spawn(move || worker.run())?;
+            cluster.workers.push((shutdown, handle));
+        }
+        Ok(cluster)
+    }
+
+    /// The cluster's delegator, to submit jobs to.
+    pub fn delegator(&self) -> &Delegator {
+        self.delegator
+            .as_ref()
+            .expect("the delegator lives as long as the cluster")
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for (shutdown, _) in &self.workers {
+            shutdown.request();
+        }
+        for (_, handle) in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+        self.delegator.take();
+    }
+}

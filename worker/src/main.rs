@@ -53,6 +53,7 @@ fn builtin_help() -> String {
 fn main() {
     let args = Args::parse();
     init_logging(&args.log_format);
+    quiet_task_panics();
     match run(args) {
         Ok(()) => {}
         Err(e) => {
@@ -95,6 +96,22 @@ fn run(args: Args) -> anyhow::Result<()> {
         "bye"
     );
     Ok(())
+}
+
+/// A panic inside a task is reported as that unit's error; printing each one (a poison unit is
+/// retried) would bury the log, so evaluation threads log them at debug level instead.
+fn quiet_task_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let on_eval_thread = std::thread::current()
+            .name()
+            .is_some_and(|name| name.starts_with("ganger-eval-"));
+        if on_eval_thread {
+            tracing::debug!("task panicked: {info}");
+        } else {
+            default(info);
+        }
+    }));
 }
 
 fn init_logging(format: &str) {

@@ -1,0 +1,108 @@
+//! The `ganger-delegator run` command as a user runs it: JSON lines in, JSON lines out,
+//! local worker processes, exit status.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("ganger-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn run(args: &[&str]) -> std::process::Output {
+    Command::new(delegator_bin())
+        .args(args)
+        .arg("--worker-bin")
+        .arg(worker_bin())
+        .env("GANGER_LOG", "warn")
+        .output()
+        .expect("delegator runs")
+}
+
+#[test]
+fn run_maps_a_task_over_json_lines_and_tags_each_result_with_its_index() {
+    let dir = temp_dir("jsonl");
+    let input = dir.join("inputs.jsonl");
+    std::fs::write(&input, "3\n\n-4\n2.5\n\"seven\"\n").unwrap();
+    let output = dir.join("out/results.jsonl");
+    let result = run(&[
+        "run",
+        "--task",
+        "square",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--ordered",
+        "--local-workers",
+        "2",
+        "--worker-threads",
+        "1",
+    ]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let lines: Vec<Value> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0], serde_json::json!({"index": 0, "output": 9}));
+    assert_eq!(lines[1], serde_json::json!({"index": 1, "output": 16}));
+    assert_eq!(lines[2], serde_json::json!({"index": 2, "output": 6.25}));
+    assert_eq!(lines[3]["index"], 3);
+    let error = lines[3]["error"].as_str().expect("a failed unit is reported, not skipped");
+    assert!(error.contains("failed 3 time(s)"), "{error}");
+}
+
+#[test]
+fn run_over_a_range_writes_every_index_once() {
+    let dir = temp_dir("range");
+    let output = dir.join("results.jsonl");
+    let result = run(&[
+        "run",
+        "--task",
+        "square",
+        "--range",
+        "20000",
+        "--output",
+        output.to_str().unwrap(),
+        "--local-workers",
+        "2",
+        "--worker-threads",
+        "1",
+    ]);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let mut seen = vec![false; 20000];
+    for line in std::fs::read_to_string(&output).unwrap().lines() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        let index = value["index"].as_u64().unwrap() as usize;
+        assert!(!std::mem::replace(&mut seen[index], true));
+        assert_eq!(value["output"].as_u64().unwrap(), (index * index) as u64);
+    }
+    assert!(seen.iter().all(|s| *s));
+}
+
+#[test]
+fn a_malformed_input_file_is_named_with_its_line() {
+    let dir = temp_dir("bad");
+    let input = dir.join("inputs.jsonl");
+    std::fs::write(&input, "1\n2\n{oops\n").unwrap();
+    let result = run(&["run", "--task", "square", "--input", input.to_str().unwrap()]);
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("inputs.jsonl:3: not a JSON value"), "{stderr}");
+}
+
+#[test]
+fn bad_settings_are_rejected_with_the_flag_named() {
+    let result = run(&["run", "--task", "noop", "--range", "1", "--timeout-ms", "100", "--heartbeat-ms", "500"]);
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("--timeout-ms (100) must exceed --heartbeat-ms (500)"), "{stderr}");
+}

@@ -1,0 +1,113 @@
+//! Helpers for tests that run real worker processes against a real delegator on 127.0.0.1.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use ganger_delegator::{Delegator, DelegatorConfig, SchedulerConfig, Stats};
+
+/// The delegator binary cargo built for these tests.
+pub fn delegator_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_ganger-delegator"))
+}
+
+/// The worker binary beside it, built on demand when only this package's tests were asked for.
+pub fn worker_bin() -> PathBuf {
+    static BUILD: Once = Once::new();
+    let path = delegator_bin().with_file_name("ganger-worker");
+    BUILD.call_once(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "-p", "ganger-worker", "--bin", "ganger-worker"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building ganger-worker failed");
+    });
+    path
+}
+
+/// Fast heartbeats so that failure tests finish quickly.
+pub fn test_config() -> DelegatorConfig {
+    DelegatorConfig {
+        bind: "tcp://127.0.0.1:0".into(),
+        scheduler: SchedulerConfig {
+            heartbeat_ms: 200,
+            timeout_ms: 2000,
+            ..SchedulerConfig::default()
+        },
+    }
+}
+
+pub fn start_delegator(config: DelegatorConfig) -> Delegator {
+    Delegator::start(config).expect("delegator starts")
+}
+
+/// A worker process that is killed when dropped.
+pub struct WorkerProcess {
+    pub child: Child,
+}
+
+impl WorkerProcess {
+    pub fn spawn(endpoint: &str, args: &[&str]) -> WorkerProcess {
+        let child = Command::new(worker_bin())
+            .arg("--connect")
+            .arg(endpoint)
+            .args(args)
+            .env("GANGER_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("worker starts");
+        WorkerProcess { child }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child with a valid signal number.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("wait works").is_none()
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait(&mut self) -> Option<i32> {
+        self.child.wait().expect("wait works").code()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` on the delegator's stats until it holds; panics after `limit` (a guard
+/// against hangs, not a performance assertion).
+pub fn wait_for(delegator: &Delegator, limit: Duration, what: &str, condition: impl Fn(&Stats) -> bool) -> Stats {
+    let deadline = Instant::now() + limit;
+    loop {
+        let stats = delegator.stats().expect("stats");
+        if condition(&stats) {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {stats:#?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for a test's lifetime).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
