@@ -64,12 +64,19 @@ pub enum Error {
 #[derive(Debug)]
 pub struct LocalCluster {
     delegator: Option<Delegator>,
-    workers: Vec<(Shutdown, JoinHandle<ganger_worker::Result<ganger_worker::Summary>>)>,
+    workers: Vec<(
+        Shutdown,
+        JoinHandle<ganger_worker::Result<ganger_worker::Summary>>,
+    )>,
 }
 
 impl LocalCluster {
     /// Starts a delegator and `n_workers` workers with `threads` evaluation threads each.
-    pub fn start(n_workers: usize, threads: usize, registry: Registry) -> Result<LocalCluster, Error> {
+    pub fn start(
+        n_workers: usize,
+        threads: usize,
+        registry: Registry,
+    ) -> Result<LocalCluster, Error> {
         let config = DelegatorConfig {
             bind: "tcp://127.0.0.1:0".into(),
             ..DelegatorConfig::default()

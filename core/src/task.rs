@@ -97,7 +97,11 @@ impl Registry {
     }
 
     /// Registers a typed fallible function: an `Err` fails the unit with its message.
-    pub fn register_fallible<I, O, E, F>(&mut self, name: impl Into<String>, function: F) -> &mut Self
+    pub fn register_fallible<I, O, E, F>(
+        &mut self,
+        name: impl Into<String>,
+        function: F,
+    ) -> &mut Self
     where
         I: DeserializeOwned,
         O: Serialize,
@@ -138,10 +142,19 @@ impl Registry {
 /// The built-in tasks every `ganger-worker` serves, with what they do.
 pub const BUILTIN_TASKS: &[(&str, &str)] = &[
     ("noop", "returns its input unchanged"),
-    ("sleep", "sleeps for the input number of microseconds, returns it"),
-    ("spin", "busy-waits for the input number of microseconds, returns it"),
+    (
+        "sleep",
+        "sleeps for the input number of microseconds, returns it",
+    ),
+    (
+        "spin",
+        "busy-waits for the input number of microseconds, returns it",
+    ),
     ("square", "returns the square of an integer or float input"),
-    ("panic-if-odd", "panics on an odd integer, returns an even one (for testing retries)"),
+    (
+        "panic-if-odd",
+        "panics on an odd integer, returns an even one (for testing retries)",
+    ),
 ];
 
 /// Runs a task, turning a panic into an error message.

@@ -195,7 +195,11 @@ impl Engine {
             }
             (Some(worker), Message::Heartbeat) => self.scheduler.heard_from(now, worker),
             (Some(worker), Message::Goodbye(goodbye)) => {
-                info!(worker, returned = goodbye.returned.len(), "worker said goodbye");
+                info!(
+                    worker,
+                    returned = goodbye.returned.len(),
+                    "worker said goodbye"
+                );
                 self.scheduler.goodbye(now, worker, &goodbye)
             }
             (registered, Message::Hello(hello)) => {
@@ -409,7 +413,10 @@ impl Engine {
         }
         self.last_unserved_log = Instant::now();
         for (job_type, waiting) in self.scheduler.unserved() {
-            warn!(job_type, waiting, "units wait: no connected worker serves this job type");
+            warn!(
+                job_type,
+                waiting, "units wait: no connected worker serves this job type"
+            );
         }
     }
 

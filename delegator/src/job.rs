@@ -15,8 +15,8 @@ use ganger_transport::Waker;
 use serde::de::DeserializeOwned;
 
 use crate::engine::Command;
-use crate::Error;
 use crate::scheduler::{JobId, Outcome, UnitFailure};
+use crate::Error;
 
 /// Why a unit of a job produced no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,7 +135,10 @@ impl<O: DeserializeOwned> Job<O> {
     /// Like [`Job::next_raw`] but waits at most `timeout`: `Err(())` if nothing arrived in time,
     /// `Ok(None)` once every unit has been yielded.
     #[allow(clippy::result_unit_err)]
-    pub fn next_raw_timeout(&mut self, timeout: std::time::Duration) -> Result<Option<Outcome>, ()> {
+    pub fn next_raw_timeout(
+        &mut self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<Outcome>, ()> {
         if let Some(outcome) = self.buffered.pop_front() {
             return Ok(Some(outcome));
         }

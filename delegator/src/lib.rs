@@ -41,8 +41,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use engine::{Command, Engine};
-pub use job::{Job, Progress, UnitError};
 use job::JobShared;
+pub use job::{Job, Progress, UnitError};
 pub use scheduler::{Batching, Counters, SchedulerConfig, UnitFailure, WorkerInfo};
 
 /// What can go wrong running a delegator.
@@ -161,7 +161,11 @@ impl Delegator {
         socket.set_rcvhwm(0)?;
         // Frames beyond the limit are answered with Reject; far beyond it, libzmq cuts the peer
         // off before buffering the frame, which bounds memory.
-        let hard_limit = config.scheduler.max_frame.saturating_mul(4).min(i64::MAX as u64);
+        let hard_limit = config
+            .scheduler
+            .max_frame
+            .saturating_mul(4)
+            .min(i64::MAX as u64);
         socket.set_maxmsgsize(hard_limit as i64)?;
         socket.set_linger(0)?;
         socket.bind(&config.bind).map_err(|source| Error::Bind {
@@ -213,13 +217,15 @@ impl Delegator {
         O: DeserializeOwned,
     {
         let mut encode_error = None;
-        let payloads = inputs.into_iter().map_while(|input| match payload::to_bytes(&input) {
-            Ok(bytes) => Some(bytes),
-            Err(e) => {
-                encode_error = Some(e);
-                None
-            }
-        });
+        let payloads = inputs
+            .into_iter()
+            .map_while(|input| match payload::to_bytes(&input) {
+                Ok(bytes) => Some(bytes),
+                Err(e) => {
+                    encode_error = Some(e);
+                    None
+                }
+            });
         let job = self.submit_payloads(job_type, payloads, options)?;
         match encode_error {
             Some(e) => Err(e.into()),
@@ -256,7 +262,11 @@ impl Delegator {
         for payload in payloads {
             chunk.push(payload);
             if chunk.len() == SUBMIT_CHUNK {
-                self.extend(id, &shared, std::mem::replace(&mut chunk, Vec::with_capacity(SUBMIT_CHUNK)))?;
+                self.extend(
+                    id,
+                    &shared,
+                    std::mem::replace(&mut chunk, Vec::with_capacity(SUBMIT_CHUNK)),
+                )?;
             }
         }
         self.extend(id, &shared, chunk)?;

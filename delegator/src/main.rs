@@ -47,7 +47,12 @@ struct Common {
     #[arg(long, global = true, env = "GANGER_BATCH_SIZE", default_value_t = 0)]
     batch_size: u32,
     /// Heartbeat interval, milliseconds.
-    #[arg(long, global = true, env = "GANGER_HEARTBEAT_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        global = true,
+        env = "GANGER_HEARTBEAT_MS",
+        default_value_t = 1000
+    )]
     heartbeat_ms: u64,
     /// A worker silent this long is dropped and its units requeued, milliseconds.
     #[arg(long, global = true, env = "GANGER_TIMEOUT_MS", default_value_t = 5000)]
@@ -79,7 +84,10 @@ impl Common {
             self.heartbeat_ms
         );
         anyhow::ensure!(self.max_attempts > 0, "--max-attempts must be at least 1");
-        anyhow::ensure!(self.max_frame_bytes >= 4096, "--max-frame-bytes must be at least 4096");
+        anyhow::ensure!(
+            self.max_frame_bytes >= 4096,
+            "--max-frame-bytes must be at least 4096"
+        );
         let bind = match &self.bind {
             Some(bind) => bind.clone(),
             None if self.local_workers > 0 => "tcp://127.0.0.1:0".into(),

@@ -30,7 +30,12 @@ pub(crate) struct RunArgs {
     #[arg(long, env = "GANGER_TASK")]
     task: String,
     /// JSON-lines file of inputs (`-` for standard input).
-    #[arg(long, env = "GANGER_INPUT", conflicts_with = "range", required_unless_present = "range")]
+    #[arg(
+        long,
+        env = "GANGER_INPUT",
+        conflicts_with = "range",
+        required_unless_present = "range"
+    )]
     input: Option<PathBuf>,
     /// Use the integers 0..N as inputs instead of a file.
     #[arg(long, env = "GANGER_RANGE")]
@@ -62,8 +67,13 @@ pub(crate) fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     }
     let total = payloads.len() as u64;
     let started = Instant::now();
-    let job: Job<Value> =
-        delegator.submit_payloads(&args.task, payloads, JobOptions { priority: args.priority })?;
+    let job: Job<Value> = delegator.submit_payloads(
+        &args.task,
+        payloads,
+        JobOptions {
+            priority: args.priority,
+        },
+    )?;
     let mut sink = open_output(&args.output)?;
     let (completed, failed) = write_outcomes(job, args.ordered, &mut sink, &interrupted, total)?;
     sink.flush().context("cannot write the output")?;
@@ -88,7 +98,10 @@ pub(crate) fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start_local_workers(common: &Common, delegator: &Delegator) -> anyhow::Result<Option<LocalWorkers>> {
+fn start_local_workers(
+    common: &Common,
+    delegator: &Delegator,
+) -> anyhow::Result<Option<LocalWorkers>> {
     if common.local_workers == 0 {
         return Ok(None);
     }
@@ -107,7 +120,11 @@ fn start_local_workers(common: &Common, delegator: &Delegator) -> anyhow::Result
             .unwrap_or((cores / common.local_workers).max(1)),
         extra_args: Vec::new(),
     };
-    info!(n = common.local_workers, threads = spec.threads, "starting local workers");
+    info!(
+        n = common.local_workers,
+        threads = spec.threads,
+        "starting local workers"
+    );
     let workers = LocalWorkers::spawn(common.local_workers, &spec)
         .with_context(|| format!("cannot start {}", spec.program.display()))?;
     Ok(Some(workers))
@@ -132,9 +149,8 @@ fn read_inputs(args: &RunArgs) -> anyhow::Result<Vec<Vec<u8>>> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(&line).with_context(|| {
-            format!("{}:{}: not a JSON value", path.display(), line_number + 1)
-        })?;
+        let value: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not a JSON value", path.display(), line_number + 1))?;
         payloads.push(payload::to_bytes(&value)?);
     }
     Ok(payloads)
@@ -203,7 +219,12 @@ fn log_progress(job: &Job<Value>, last: &mut Instant, total: u64) {
     if last.elapsed() >= Duration::from_secs(5) {
         *last = Instant::now();
         let progress = job.progress();
-        info!(done = progress.done(), total, failed = progress.failed, "progress");
+        info!(
+            done = progress.done(),
+            total,
+            failed = progress.failed,
+            "progress"
+        );
     }
 }
 

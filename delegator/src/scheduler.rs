@@ -369,7 +369,10 @@ impl Scheduler {
         self.heard_from(now, worker);
         let mut deliveries: HashMap<JobId, Vec<Outcome>> = HashMap::new();
         let n_results = results.results.len() as u64;
-        let mut lease = self.leases.remove(&results.batch).filter(|l| l.worker == worker);
+        let mut lease = self
+            .leases
+            .remove(&results.batch)
+            .filter(|l| l.worker == worker);
         if let Some(lease) = &lease {
             if let Some(w) = self.workers.get_mut(&worker) {
                 w.rates
@@ -416,7 +419,11 @@ impl Scheduler {
             let Some(lease) = self.leases.get_mut(&batch) else {
                 continue;
             };
-            let units: Vec<Unit> = goodbye.returned.iter().filter_map(|&id| lease.take(id)).collect();
+            let units: Vec<Unit> = goodbye
+                .returned
+                .iter()
+                .filter_map(|&id| lease.take(id))
+                .collect();
             let drained = lease.outstanding == 0;
             if drained {
                 self.leases.remove(&batch);
@@ -491,11 +498,9 @@ impl Scheduler {
                 retry: VecDeque::new(),
             },
         );
-        let position = self.job_order.partition_point(|other| {
-            self.jobs
-                .get(other)
-                .is_some_and(|o| o.priority >= priority)
-        });
+        let position = self
+            .job_order
+            .partition_point(|other| self.jobs.get(other).is_some_and(|o| o.priority >= priority));
         self.job_order.insert(position, id);
         id
     }
@@ -642,7 +647,10 @@ impl Scheduler {
         })?;
         let job_type = self.jobs[&self.job_order[position]].job_type;
         let rate = w.rates.get(&job_type).copied();
-        let batch_size = self.config.batching.batch_size(rate, w.info.slots, self.config.max_batch_units);
+        let batch_size =
+            self.config
+                .batching
+                .batch_size(rate, w.info.slots, self.config.max_batch_units);
         let limit = self.config.batching.in_flight_limit(
             rate,
             batch_size,
@@ -764,7 +772,11 @@ impl Scheduler {
         retry.errors.push(error.to_owned());
         retry.tried.push(worker);
         if retry.errors.len() as u32 >= self.config.max_attempts {
-            let errors = self.retries.remove(&unit.id).map(|r| r.errors).unwrap_or_default();
+            let errors = self
+                .retries
+                .remove(&unit.id)
+                .map(|r| r.errors)
+                .unwrap_or_default();
             self.resolve(unit.id, Err(UnitFailure { errors }), deliveries);
         } else if let Some(j) = self.jobs.get_mut(&job) {
             self.counters.retried += 1;
@@ -780,7 +792,10 @@ impl Scheduler {
         deliveries: &mut HashMap<JobId, Vec<Outcome>>,
     ) {
         let (job, index) = split_unit_id(id);
-        let open = self.jobs.get(&job).is_some_and(|j| index < j.total && !j.is_done(index));
+        let open = self
+            .jobs
+            .get(&job)
+            .is_some_and(|j| index < j.total && !j.is_done(index));
         match outcome {
             Ok(output) if open => {
                 self.counters.late_accepted += 1;
@@ -817,7 +832,10 @@ impl Scheduler {
         if result.is_ok() {
             self.retries.remove(&id);
         }
-        deliveries.entry(job_id).or_default().push(Outcome { index, result });
+        deliveries
+            .entry(job_id)
+            .or_default()
+            .push(Outcome { index, result });
     }
 
     fn flush_deliveries(&mut self, deliveries: HashMap<JobId, Vec<Outcome>>) {
@@ -861,10 +879,17 @@ impl Job {
 impl Lease {
     /// Removes the unit `id` from the lease, if it is still outstanding in it.
     fn take(&mut self, id: u64) -> Option<Unit> {
-        let at = if self.units.get(self.cursor).and_then(Option::as_ref).is_some_and(|u| u.id == id) {
+        let at = if self
+            .units
+            .get(self.cursor)
+            .and_then(Option::as_ref)
+            .is_some_and(|u| u.id == id)
+        {
             self.cursor
         } else {
-            self.units.iter().position(|u| u.as_ref().is_some_and(|u| u.id == id))?
+            self.units
+                .iter()
+                .position(|u| u.as_ref().is_some_and(|u| u.id == id))?
         };
         let unit = self.units[at].take()?;
         self.cursor = at + 1;

@@ -45,7 +45,11 @@ fn run_maps_a_task_over_json_lines_and_tags_each_result_with_its_index() {
         "--worker-threads",
         "1",
     ]);
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     let lines: Vec<Value> = std::fs::read_to_string(&output)
         .unwrap()
         .lines()
@@ -56,7 +60,9 @@ fn run_maps_a_task_over_json_lines_and_tags_each_result_with_its_index() {
     assert_eq!(lines[1], serde_json::json!({"index": 1, "output": 16}));
     assert_eq!(lines[2], serde_json::json!({"index": 2, "output": 6.25}));
     assert_eq!(lines[3]["index"], 3);
-    let error = lines[3]["error"].as_str().expect("a failed unit is reported, not skipped");
+    let error = lines[3]["error"]
+        .as_str()
+        .expect("a failed unit is reported, not skipped");
     assert!(error.contains("failed 3 time(s)"), "{error}");
 }
 
@@ -77,7 +83,11 @@ fn run_over_a_range_writes_every_index_once() {
         "--worker-threads",
         "1",
     ]);
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     let mut seen = vec![false; 20000];
     for line in std::fs::read_to_string(&output).unwrap().lines() {
         let value: Value = serde_json::from_str(line).unwrap();
@@ -93,16 +103,38 @@ fn a_malformed_input_file_is_named_with_its_line() {
     let dir = temp_dir("bad");
     let input = dir.join("inputs.jsonl");
     std::fs::write(&input, "1\n2\n{oops\n").unwrap();
-    let result = run(&["run", "--task", "square", "--input", input.to_str().unwrap()]);
+    let result = run(&[
+        "run",
+        "--task",
+        "square",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
     assert_eq!(result.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains("inputs.jsonl:3: not a JSON value"), "{stderr}");
+    assert!(
+        stderr.contains("inputs.jsonl:3: not a JSON value"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn bad_settings_are_rejected_with_the_flag_named() {
-    let result = run(&["run", "--task", "noop", "--range", "1", "--timeout-ms", "100", "--heartbeat-ms", "500"]);
+    let result = run(&[
+        "run",
+        "--task",
+        "noop",
+        "--range",
+        "1",
+        "--timeout-ms",
+        "100",
+        "--heartbeat-ms",
+        "500",
+    ]);
     assert_eq!(result.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains("--timeout-ms (100) must exceed --heartbeat-ms (500)"), "{stderr}");
+    assert!(
+        stderr.contains("--timeout-ms (100) must exceed --heartbeat-ms (500)"),
+        "{stderr}"
+    );
 }

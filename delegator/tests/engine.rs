@@ -52,22 +52,35 @@ fn kill_9_of_a_worker_mid_batch_loses_nothing() {
     // 3,000 units of 1 ms each: long enough to kill a worker while it holds leased units.
     let n = 3_000;
     let job = delegator
-        .submit::<_, u64>("spin", std::iter::repeat_n(1000u64, n), JobOptions::default())
+        .submit::<_, u64>(
+            "spin",
+            std::iter::repeat_n(1000u64, n),
+            JobOptions::default(),
+        )
         .unwrap();
-    let stats = wait_for(&delegator, Duration::from_secs(60), "the victim to hold units", |s| {
-        s.counters.completed > 300 && s.workers.iter().filter(|w| w.in_flight > 0).count() == 3
-    });
+    let stats = wait_for(
+        &delegator,
+        Duration::from_secs(60),
+        "the victim to hold units",
+        |s| s.counters.completed > 300 && s.workers.iter().filter(|w| w.in_flight > 0).count() == 3,
+    );
     assert_eq!(stats.workers.len(), 3);
     workers[0].signal(libc::SIGKILL);
     assert_eq!(workers[0].wait(), None, "killed by a signal");
     let mut seen = vec![false; n];
     for (index, result) in job {
-        assert!(!std::mem::replace(&mut seen[index as usize], true), "unit {index} twice");
+        assert!(
+            !std::mem::replace(&mut seen[index as usize], true),
+            "unit {index} twice"
+        );
         assert_eq!(result, Ok(1000));
     }
     assert!(seen.iter().all(|s| *s));
     let stats = delegator.stats().unwrap();
-    assert!(stats.counters.requeued > 0, "the victim's units were requeued: {stats:#?}");
+    assert!(
+        stats.counters.requeued > 0,
+        "the victim's units were requeued: {stats:#?}"
+    );
     assert_eq!(stats.workers.len(), 2);
 }
 
@@ -95,7 +108,9 @@ fn a_worker_survives_a_delegator_restart() {
     config.bind = endpoint.clone();
     let mut worker = WorkerProcess::spawn(&endpoint, &["--threads", "1"]);
     let first = start_delegator(config.clone());
-    let job = first.submit::<_, i64>("square", 0..500i64, JobOptions::default()).unwrap();
+    let job = first
+        .submit::<_, i64>("square", 0..500i64, JobOptions::default())
+        .unwrap();
     assert_all_squares(job, 500);
     first.shutdown();
     assert!(worker.is_running());
@@ -119,11 +134,18 @@ fn sigterm_hands_back_unstarted_units_without_waiting_for_a_timeout() {
     let leaving = WorkerProcess::spawn(&endpoint, &["--threads", "2", "--name", "leaving"]);
     // 40 units of 50 ms: the worker holds running units and queued ones.
     let job = delegator
-        .submit::<_, u64>("sleep", std::iter::repeat_n(50_000u64, 40), JobOptions::default())
+        .submit::<_, u64>(
+            "sleep",
+            std::iter::repeat_n(50_000u64, 40),
+            JobOptions::default(),
+        )
         .unwrap();
-    wait_for(&delegator, Duration::from_secs(30), "units queued at the worker", |s| {
-        s.workers.iter().any(|w| w.in_flight > 2)
-    });
+    wait_for(
+        &delegator,
+        Duration::from_secs(30),
+        "units queued at the worker",
+        |s| s.workers.iter().any(|w| w.in_flight > 2),
+    );
     leaving.signal(libc::SIGTERM);
     let stats = wait_for(&delegator, Duration::from_secs(30), "the goodbye", |s| {
         s.counters.requeued > 0
@@ -198,14 +220,25 @@ fn higher_priority_jobs_finish_first_on_a_shared_worker() {
     let endpoint = delegator.local_endpoint();
     // Submit both before any worker exists, so the priority alone decides.
     let low = delegator
-        .submit::<_, u64>("spin", std::iter::repeat_n(200u64, 500), JobOptions { priority: 0 })
+        .submit::<_, u64>(
+            "spin",
+            std::iter::repeat_n(200u64, 500),
+            JobOptions { priority: 0 },
+        )
         .unwrap();
     let high = delegator
-        .submit::<_, u64>("spin", std::iter::repeat_n(200u64, 500), JobOptions { priority: 10 })
+        .submit::<_, u64>(
+            "spin",
+            std::iter::repeat_n(200u64, 500),
+            JobOptions { priority: 10 },
+        )
         .unwrap();
     let _worker = WorkerProcess::spawn(&endpoint, &["--threads", "1"]);
     assert_eq!(high.count(), 500);
     let low_done = low.progress().done();
-    assert!(low_done < 500, "low-priority job already finished: {low_done}");
+    assert!(
+        low_done < 500,
+        "low-priority job already finished: {low_done}"
+    );
     assert_eq!(low.count(), 500);
 }

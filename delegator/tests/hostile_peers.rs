@@ -57,7 +57,11 @@ fn garbage_wrong_versions_and_oversize_frames_are_answered_dropped_and_counted()
         .collect();
     let n = 20_000u64;
     let job = delegator
-        .submit::<_, u64>("spin", std::iter::repeat_n(20u64, n as usize), JobOptions::default())
+        .submit::<_, u64>(
+            "spin",
+            std::iter::repeat_n(20u64, n as usize),
+            JobOptions::default(),
+        )
         .unwrap();
 
     let client = RawClient::connect(&endpoint);
@@ -87,7 +91,10 @@ fn garbage_wrong_versions_and_oversize_frames_are_answered_dropped_and_counted()
     let oversize = vec![0x90u8; 100 * 1024];
     let (kind, reason) = client.exchange(&[&oversize]);
     assert_eq!(kind, "reject");
-    assert!(reason.contains("exceeds the limit of 65536 bytes"), "{reason}");
+    assert!(
+        reason.contains("exceeds the limit of 65536 bytes"),
+        "{reason}"
+    );
 
     let (kind, reason) = client.exchange(&[b"\x81\xa4type\xa9heartbeat", b"extra part"]);
     assert_eq!(kind, "reject");
@@ -110,7 +117,11 @@ fn garbage_wrong_versions_and_oversize_frames_are_answered_dropped_and_counted()
     assert_eq!(stats.dropped.rejected, 1);
     assert_eq!(stats.dropped.oversize, 1);
     assert_eq!(stats.dropped.unregistered, 1);
-    assert_eq!(stats.workers.len(), 2, "the real workers were not disturbed");
+    assert_eq!(
+        stats.workers.len(),
+        2,
+        "the real workers were not disturbed"
+    );
     assert_eq!(stats.counters.requeued, 0);
 }
 
@@ -124,7 +135,10 @@ fn a_frame_far_over_the_limit_is_cut_off_by_the_transport() {
     // Four times the limit and more: libzmq drops the connection before buffering it all.
     let huge = vec![0u8; 1 << 20];
     client.socket.send(&huge[..], 0).unwrap();
-    assert!(client.socket.recv_bytes(0).is_err(), "no answer to a frame that was never read");
+    assert!(
+        client.socket.recv_bytes(0).is_err(),
+        "no answer to a frame that was never read"
+    );
     std::thread::sleep(Duration::from_millis(100));
     let stats = delegator.stats().unwrap();
     assert_eq!(stats.dropped.oversize, 0);

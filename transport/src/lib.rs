@@ -29,8 +29,14 @@ pub fn local_endpoint(bound: &str) -> String {
 mod tests {
     #[test]
     fn wildcard_endpoints_map_to_loopback() {
-        assert_eq!(super::local_endpoint("tcp://0.0.0.0:5555"), "tcp://127.0.0.1:5555");
+        assert_eq!(
+            super::local_endpoint("tcp://0.0.0.0:5555"),
+            "tcp://127.0.0.1:5555"
+        );
         assert_eq!(super::local_endpoint("tcp://*:5"), "tcp://127.0.0.1:5");
-        assert_eq!(super::local_endpoint("tcp://10.0.0.1:7"), "tcp://10.0.0.1:7");
+        assert_eq!(
+            super::local_endpoint("tcp://10.0.0.1:7"),
+            "tcp://10.0.0.1:7"
+        );
     }
 }

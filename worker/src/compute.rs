@@ -145,9 +145,15 @@ mod tests {
         let mut seen = Vec::new();
         for (i, frame) in frames.iter().enumerate() {
             assert!(frame.len() <= 2048);
-            let Ok(Message::Results(r)) = protocol::decode(frame) else { panic!() };
+            let Ok(Message::Results(r)) = protocol::decode(frame) else {
+                panic!()
+            };
             assert_eq!(r.batch, 3);
-            assert!(r.elapsed_us > 0 && r.elapsed_us < 99, "frame {i}: {}", r.elapsed_us);
+            assert!(
+                r.elapsed_us > 0 && r.elapsed_us < 99,
+                "frame {i}: {}",
+                r.elapsed_us
+            );
             seen.extend(r.results.iter().map(|r| r.id));
         }
         assert_eq!(seen, ids);
@@ -156,8 +162,13 @@ mod tests {
     #[test]
     fn an_output_too_large_for_any_frame_becomes_an_error() {
         let frames = encode_results(1, 1, &[7], vec![Ok(vec![0u8; 5000])], 2048);
-        let Ok(Message::Results(r)) = protocol::decode(&frames[0]) else { panic!() };
+        let Ok(Message::Results(r)) = protocol::decode(&frames[0]) else {
+            panic!()
+        };
         let error = r.results[0].outcome.unwrap_err();
-        assert!(error.contains("exceeds the delegator's frame limit"), "{error}");
+        assert!(
+            error.contains("exceeds the delegator's frame limit"),
+            "{error}"
+        );
     }
 }

@@ -34,7 +34,6 @@ use std::time::Duration;
 pub use ganger_core::task::{Registry, Task, TaskResult};
 use ganger_transport::{wake_pair, WakeReceiver, Waker};
 
-use compute::Evaluator;
 use session::Session;
 
 /// What can stop a worker with an error.
@@ -173,12 +172,12 @@ impl Shutdown {
 
 /// A worker ready to run.
 pub struct Worker {
-    config: WorkerConfig,
-    registry: Arc<Registry>,
-    job_types: Vec<String>,
-    waker: Waker,
-    wake_rx: WakeReceiver,
-    shutdown: Arc<ShutdownState>,
+    pub(crate) config: WorkerConfig,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) job_types: Vec<String>,
+    pub(crate) waker: Waker,
+    pub(crate) wake_rx: WakeReceiver,
+    pub(crate) shutdown: Arc<ShutdownState>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -232,29 +231,7 @@ impl Worker {
                 endpoint: self.config.connect.clone(),
                 source,
             })?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(self.config.threads)
-            .thread_name(|i| format!("ganger-eval-{i}"))
-            .build()
-            .map_err(|e| Error::Start(e.to_string()))?;
-        let (finished_tx, finished_rx) = crossbeam_channel::unbounded();
-        let evaluator = Evaluator {
-            registry: self.registry,
-            finished_tx,
-            waker: self.waker,
-            max_frame: 64 << 20,
-        };
-        Session::new(
-            socket,
-            self.config,
-            self.job_types,
-            pool,
-            evaluator,
-            finished_rx,
-            self.wake_rx,
-            self.shutdown,
-        )
-        .run()
+        Session::new(self, socket)?.run()
     }
 }
 

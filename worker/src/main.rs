@@ -58,7 +58,9 @@ fn main() {
         Ok(()) => {}
         Err(e) => {
             eprintln!("ganger-worker: {e:#}");
-            let rejected = e.downcast_ref::<Error>().is_some_and(|e| matches!(e, Error::Rejected { .. }));
+            let rejected = e
+                .downcast_ref::<Error>()
+                .is_some_and(|e| matches!(e, Error::Rejected { .. }));
             std::process::exit(if rejected { 2 } else { 1 });
         }
     }

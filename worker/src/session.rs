@@ -19,7 +19,7 @@ use ganger_transport::{RateLimited, WakeReceiver};
 use tracing::{debug, info, warn};
 
 use crate::compute::{Batch, Evaluator, Finished};
-use crate::{Error, ShutdownState, Summary, WorkerConfig};
+use crate::{Error, ShutdownState, Summary, Worker, WorkerConfig};
 
 /// Where the session is in its handshake.
 #[derive(Debug)]
@@ -60,26 +60,30 @@ const MAX_FRAMES_PER_TURN: usize = 1024;
 const HELLO_RETRY: Duration = Duration::from_secs(1);
 
 impl Session {
-    pub(crate) fn new(
-        socket: zmq::Socket,
-        config: WorkerConfig,
-        job_types: Vec<String>,
-        pool: rayon::ThreadPool,
-        evaluator: Evaluator,
-        finished_rx: Receiver<Finished>,
-        wake_rx: WakeReceiver,
-        shutdown: Arc<ShutdownState>,
-    ) -> Self {
+    /// Takes over a configured worker and its connected socket, and starts the pool.
+    pub(crate) fn new(worker: Worker, socket: zmq::Socket) -> Result<Self, Error> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(worker.config.threads)
+            .thread_name(|i| format!("ganger-eval-{i}"))
+            .build()
+            .map_err(|e| Error::Start(e.to_string()))?;
+        let (finished_tx, finished_rx) = crossbeam_channel::unbounded();
+        let evaluator = Evaluator {
+            registry: worker.registry,
+            finished_tx,
+            waker: worker.waker,
+            max_frame: 64 << 20,
+        };
         let now = Instant::now();
-        Session {
+        Ok(Session {
             socket,
-            config,
-            job_types,
+            config: worker.config,
+            job_types: worker.job_types,
             pool,
             evaluator,
             finished_rx,
-            wake_rx,
-            shutdown,
+            wake_rx: worker.wake_rx,
+            shutdown: worker.shutdown,
             state: State::Connecting { hello_sent: None },
             generation: 0,
             pending: VecDeque::new(),
@@ -91,14 +95,16 @@ impl Session {
             stopping_since: None,
             summary: Summary::default(),
             warn_limit: RateLimited::new(Duration::from_secs(1)),
-        }
+        })
     }
 
     pub(crate) fn run(mut self) -> Result<Summary, Error> {
         info!(connect = %self.config.connect, job_types = ?self.job_types, threads = self.config.threads, "worker starting");
         let result = self.turns();
         let grace = self.config.grace.as_millis().min(i32::MAX as u128) as i32;
-        let _ = self.socket.set_linger(if self.outbox.is_empty() { 0 } else { grace });
+        let _ = self
+            .socket
+            .set_linger(if self.outbox.is_empty() { 0 } else { grace });
         result.map(|()| self.summary)
     }
 
@@ -192,7 +198,10 @@ impl Session {
         };
         match message {
             Message::Welcome(welcome) => {
-                info!(worker_id = welcome.worker_id, "registered with the delegator");
+                info!(
+                    worker_id = welcome.worker_id,
+                    "registered with the delegator"
+                );
                 self.evaluator.max_frame = welcome.max_frame.min(usize::MAX as u64) as usize;
                 self.state = State::Ready(welcome);
                 self.summary.sessions += 1;
@@ -267,7 +276,8 @@ impl Session {
                         "the delegator fell silent; registering again"
                     );
                     self.restart_session();
-                } else if now.duration_since(self.last_sent) >= heartbeat && self.outbox.is_empty() {
+                } else if now.duration_since(self.last_sent) >= heartbeat && self.outbox.is_empty()
+                {
                     self.queue(&Message::Heartbeat);
                 }
             }
@@ -323,7 +333,11 @@ impl Session {
                 _ => Vec::new(),
             })
             .collect();
-        info!(returned = returned.len(), running = self.running_units, "stopping: handing back units not started");
+        info!(
+            returned = returned.len(),
+            running = self.running_units,
+            "stopping: handing back units not started"
+        );
         if matches!(self.state, State::Ready(_)) {
             self.queue(&Message::Goodbye(Goodbye { returned }));
         }
@@ -337,7 +351,11 @@ impl Session {
             // Slow units go out a slot's worth at a time; trivial ones in big gulps, so that a
             // stream of one-unit batches does not cost a pool hand-off each.
             let greedy = f64::from_bits(self.unit_us.load(Ordering::Relaxed)) < 50.0;
-            let want = if greedy { threads.max(4096) } else { threads - self.running_units };
+            let want = if greedy {
+                threads.max(4096)
+            } else {
+                threads - self.running_units
+            };
             let mut group = Vec::new();
             let mut units = 0;
             while let Some(batch) = self.pending.front() {

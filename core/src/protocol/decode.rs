@@ -278,7 +278,9 @@ impl<'a> Reader<'a> {
             return Err(DecodeError::TooDeep);
         }
         let skip_bytes = match self.marker()? {
-            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => 0,
+            Marker::FixPos(_) | Marker::FixNeg(_) | Marker::Null | Marker::True | Marker::False => {
+                0
+            }
             Marker::Reserved => return Err(wrong("value", "a valid MessagePack marker")),
             Marker::U8 | Marker::I8 => 1,
             Marker::U16 | Marker::I16 => 2,

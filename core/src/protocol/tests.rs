@@ -93,6 +93,39 @@ fn heartbeat_and_work_bytes_match_the_spec() {
     );
     let expected = b"\x83\xa4type\xa4work\xa5batch\x07\xa5units\x91\x93\x2a\xa4noop\xc4\x01\x05";
     assert_eq!(frame, expected.to_vec(), "{}", hex(&frame));
+
+    frame.clear();
+    encode(
+        &Message::Results(Results {
+            batch: 7,
+            elapsed_us: 3,
+            results: vec![UnitResultRef {
+                id: 42,
+                outcome: Ok(&[0x05]),
+            }],
+        }),
+        &mut frame,
+    );
+    let expected = "84 a4 74 79 70 65 a7 72 65 73 75 6c 74 73 a5 62 61 74 63 68 07 \
+                    aa 65 6c 61 70 73 65 64 5f 75 73 03 a7 72 65 73 75 6c 74 73 \
+                    91 93 2a c3 c4 01 05 ";
+    assert_eq!(
+        hex(&frame),
+        expected
+            .split_whitespace()
+            .map(|b| format!("{b} "))
+            .collect::<String>()
+    );
+
+    frame.clear();
+    let mut encoder = ResultsEncoder::new(&mut frame, 0, 0, 1);
+    encoder.result(42, Err("boom!"));
+    assert!(encoder.finish());
+    assert!(
+        hex(&frame).ends_with("93 2a c2 a5 62 6f 6f 6d 21 "),
+        "{}",
+        hex(&frame)
+    );
 }
 
 #[test]

@@ -48,7 +48,9 @@ impl Batching {
         in_flight_ms: u64,
     ) -> u64 {
         let pipelined = 2 * u64::from(batch_size.max(slots));
-        let by_time = rate.map_or(0, |r| (r.units_per_sec * in_flight_ms as f64 / 1000.0) as u64);
+        let by_time = rate.map_or(0, |r| {
+            (r.units_per_sec * in_flight_ms as f64 / 1000.0) as u64
+        });
         pipelined.max(by_time)
     }
 }

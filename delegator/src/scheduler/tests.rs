@@ -1,6 +1,5 @@
 //! Scheduler unit tests with logical time: no sockets, no threads, no sleeps.
 
-
 use super::*;
 use ganger_core::protocol::{self, Message, UnitResultRef};
 
@@ -23,7 +22,9 @@ fn fixed(n: u32) -> Scheduler {
 }
 
 fn register(s: &mut Scheduler, job_types: &[&str], slots: u32, prefetch: u32) -> WorkerId {
-    s.hello(0, &hello(job_types, slots, prefetch)).unwrap().worker_id
+    s.hello(0, &hello(job_types, slots, prefetch))
+        .unwrap()
+        .worker_id
 }
 
 fn job(s: &mut Scheduler, job_type: &str, priority: i32, n: u64) -> JobId {
@@ -145,7 +146,9 @@ fn a_silent_worker_times_out_and_its_units_go_to_another() {
     s.tick(s.config().timeout_ms + 1);
     assert!(!s.has_worker(silent));
     let forgotten: Vec<_> = s.drain_actions().collect();
-    assert!(forgotten.iter().any(|a| matches!(a, Action::Forget { worker, .. } if *worker == silent)));
+    assert!(forgotten
+        .iter()
+        .any(|a| matches!(a, Action::Forget { worker, .. } if *worker == silent)));
     let again = sent(&mut s, 5001);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].0, other);
@@ -189,12 +192,24 @@ fn goodbye_requeues_returned_units_at_once() {
     answer(&mut s, 1, leaving, b1, &ids1[..1], echo);
     let mut returned = ids1[2..].to_vec();
     returned.extend(&ids2);
-    s.goodbye(1, leaving, &Goodbye { returned: returned.clone() });
-    assert!(s.has_worker(leaving), "still owes a result for the unit it is running");
-    let moved: Vec<u64> = sent(&mut s, 1).into_iter().flat_map(|b| {
-        assert_eq!(b.0, staying);
-        b.2
-    }).collect();
+    s.goodbye(
+        1,
+        leaving,
+        &Goodbye {
+            returned: returned.clone(),
+        },
+    );
+    assert!(
+        s.has_worker(leaving),
+        "still owes a result for the unit it is running"
+    );
+    let moved: Vec<u64> = sent(&mut s, 1)
+        .into_iter()
+        .flat_map(|b| {
+            assert_eq!(b.0, staying);
+            b.2
+        })
+        .collect();
     let mut moved_sorted = moved.clone();
     moved_sorted.sort_unstable();
     returned.sort_unstable();
@@ -214,12 +229,17 @@ fn a_failing_unit_is_retried_elsewhere_then_reported_with_every_error() {
     for now in 0..10 {
         for (worker, batch, ids) in sent(&mut s, now) {
             tried.push(worker);
-            let actions = answer(&mut s, now, worker, batch, &ids, |_| Err(format!("boom on {worker}")));
+            let actions = answer(&mut s, now, worker, batch, &ids, |_| {
+                Err(format!("boom on {worker}"))
+            });
             outcomes.extend(delivered(&actions));
         }
     }
     assert_eq!(tried.len(), 3);
-    assert!(tried.windows(2).all(|w| w[0] != w[1]), "never twice in a row on one worker: {tried:?}");
+    assert!(
+        tried.windows(2).all(|w| w[0] != w[1]),
+        "never twice in a row on one worker: {tried:?}"
+    );
     assert!(tried.contains(&a) && tried.contains(&b));
     assert_eq!(outcomes.len(), 1);
     let failure = outcomes[0].result.clone().unwrap_err();
@@ -287,7 +307,10 @@ fn a_wrong_protocol_version_is_rejected_naming_both() {
     let mut h = hello(&["t"], 1, 0);
     h.protocol = 99;
     let reason = s.hello(0, &h).unwrap_err();
-    assert!(reason.contains("99") && reason.contains(&PROTOCOL_VERSION.to_string()), "{reason}");
+    assert!(
+        reason.contains("99") && reason.contains(&PROTOCOL_VERSION.to_string()),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -298,12 +321,18 @@ fn idle_workers_get_heartbeats_and_busy_ones_do_not() {
     assert!(s.drain_actions().next().is_none());
     s.heard_from(1000, w);
     s.tick(1000);
-    assert_eq!(s.drain_actions().collect::<Vec<_>>(), vec![Action::SendHeartbeat(w)]);
+    assert_eq!(
+        s.drain_actions().collect::<Vec<_>>(),
+        vec![Action::SendHeartbeat(w)]
+    );
     job(&mut s, "t", 0, 1);
     assert_eq!(sent(&mut s, 1500).len(), 1);
     s.heard_from(2000, w);
     s.tick(2000);
-    assert!(s.drain_actions().next().is_none(), "work was sent 500 ms ago");
+    assert!(
+        s.drain_actions().next().is_none(),
+        "work was sent 500 ms ago"
+    );
 }
 
 #[test]
@@ -318,13 +347,27 @@ fn adaptive_batches_grow_for_fast_units_and_stay_single_for_slow_ones() {
         for (worker, batch, ids) in sent(&mut s, now) {
             last.insert(worker, ids.len());
             // Fast units: 0.1 µs each; slow ones: 200 ms each, on two slots.
-            let elapsed_us = if worker == fast { ids.len() as u64 / 10 + 1 } else { 200_000 * ids.len() as u64 / 2 };
+            let elapsed_us = if worker == fast {
+                ids.len() as u64 / 10 + 1
+            } else {
+                200_000 * ids.len() as u64 / 2
+            };
             let owned: Vec<_> = ids.iter().map(|&id| (id, echo(id).unwrap())).collect();
-            s.results(now, worker, &Results {
-                batch,
-                elapsed_us,
-                results: owned.iter().map(|(id, o)| UnitResultRef { id: *id, outcome: Ok(o) }).collect(),
-            });
+            s.results(
+                now,
+                worker,
+                &Results {
+                    batch,
+                    elapsed_us,
+                    results: owned
+                        .iter()
+                        .map(|(id, o)| UnitResultRef {
+                            id: *id,
+                            outcome: Ok(o),
+                        })
+                        .collect(),
+                },
+            );
         }
     }
     assert!(last[&fast] >= 10_000, "fast batch {}", last[&fast]);
@@ -342,7 +385,9 @@ fn encoded_work_decodes_to_the_leased_units() {
     let (_, batch, ids) = sent(&mut s, 0).remove(0);
     let mut frame = Vec::new();
     assert!(s.encode_work(batch, &mut frame));
-    let Message::Work(work) = protocol::decode(&frame).unwrap() else { panic!() };
+    let Message::Work(work) = protocol::decode(&frame).unwrap() else {
+        panic!()
+    };
     assert_eq!(work.batch, batch);
     assert_eq!(work.units.iter().map(|u| u.id).collect::<Vec<_>>(), ids);
     assert!(work.units.iter().all(|u| u.job_type == "t"));

@@ -20,7 +20,14 @@ pub fn worker_bin() -> PathBuf {
     let path = delegator_bin().with_file_name("ganger-worker");
     BUILD.call_once(|| {
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--quiet", "-p", "ganger-worker", "--bin", "ganger-worker"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "ganger-worker",
+                "--bin",
+                "ganger-worker",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("cargo runs");
@@ -91,14 +98,22 @@ impl Drop for WorkerProcess {
 
 /// Polls `condition` on the delegator's stats until it holds; panics after `limit` (a guard
 /// against hangs, not a performance assertion).
-pub fn wait_for(delegator: &Delegator, limit: Duration, what: &str, condition: impl Fn(&Stats) -> bool) -> Stats {
+pub fn wait_for(
+    delegator: &Delegator,
+    limit: Duration,
+    what: &str,
+    condition: impl Fn(&Stats) -> bool,
+) -> Stats {
     let deadline = Instant::now() + limit;
     loop {
         let stats = delegator.stats().expect("stats");
         if condition(&stats) {
             return stats;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {stats:#?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {stats:#?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
