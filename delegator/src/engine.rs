@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use ganger_core::protocol::{self, Message, Reject, Reset};
 use ganger_transport::frames::{self, hex, Incoming, SendError};
-use ganger_transport::{RateLimited, WakeReceiver};
+use ganger_transport::{wake, RateLimited, WakeReceiver};
 use tracing::{debug, info, warn};
 
 use crate::job::JobShared;
@@ -99,8 +99,9 @@ impl Engine {
         let mut next_tick = Instant::now();
         loop {
             let timeout = next_tick.saturating_duration_since(Instant::now());
-            let (socket_ready, wake_ready) = self.poll(timeout);
-            if socket_ready {
+            let (socket_ready, wake_ready) =
+                wake::poll(&self.socket, zmq::POLLIN, &self.wake_rx, timeout);
+            if socket_ready.contains(zmq::POLLIN) {
                 self.read_frames();
             }
             if wake_ready {
@@ -119,22 +120,6 @@ impl Engine {
             self.carry_out_actions();
         }
         self.farewell();
-    }
-
-    fn poll(&self, timeout: Duration) -> (bool, bool) {
-        let mut items = [
-            self.socket.as_poll_item(zmq::POLLIN),
-            zmq::PollItem::from_fd(self.wake_rx.fd(), zmq::POLLIN),
-        ];
-        match zmq::poll(&mut items, timeout.as_millis() as i64) {
-            Ok(_) => (items[0].is_readable(), items[1].is_readable()),
-            // A signal arrived; the loop looks at its flags next turn.
-            Err(zmq::Error::EINTR) => (false, true),
-            Err(e) => {
-                warn!("poll failed: {e}");
-                (true, true)
-            }
-        }
     }
 
     fn now(&self) -> Millis {

@@ -113,25 +113,12 @@ impl Common {
 
 fn main() {
     let cli = Cli::parse();
-    init_logging(&cli.common.log_format);
+    ganger_transport::logging::init(&cli.common.log_format);
     let result = match &cli.command {
         Command::Run(args) => run::run(&cli.common, args),
     };
     if let Err(e) = result {
         eprintln!("ganger-delegator: {e:#}");
         std::process::exit(1);
-    }
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GANGER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

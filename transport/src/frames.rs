@@ -62,14 +62,7 @@ pub fn recv_routed(socket: &zmq::Socket) -> Result<Option<Incoming>, zmq::Error>
     if peer.get_more() {
         // The rest of a multipart message is delivered atomically with its first part.
         socket.recv(&mut body, 0)?;
-        parts = 1;
-        let mut more = body.get_more();
-        let mut extra = zmq::Message::new();
-        while more {
-            socket.recv(&mut extra, 0)?;
-            parts += 1;
-            more = extra.get_more();
-        }
+        parts = 1 + drain_more(socket, body.get_more())?;
     }
     Ok(Some(Incoming {
         peer: peer.to_vec(),
@@ -86,15 +79,20 @@ pub fn recv_body(socket: &zmq::Socket) -> Result<Option<(zmq::Message, usize)>, 
         Err(zmq::Error::EAGAIN) => return Ok(None),
         Err(e) => return Err(e),
     }
-    let mut parts = 1;
-    let mut more = body.get_more();
+    let parts = 1 + drain_more(socket, body.get_more())?;
+    Ok(Some((body, parts)))
+}
+
+/// Reads and discards the remaining parts of a multipart message; returns how many there were.
+fn drain_more(socket: &zmq::Socket, mut more: bool) -> Result<usize, zmq::Error> {
     let mut extra = zmq::Message::new();
+    let mut parts = 0;
     while more {
         socket.recv(&mut extra, 0)?;
         parts += 1;
         more = extra.get_more();
     }
-    Ok(Some((body, parts)))
+    Ok(parts)
 }
 
 /// Sends `body` to the peer `peer` on a ROUTER without blocking.

@@ -3,6 +3,7 @@
 //! - [`frames`] turns ZeroMQ multipart messages into (peer, frame) pairs and back,
 //!   never blocking and never trusting the number of parts a peer sent.
 //! - [`wake`] lets other threads wake a loop that is blocked in `zmq::poll`.
+//! - [`logging`] sets up the binaries' logs (text or JSON).
 //! - [`warn`] rate-limits warnings about misbehaving peers so that a flood of garbage cannot
 //!   flood the log too.
 //!
@@ -10,6 +11,7 @@
 //! the delegator or the worker crate.
 
 pub mod frames;
+pub mod logging;
 pub mod wake;
 pub mod warn;
 

@@ -79,6 +79,29 @@ impl WakeReceiver {
     }
 }
 
+/// Sleeps until `socket` has one of `events`, the waker fires, or `timeout` passes.
+/// Returns the socket's ready events and whether the loop was woken (a signal interrupting
+/// the wait counts as a wake-up, so the loop re-reads its flags).
+pub fn poll(
+    socket: &zmq::Socket,
+    events: zmq::PollEvents,
+    wake_rx: &WakeReceiver,
+    timeout: std::time::Duration,
+) -> (zmq::PollEvents, bool) {
+    let mut items = [
+        socket.as_poll_item(events),
+        zmq::PollItem::from_fd(wake_rx.fd(), zmq::POLLIN),
+    ];
+    match zmq::poll(&mut items, timeout.as_millis().min(i64::MAX as u128) as i64) {
+        Ok(_) => (items[0].get_revents(), items[1].is_readable()),
+        Err(zmq::Error::EINTR) => (zmq::PollEvents::empty(), true),
+        Err(e) => {
+            tracing::warn!("poll failed: {e}");
+            (events, true)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

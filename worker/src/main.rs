@@ -52,7 +52,7 @@ fn builtin_help() -> String {
 
 fn main() {
     let args = Args::parse();
-    init_logging(&args.log_format);
+    ganger_transport::logging::init(&args.log_format);
     quiet_task_panics();
     match run(args) {
         Ok(()) => {}
@@ -114,17 +114,4 @@ fn quiet_task_panics() {
             default(info);
         }
     }));
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GANGER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 use ganger_core::protocol::{self, Goodbye, Hello, Message, Welcome, PROTOCOL_VERSION};
 use ganger_transport::frames::{self, SendError};
-use ganger_transport::{RateLimited, WakeReceiver};
+use ganger_transport::{wake, RateLimited, WakeReceiver};
 use tracing::{debug, info, warn};
 
 use crate::compute::{Batch, Evaluator, Finished};
@@ -140,20 +140,12 @@ impl Session {
         if !self.outbox.is_empty() {
             events |= zmq::POLLOUT;
         }
-        let mut items = [
-            self.socket.as_poll_item(events),
-            zmq::PollItem::from_fd(self.wake_rx.fd(), zmq::POLLIN),
-        ];
-        let timeout_ms = self.next_timer().as_millis().clamp(1, 100) as i64;
-        match zmq::poll(&mut items, timeout_ms) {
-            Ok(_) => (items[0].is_readable(), items[1].is_readable()),
-            // A signal arrived; the loop looks at its flags next turn.
-            Err(zmq::Error::EINTR) => (false, true),
-            Err(e) => {
-                warn!("poll failed: {e}");
-                (true, true)
-            }
-        }
+        let timeout = self
+            .next_timer()
+            .clamp(Duration::from_millis(1), Duration::from_millis(100));
+        let (ready, woken) = wake::poll(&self.socket, events, &self.wake_rx, timeout);
+        // Readiness to send is acted on by `flush` every turn; only reading needs the flag.
+        (ready.contains(zmq::POLLIN), woken)
     }
 
     fn next_timer(&self) -> Duration {
