@@ -1,1 +1,344 @@
-fn main(){}
+//! `cargo bench --bench throughput`
+//!
+//! End-to-end throughput of ganger against a raw ZeroMQ baseline, side by side in one process
+//! and one run.
+//!
+//! - **Raw ZeroMQ baseline**: a ROUTER echo server on its own thread and a DEALER client on
+//!   loopback TCP that keeps exactly 100 single-frame 8-byte messages in flight; reported as
+//!   round trips per second over a fixed window after a short warm-up.
+//! - **ganger**: a [`ganger::LocalCluster`] with 2 in-process workers of 1 thread each, serving
+//!   only the built-in `noop` task, runs jobs of trivial units with the batching fixed at 1, 16
+//!   and 256 units per batch, then adaptive ([`Batching::default`]). Each setting gets its own
+//!   cluster and warm-up jobs, growing until one takes 250 ms (so the workers are registered
+//!   and adaptive batching has a rate estimate); the job size is then scaled from the last
+//!   warm-up's rate to take about 2 s. A measurement is the time from `submit` until every
+//!   outcome has been received by iterating the `Job`; the median of 3 is reported, in units
+//!   per second and as a ratio to the baseline's round trips per second.
+//!
+//! `cargo bench --bench throughput -- --test` runs every measurement once with tiny sizes, so
+//! CI can check that the bench still works in a few seconds. Other arguments are ignored.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context as _, Result};
+use ganger::delegator::{Batching, SchedulerConfig};
+use ganger::{DelegatorConfig, JobOptions, LocalCluster, Registry};
+
+/// Messages the baseline client keeps in flight.
+const IN_FLIGHT: usize = 100;
+/// Size of each baseline message, bytes.
+const MESSAGE_BYTES: usize = 8;
+/// In-process workers of each ganger cluster.
+const WORKERS: usize = 2;
+/// Evaluation threads per worker.
+const THREADS_PER_WORKER: usize = 1;
+
+/// Sizes and durations of one run of the bench.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Baseline warm-up before the measurement window.
+    baseline_warmup: Duration,
+    /// Baseline measurement window.
+    baseline_window: Duration,
+    /// Units in each cluster's first warm-up job.
+    warmup_units: u64,
+    /// Warm-up jobs grow until one takes at least this long (its rate sizes the measurements).
+    warmup_min: Duration,
+    /// How long one ganger measurement should take; `None` measures `min_units` units.
+    target: Option<Duration>,
+    /// Fewest units in one ganger measurement.
+    min_units: u64,
+    /// Most units in one ganger measurement (bounds memory: every unit is queued at submit).
+    max_units: u64,
+    /// Measurements per setting; the median is reported.
+    repetitions: usize,
+}
+
+impl Plan {
+    /// The full run: ~2 s per measurement, median of 3.
+    fn full() -> Self {
+        Plan {
+            baseline_warmup: Duration::from_millis(300),
+            baseline_window: Duration::from_secs(2),
+            warmup_units: 10_000,
+            warmup_min: Duration::from_millis(250),
+            target: Some(Duration::from_secs(2)),
+            min_units: 10_000,
+            max_units: 10_000_000,
+            repetitions: 3,
+        }
+    }
+
+    /// The smoke test behind `--test`: tiny sizes, one repetition.
+    fn smoke() -> Self {
+        Plan {
+            baseline_warmup: Duration::from_millis(20),
+            baseline_window: Duration::from_millis(100),
+            warmup_units: 1_000,
+            warmup_min: Duration::ZERO,
+            target: None,
+            min_units: 1_000,
+            max_units: 1_000,
+            repetitions: 1,
+        }
+    }
+
+    /// Units for one measurement, given the rate (units/s) the warm-up achieved.
+    fn units_for(&self, warmup_rate: f64) -> u64 {
+        match self.target {
+            None => self.min_units,
+            Some(target) => {
+                let units = (warmup_rate * target.as_secs_f64()) as u64;
+                // Round to a readable figure.
+                let units = units.clamp(self.min_units, self.max_units);
+                units / 10_000 * 10_000
+            }
+        }
+    }
+}
+
+/// One row of the results table.
+#[derive(Debug)]
+struct Row {
+    /// The batching setting, as printed.
+    setting: String,
+    /// Units per job measured.
+    units: u64,
+    /// Median units per second.
+    rate: f64,
+}
+
+/// Runs the baseline and every ganger setting, then prints the table.
+fn main() -> Result<()> {
+    let smoke = std::env::args().skip(1).any(|arg| arg == "--test");
+    let plan = if smoke { Plan::smoke() } else { Plan::full() };
+
+    let baseline = zmq_baseline(&plan).context("raw ZeroMQ baseline")?;
+    println!(
+        "raw ZeroMQ baseline: {} round trips/s (ROUTER echo + DEALER, {IN_FLIGHT} x {MESSAGE_BYTES}-byte messages in flight, {:.1} s window)",
+        thousands(baseline),
+        plan.baseline_window.as_secs_f64()
+    );
+
+    let settings = [
+        ("fixed batch 1", Batching::Fixed(1)),
+        ("fixed batch 16", Batching::Fixed(16)),
+        ("fixed batch 256", Batching::Fixed(256)),
+        ("adaptive (default)", Batching::default()),
+    ];
+    let mut rows = Vec::with_capacity(settings.len());
+    for (name, batching) in settings {
+        let (units, rates) =
+            ganger_setting(&plan, batching).with_context(|| format!("ganger, {name}"))?;
+        let each: Vec<String> = rates.iter().map(|&rate| thousands(rate)).collect();
+        eprintln!(
+            "  {name}: {units} units/job, runs: {} units/s",
+            each.join(", ")
+        );
+        let rate = median(rates)?;
+        rows.push(Row {
+            setting: name.to_owned(),
+            units,
+            rate,
+        });
+    }
+
+    println!();
+    println!(
+        "ganger: LocalCluster, {WORKERS} workers x {THREADS_PER_WORKER} thread, `noop` units, median of {}",
+        plan.repetitions
+    );
+    println!();
+    println!(
+        "| {:<20} | {:>10} | {:>14} | {:>11} |",
+        "setting", "units/job", "units/s", "vs baseline"
+    );
+    println!("|{:-<22}|{:->12}|{:->16}|{:->13}|", "", ":", ":", ":");
+    println!(
+        "| {:<20} | {:>10} | {:>14} | {:>11} |",
+        "raw ZeroMQ (RT/s)",
+        "-",
+        thousands(baseline),
+        "1.000"
+    );
+    for row in &rows {
+        println!(
+            "| {:<20} | {:>10} | {:>14} | {:>11.3} |",
+            row.setting,
+            row.units,
+            thousands(row.rate),
+            row.rate / baseline
+        );
+    }
+    Ok(())
+}
+
+/// Measures ZeroMQ round trips per second: a DEALER keeping [`IN_FLIGHT`] messages in flight
+/// against a ROUTER echo server on its own thread, over loopback TCP.
+fn zmq_baseline(plan: &Plan) -> Result<f64> {
+    let context = zmq::Context::new();
+    let router = context.socket(zmq::ROUTER)?;
+    router.set_linger(0)?;
+    router.bind("tcp://127.0.0.1:0")?;
+    let endpoint = router
+        .get_last_endpoint()?
+        .map_err(|_| anyhow::anyhow!("the bound endpoint is not UTF-8"))?;
+    let server = thread::Builder::new()
+        .name("zmq-echo".into())
+        .spawn(move || echo_server(router))?;
+
+    let dealer = context.socket(zmq::DEALER)?;
+    dealer.set_linger(0)?;
+    dealer.connect(&endpoint)?;
+    let result = drive_dealer(&dealer, plan);
+    // A zero-length frame tells the server to stop (sent even if the measurement failed).
+    let stop = dealer.send(&[][..], 0);
+    let served = server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the echo server panicked"))?;
+    served.context("echo server")?;
+    stop?;
+    result
+}
+
+/// Echoes every message back to its sender until a zero-length frame arrives.
+fn echo_server(router: zmq::Socket) -> Result<()> {
+    let mut identity = zmq::Message::new();
+    let mut body = zmq::Message::new();
+    loop {
+        router.recv(&mut identity, 0)?;
+        ensure!(router.get_rcvmore()?, "a message without a body frame");
+        router.recv(&mut body, 0)?;
+        if body.is_empty() {
+            return Ok(());
+        }
+        router.send(&*identity, zmq::SNDMORE)?;
+        router.send(&*body, 0)?;
+    }
+}
+
+/// Keeps [`IN_FLIGHT`] messages in flight on `dealer`, and returns the round trips per second
+/// completed during the measurement window (after the warm-up), leaving none in flight.
+fn drive_dealer(dealer: &zmq::Socket, plan: &Plan) -> Result<f64> {
+    let mut sequence = 0u64;
+    for _ in 0..IN_FLIGHT {
+        sequence += 1;
+        dealer.send(&sequence.to_le_bytes()[..MESSAGE_BYTES], 0)?;
+    }
+    let mut reply = zmq::Message::new();
+    let warm_until = Instant::now() + plan.baseline_warmup;
+    let mut window: Option<(Instant, Instant)> = None;
+    let mut count = 0u64;
+    let elapsed = loop {
+        dealer.recv(&mut reply, 0)?;
+        ensure!(
+            reply.len() == MESSAGE_BYTES,
+            "a reply of {} bytes",
+            reply.len()
+        );
+        count += 1;
+        // Checking the clock every 64 replies keeps it off the hot path.
+        if count % 64 == 0 {
+            let now = Instant::now();
+            match window {
+                None if now >= warm_until => {
+                    window = Some((now, now + plan.baseline_window));
+                    count = 0;
+                }
+                Some((start, end)) if now >= end => break now - start,
+                _ => {}
+            }
+        }
+        sequence += 1;
+        dealer.send(&sequence.to_le_bytes()[..MESSAGE_BYTES], 0)?;
+    };
+    for _ in 1..IN_FLIGHT {
+        dealer.recv(&mut reply, 0)?;
+    }
+    Ok(count as f64 / elapsed.as_secs_f64())
+}
+
+/// Starts a cluster with `batching`, warms it up, and returns the units per measured job and
+/// the units per second of each measurement.
+fn ganger_setting(plan: &Plan, batching: Batching) -> Result<(u64, Vec<f64>)> {
+    let mut registry = Registry::with_builtins();
+    registry.retain(|name| name == "noop");
+    let config = DelegatorConfig {
+        bind: "tcp://127.0.0.1:0".into(),
+        scheduler: SchedulerConfig {
+            batching,
+            ..Default::default()
+        },
+    };
+    let cluster = LocalCluster::with_config(config, WORKERS, THREADS_PER_WORKER, registry)?;
+    let warmup_rate = warm_up(&cluster, plan)?;
+    let units = plan.units_for(warmup_rate);
+    let mut rates = Vec::with_capacity(plan.repetitions);
+    for _ in 0..plan.repetitions {
+        rates.push(run_job(&cluster, units)?);
+    }
+    Ok((units, rates))
+}
+
+/// Runs warm-up jobs, each 4 times larger than the last, until one takes at least
+/// `plan.warmup_min` (or reaches `plan.max_units`); returns the last one's units per second.
+fn warm_up(cluster: &LocalCluster, plan: &Plan) -> Result<f64> {
+    let mut units = plan.warmup_units;
+    loop {
+        let rate = run_job(cluster, units)?;
+        let took = Duration::from_secs_f64(units as f64 / rate);
+        if took >= plan.warmup_min || units >= plan.max_units {
+            return Ok(rate);
+        }
+        units = (units * 4).min(plan.max_units);
+    }
+}
+
+/// Submits `units` `noop` units and returns units per second from submit until every outcome
+/// has been received.
+fn run_job(cluster: &LocalCluster, units: u64) -> Result<f64> {
+    let start = Instant::now();
+    let job = cluster
+        .delegator()
+        .submit::<_, u64>("noop", 0..units, JobOptions::default())?;
+    let mut received = 0u64;
+    for (index, result) in job {
+        let output = result.with_context(|| format!("unit {index}"))?;
+        ensure!(output == index, "unit {index} returned {output}");
+        received += 1;
+    }
+    let elapsed = start.elapsed();
+    ensure!(
+        received == units,
+        "received {received} outcomes for {units} units"
+    );
+    Ok(units as f64 / elapsed.as_secs_f64())
+}
+
+/// The median of `values` (the mean of the middle two when there is an even number).
+fn median(mut values: Vec<f64>) -> Result<f64> {
+    if values.is_empty() {
+        bail!("no measurements");
+    }
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    Ok(if values.len() % 2 == 1 {
+        values[mid]
+    } else {
+        (values[mid - 1] + values[mid]) / 2.0
+    })
+}
+
+/// Formats a rate as a whole number with `_` thousands separators, e.g. `1_234_567`.
+fn thousands(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push('_');
+        }
+        out.push(digit);
+    }
+    out
+}
