@@ -65,8 +65,11 @@ impl WakeReceiver {
     }
 
     /// Clears pending wake-ups; call before draining the queues they announce.
+    ///
+    /// The pipe is emptied before the flag is cleared: clearing first would let a wake-up that
+    /// lands in between write a byte that this read then swallows, leaving the flag set with no
+    /// byte in the pipe, and every later wake-up would be skipped.
     pub fn drain(&mut self) {
-        self.shared.pending.store(false, Ordering::SeqCst);
         let mut buf = [0u8; 64];
         loop {
             match self.reader.read(&mut buf) {
@@ -76,6 +79,7 @@ impl WakeReceiver {
                 Err(_) => break,
             }
         }
+        self.shared.pending.store(false, Ordering::SeqCst);
     }
 }
 
@@ -105,6 +109,35 @@ pub fn poll(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a wake-up racing with `drain` must never leave the flag set with an empty
+    /// pipe, or the loop sleeps through every later wake-up. A producer wakes after each item; the
+    /// consumer must see every item promptly, never by waiting out its poll timeout.
+    #[test]
+    fn no_wake_up_is_lost_when_racing_with_drain() {
+        let (waker, mut receiver) = wake_pair().unwrap();
+        let (items_tx, items_rx) = crossbeam_channel::unbounded();
+        let n = 20_000;
+        let producer = std::thread::spawn(move || {
+            for i in 0..n {
+                items_tx.send(i).unwrap();
+                waker.wake();
+            }
+        });
+        let mut received = 0;
+        let mut timeouts = 0;
+        while received < n {
+            let mut items = [zmq::PollItem::from_fd(receiver.fd(), zmq::POLLIN)];
+            // A lost wake-up shows as a poll that times out while items wait in the channel.
+            if zmq::poll(&mut items, 5_000).unwrap() == 0 && !items_rx.is_empty() {
+                timeouts += 1;
+            }
+            receiver.drain();
+            received += items_rx.try_iter().count();
+        }
+        producer.join().unwrap();
+        assert_eq!(timeouts, 0, "wake-ups were lost");
+    }
 
     #[test]
     fn a_wake_makes_the_fd_readable_once() {
