@@ -25,6 +25,10 @@ use anyhow::{bail, ensure, Context as _, Result};
 use ganger::delegator::{Batching, SchedulerConfig};
 use ganger::{DelegatorConfig, JobOptions, LocalCluster, Registry};
 
+/// The same allocator as the `ganger-delegator` and `ganger-worker` binaries.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Messages the baseline client keeps in flight.
 const IN_FLIGHT: usize = 100;
 /// Size of each baseline message, bytes.

@@ -5,6 +5,11 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use smallvec::SmallVec;
+
+/// A payload as the delegator holds it: up to 16 bytes (any number, most small structs) live
+/// inline, so that submitting or receiving a trivial unit allocates nothing.
+pub type Payload = SmallVec<[u8; 16]>;
 
 /// A payload that could not be encoded or decoded as the expected type.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +25,18 @@ pub enum PayloadError {
 /// Encodes `value` as a payload (MessagePack, structs as maps).
 pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PayloadError> {
     Ok(rmp_serde::to_vec_named(value)?)
+}
+
+/// Encodes `value` as an inline-when-small [`Payload`].
+pub fn to_payload<T: Serialize + ?Sized>(value: &T) -> Result<Payload, PayloadError> {
+    let mut payload = Payload::new();
+    value.serialize(&mut rmp_serde::Serializer::new(&mut payload).with_struct_map())?;
+    Ok(payload)
+}
+
+/// Appends the encoding of `value` to `output`.
+pub fn write<T: Serialize + ?Sized>(output: &mut Vec<u8>, value: &T) -> Result<(), PayloadError> {
+    Ok(value.serialize(&mut rmp_serde::Serializer::new(output).with_struct_map())?)
 }
 
 /// Decodes a payload into a `T`.

@@ -11,7 +11,7 @@ mod encode;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, DecodeError};
+pub use decode::{decode, peek_work, DecodeError, WorkHeader};
 pub use encode::{encode, result_size_bound, ResultsEncoder, WorkEncoder};
 
 /// The protocol version this build speaks; a [`Hello`] with another version is rejected.

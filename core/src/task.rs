@@ -18,17 +18,21 @@ use crate::payload;
 pub type TaskResult = Result<Vec<u8>, String>;
 
 /// A function from an input payload to an output payload, evaluated on worker threads.
+///
+/// The output is appended to a buffer the caller owns, so that a worker's hot loop evaluates a
+/// whole chunk of units into one allocation instead of one per unit.
 pub trait Task: Send + Sync + 'static {
-    /// Evaluates one unit.
-    fn run(&self, input: &[u8]) -> TaskResult;
+    /// Evaluates one unit, appending its output payload to `output`; on `Err` whatever was
+    /// appended is discarded by the caller.
+    fn run(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), String>;
 }
 
 impl<F> Task for F
 where
-    F: Fn(&[u8]) -> TaskResult + Send + Sync + 'static,
+    F: Fn(&[u8], &mut Vec<u8>) -> Result<(), String> + Send + Sync + 'static,
 {
-    fn run(&self, input: &[u8]) -> TaskResult {
-        self(input)
+    fn run(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), String> {
+        self(input, output)
     }
 }
 
@@ -54,7 +58,10 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut registry = Registry::new();
         registry
-            .register_raw("noop", |input: &[u8]| Ok(input.to_vec()))
+            .register_raw("noop", |input: &[u8], output: &mut Vec<u8>| {
+                output.extend_from_slice(input);
+                Ok(())
+            })
             .register("sleep", |micros: u64| {
                 std::thread::sleep(Duration::from_micros(micros));
                 micros
@@ -90,9 +97,9 @@ impl Registry {
         O: Serialize,
         F: Fn(I) -> O + Send + Sync + 'static,
     {
-        self.register_raw(name, move |input: &[u8]| {
+        self.register_raw(name, move |input: &[u8], output: &mut Vec<u8>| {
             let input: I = payload::from_bytes(input).map_err(|e| e.to_string())?;
-            payload::to_bytes(&function(input)).map_err(|e| e.to_string())
+            payload::write(output, &function(input)).map_err(|e| e.to_string())
         })
     }
 
@@ -108,10 +115,10 @@ impl Registry {
         E: std::fmt::Display,
         F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
     {
-        self.register_raw(name, move |input: &[u8]| {
+        self.register_raw(name, move |input: &[u8], output: &mut Vec<u8>| {
             let input: I = payload::from_bytes(input).map_err(|e| e.to_string())?;
-            let output = function(input).map_err(|e| e.to_string())?;
-            payload::to_bytes(&output).map_err(|e| e.to_string())
+            let value = function(input).map_err(|e| e.to_string())?;
+            payload::write(output, &value).map_err(|e| e.to_string())
         })
     }
 
@@ -132,10 +139,22 @@ impl Registry {
 
     /// Evaluates one unit; an unknown job type or a panic becomes the unit's error.
     pub fn run(&self, job_type: &str, input: &[u8]) -> TaskResult {
-        let Some(task) = self.tasks.get(job_type) else {
-            return Err(format!("this worker has no task `{job_type}`"));
-        };
-        run_caught(task.as_ref(), input)
+        let mut output = Vec::new();
+        self.run_into(job_type, input, &mut output)?;
+        Ok(output)
+    }
+
+    /// Evaluates one unit, appending its output to `output` (left as it was on error).
+    pub fn run_into(
+        &self,
+        job_type: &str,
+        input: &[u8],
+        output: &mut Vec<u8>,
+    ) -> Result<(), String> {
+        match self.tasks.get(job_type) {
+            Some(task) => run_caught(task.as_ref(), input, output),
+            None => Err(no_such_task(job_type)),
+        }
     }
 }
 
@@ -157,12 +176,23 @@ pub const BUILTIN_TASKS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Runs a task, turning a panic into an error message.
-pub fn run_caught(task: &dyn Task, input: &[u8]) -> TaskResult {
-    match catch_unwind(AssertUnwindSafe(|| task.run(input))) {
+/// Runs a task, appending to `output`; a panic becomes an error message, and on any error
+/// `output` is truncated back to where it was.
+pub fn run_caught(task: &dyn Task, input: &[u8], output: &mut Vec<u8>) -> Result<(), String> {
+    let start = output.len();
+    let result = match catch_unwind(AssertUnwindSafe(|| task.run(input, output))) {
         Ok(result) => result,
         Err(panic) => Err(format!("task panicked: {}", panic_message(&*panic))),
+    };
+    if result.is_err() {
+        output.truncate(start);
     }
+    result
+}
+
+/// The error of a unit whose job type the worker does not serve.
+pub fn no_such_task(job_type: &str) -> String {
+    format!("this worker has no task `{job_type}`")
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
@@ -175,15 +205,15 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
     }
 }
 
-fn square(input: &[u8]) -> TaskResult {
+fn square(input: &[u8], output: &mut Vec<u8>) -> Result<(), String> {
     if let Ok(n) = payload::from_bytes::<i64>(input) {
         let squared = n
             .checked_mul(n)
             .ok_or_else(|| format!("square: {n}² overflows a 64-bit integer"))?;
-        return payload::to_bytes(&squared).map_err(|e| e.to_string());
+        return payload::write(output, &squared).map_err(|e| e.to_string());
     }
     let x: f64 = payload::from_bytes(input).map_err(|e| format!("square: {e}"))?;
-    payload::to_bytes(&(x * x)).map_err(|e| e.to_string())
+    payload::write(output, &(x * x)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

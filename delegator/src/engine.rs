@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
+use ganger_core::payload::Payload;
 use ganger_core::protocol::{self, Message, Reject, Reset};
 use ganger_transport::frames::{self, hex, Incoming, SendError};
 use ganger_transport::{wake, RateLimited, WakeReceiver};
@@ -33,7 +34,7 @@ pub(crate) enum Command {
     },
     Extend {
         job: JobId,
-        payloads: Vec<Vec<u8>>,
+        payloads: Vec<Payload>,
     },
     Seal {
         job: JobId,

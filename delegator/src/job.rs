@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
-use ganger_core::payload;
+use ganger_core::payload::{self, Payload};
 use ganger_transport::Waker;
 use serde::de::DeserializeOwned;
 
@@ -192,7 +192,7 @@ impl<O> Drop for Job<O> {
     }
 }
 
-fn decode<O: DeserializeOwned>(result: Result<Vec<u8>, UnitFailure>) -> Result<O, UnitError> {
+fn decode<O: DeserializeOwned>(result: Result<Payload, UnitFailure>) -> Result<O, UnitError> {
     let bytes = result.map_err(UnitError::Failed)?;
     payload::from_bytes(&bytes).map_err(|e| UnitError::Decode(e.to_string()))
 }

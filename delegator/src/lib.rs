@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
-use ganger_core::payload::{self, PayloadError};
+use ganger_core::payload::{self, Payload, PayloadError};
 use ganger_transport::{wake_pair, Waker};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -219,7 +219,7 @@ impl Delegator {
         let mut encode_error = None;
         let payloads = inputs
             .into_iter()
-            .map_while(|input| match payload::to_bytes(&input) {
+            .map_while(|input| match payload::to_payload(&input) {
                 Ok(bytes) => Some(bytes),
                 Err(e) => {
                     encode_error = Some(e);
@@ -237,7 +237,7 @@ impl Delegator {
     pub fn submit_payloads<O: DeserializeOwned>(
         &self,
         job_type: &str,
-        payloads: impl IntoIterator<Item = Vec<u8>>,
+        payloads: impl IntoIterator<Item = Payload>,
         options: JobOptions,
     ) -> Result<Job<O>> {
         let shared = Arc::new(JobShared::default());
@@ -286,7 +286,7 @@ impl Delegator {
         self.stop();
     }
 
-    fn extend(&self, job: u32, shared: &JobShared, payloads: Vec<Vec<u8>>) -> Result<()> {
+    fn extend(&self, job: u32, shared: &JobShared, payloads: Vec<Payload>) -> Result<()> {
         if payloads.is_empty() {
             return Ok(());
         }

@@ -7,6 +7,11 @@
 
 mod run;
 
+/// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
+/// the kernel on free and page-faults them in again, mimalloc keeps and reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Args, Parser, Subcommand};
 use ganger_delegator::{Batching, DelegatorConfig, SchedulerConfig};
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
-use ganger_core::payload;
+use ganger_core::payload::{self, Payload};
 use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
 use ganger_delegator::scheduler::Outcome;
 use ganger_delegator::{Delegator, Job, JobOptions};
@@ -130,10 +130,10 @@ fn start_local_workers(
     Ok(Some(workers))
 }
 
-fn read_inputs(args: &RunArgs) -> anyhow::Result<Vec<Vec<u8>>> {
+fn read_inputs(args: &RunArgs) -> anyhow::Result<Vec<Payload>> {
     if let Some(n) = args.range {
         return (0..n)
-            .map(|i| payload::to_bytes(&i).map_err(Into::into))
+            .map(|i| payload::to_payload(&i).map_err(Into::into))
             .collect();
     }
     let path = args.input.as_deref().unwrap_or(Path::new("-"));
@@ -151,7 +151,7 @@ fn read_inputs(args: &RunArgs) -> anyhow::Result<Vec<Vec<u8>>> {
         }
         let value: Value = serde_json::from_str(&line)
             .with_context(|| format!("{}:{}: not a JSON value", path.display(), line_number + 1))?;
-        payloads.push(payload::to_bytes(&value)?);
+        payloads.push(payload::to_payload(&value)?);
     }
     Ok(payloads)
 }

@@ -15,15 +15,20 @@
 //!   has failed `max_attempts` times, and is then delivered as failed with every error message.
 
 mod batching;
+mod queue;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
+use rustc_hash::FxHashMap;
+
+use ganger_core::payload::Payload;
 use ganger_core::protocol::{Goodbye, Hello, Results, Welcome, WorkEncoder, PROTOCOL_VERSION};
 
 pub use batching::Batching;
 use batching::Rate;
+use queue::UnitQueue;
 
 /// Identifies a registered worker for the lifetime of its registration.
 pub type WorkerId = u64;
@@ -90,7 +95,7 @@ pub struct Unit {
     /// See [`unit_id`].
     pub id: u64,
     /// The task's input.
-    pub payload: Vec<u8>,
+    pub payload: Payload,
 }
 
 /// Why a unit was given up on.
@@ -119,7 +124,7 @@ pub struct Outcome {
     /// The unit's index within its job (the position of its input).
     pub index: u64,
     /// The task's output, or why the unit failed.
-    pub result: Result<Vec<u8>, UnitFailure>,
+    pub result: Result<Payload, UnitFailure>,
 }
 
 /// What the scheduler asks its driver to do.
@@ -205,17 +210,17 @@ pub struct Scheduler {
     config: SchedulerConfig,
     job_types: Vec<String>,
     job_type_ids: HashMap<String, u32>,
-    workers: HashMap<WorkerId, Worker>,
+    workers: FxHashMap<WorkerId, Worker>,
     /// Worker ids in registration order, for round-robin filling.
     worker_order: Vec<WorkerId>,
     next_worker: WorkerId,
-    jobs: HashMap<JobId, Job>,
+    jobs: FxHashMap<JobId, Job>,
     /// Job ids by priority (highest first), then submission order.
     job_order: Vec<JobId>,
     next_job: JobId,
-    leases: HashMap<BatchId, Lease>,
+    leases: FxHashMap<BatchId, Lease>,
     next_batch: BatchId,
-    retries: HashMap<u64, RetryState>,
+    retries: FxHashMap<u64, RetryState>,
     actions: Vec<Action>,
     counters: Counters,
 }
@@ -225,7 +230,6 @@ struct Worker {
     info: WorkerInfo,
     serves: Vec<bool>,
     capacity: u64,
-    leases: Vec<BatchId>,
     last_sent: Millis,
     leaving: bool,
     rates: HashMap<u32, Rate>,
@@ -240,7 +244,7 @@ struct Job {
     sealed: bool,
     resolved: u64,
     done: Vec<u64>,
-    queue: VecDeque<Unit>,
+    queue: UnitQueue,
     retry: VecDeque<Unit>,
 }
 
@@ -267,15 +271,15 @@ impl Scheduler {
             config,
             job_types: Vec::new(),
             job_type_ids: HashMap::new(),
-            workers: HashMap::new(),
+            workers: FxHashMap::default(),
             worker_order: Vec::new(),
             next_worker: 1,
-            jobs: HashMap::new(),
+            jobs: FxHashMap::default(),
             job_order: Vec::new(),
             next_job: 1,
-            leases: HashMap::new(),
+            leases: FxHashMap::default(),
             next_batch: 1,
-            retries: HashMap::new(),
+            retries: FxHashMap::default(),
             actions: Vec::new(),
             counters: Counters::default(),
         }
@@ -330,7 +334,6 @@ impl Scheduler {
                 },
                 serves,
                 capacity: hello.capacity(),
-                leases: Vec::new(),
                 last_sent: now,
                 leaving: false,
                 rates: HashMap::new(),
@@ -367,42 +370,42 @@ impl Scheduler {
     /// Takes results from `worker`.
     pub fn results(&mut self, now: Millis, worker: WorkerId, results: &Results<'_>) {
         self.heard_from(now, worker);
-        let mut deliveries: HashMap<JobId, Vec<Outcome>> = HashMap::new();
-        let n_results = results.results.len() as u64;
+        let mut deliveries = Deliveries::expecting(results.results.len());
         let mut lease = self
             .leases
             .remove(&results.batch)
             .filter(|l| l.worker == worker);
-        if let Some(lease) = &lease {
-            if let Some(w) = self.workers.get_mut(&worker) {
-                w.rates
-                    .entry(lease.job_type)
-                    .or_default()
-                    .observe(n_results, results.elapsed_us);
-            }
-        }
+        let (mut answered, mut errors) = (0u64, 0u64);
         for result in &results.results {
             let taken = lease.as_mut().and_then(|l| l.take(result.id));
             let Some(unit) = taken else {
                 self.late_result(result.id, result.outcome, &mut deliveries);
                 continue;
             };
-            if let Some(w) = self.workers.get_mut(&worker) {
-                w.info.in_flight -= 1;
-                w.info.units_done += 1;
-                w.info.errors += u64::from(result.outcome.is_err());
-            }
+            answered += 1;
             match result.outcome {
-                Ok(output) => self.resolve(unit.id, Ok(output.to_vec()), &mut deliveries),
-                Err(error) => self.unit_failed(worker, unit, error, &mut deliveries),
+                Ok(output) => {
+                    self.resolve(unit.id, Ok(Payload::from_slice(output)), &mut deliveries)
+                }
+                Err(error) => {
+                    errors += 1;
+                    self.unit_failed(worker, unit, error, &mut deliveries)
+                }
             }
         }
-        if let Some(lease) = lease {
-            if lease.outstanding > 0 {
-                self.leases.insert(results.batch, lease);
-            } else if let Some(w) = self.workers.get_mut(&worker) {
-                w.leases.retain(|&b| b != results.batch);
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.info.in_flight -= answered;
+            w.info.units_done += answered;
+            w.info.errors += errors;
+            if let Some(lease) = &lease {
+                w.rates
+                    .entry(lease.job_type)
+                    .or_default()
+                    .observe(answered, results.elapsed_us);
             }
+        }
+        if let Some(lease) = lease.filter(|l| l.outstanding > 0) {
+            self.leases.insert(results.batch, lease);
         }
         self.flush_deliveries(deliveries);
         self.forget_if_drained(worker);
@@ -415,28 +418,19 @@ impl Scheduler {
             return;
         };
         w.leaving = true;
-        for batch in w.leases.clone() {
-            let Some(lease) = self.leases.get_mut(&batch) else {
-                continue;
-            };
-            let units: Vec<Unit> = goodbye
-                .returned
-                .iter()
-                .filter_map(|&id| lease.take(id))
-                .collect();
-            let drained = lease.outstanding == 0;
-            if drained {
-                self.leases.remove(&batch);
+        let returned: HashSet<u64> = goodbye.returned.iter().copied().collect();
+        let mut units = Vec::new();
+        self.leases.retain(|_, lease| {
+            if lease.worker == worker {
+                units.extend(lease.take_all(|id| returned.contains(&id)));
             }
-            let n = units.len() as u64;
-            self.counters.requeued += n;
-            self.requeue(units);
-            if let Some(w) = self.workers.get_mut(&worker) {
-                w.info.in_flight -= n;
-                if drained {
-                    w.leases.retain(|&b| b != batch);
-                }
-            }
+            lease.outstanding > 0
+        });
+        let n = units.len() as u64;
+        self.counters.requeued += n;
+        self.requeue(units);
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.info.in_flight -= n;
         }
         self.forget_if_drained(worker);
     }
@@ -447,12 +441,17 @@ impl Scheduler {
             return;
         };
         self.worker_order.retain(|&id| id != worker);
-        for batch in w.leases {
-            if let Some(lease) = self.leases.remove(&batch) {
-                let units: Vec<Unit> = lease.units.into_iter().flatten().collect();
-                self.counters.requeued += units.len() as u64;
-                self.requeue(units);
-            }
+        if w.info.in_flight > 0 {
+            let mut units = Vec::new();
+            self.leases.retain(|_, lease| {
+                if lease.worker == worker {
+                    units.extend(lease.units.drain(..).flatten());
+                    return false;
+                }
+                true
+            });
+            self.counters.requeued += units.len() as u64;
+            self.requeue(units);
         }
         self.actions.push(Action::Forget {
             worker,
@@ -494,7 +493,7 @@ impl Scheduler {
                 sealed: false,
                 resolved: 0,
                 done: Vec::new(),
-                queue: VecDeque::new(),
+                queue: UnitQueue::default(),
                 retry: VecDeque::new(),
             },
         );
@@ -506,18 +505,21 @@ impl Scheduler {
     }
 
     /// Adds inputs to an open job; returns false if the job is unknown or sealed.
-    pub fn extend(&mut self, job: JobId, payloads: impl IntoIterator<Item = Vec<u8>>) -> bool {
+    pub fn extend(&mut self, job: JobId, payloads: impl IntoIterator<Item = Payload>) -> bool {
         let Some(j) = self.jobs.get_mut(&job).filter(|j| !j.sealed) else {
             return false;
         };
         let before = j.total;
-        for payload in payloads {
-            j.queue.push_back(Unit {
-                id: unit_id(job, j.total),
+        let units: Vec<Unit> = payloads
+            .into_iter()
+            .zip(before..)
+            .map(|(payload, index)| Unit {
+                id: unit_id(job, index),
                 payload,
-            });
-            j.total += 1;
-        }
+            })
+            .collect();
+        j.total += units.len() as u64;
+        j.queue.push_back(units);
         j.done.resize(j.total.div_ceil(64) as usize, 0);
         self.counters.submitted += j.total - before;
         true
@@ -685,7 +687,6 @@ impl Scheduler {
         );
         let w = self.workers.get_mut(&worker)?;
         w.info.in_flight += n as u64;
-        w.leases.push(batch);
         Some(batch)
     }
 
@@ -746,12 +747,18 @@ impl Scheduler {
     }
 
     fn requeue(&mut self, units: Vec<Unit>) {
-        for unit in units.into_iter().rev() {
-            let (job, index) = split_unit_id(unit.id);
+        let mut by_job: Vec<(JobId, Vec<Unit>)> = Vec::new();
+        for unit in units {
+            let (job, _) = split_unit_id(unit.id);
+            match by_job.iter_mut().find(|(j, _)| *j == job) {
+                Some((_, units)) => units.push(unit),
+                None => by_job.push((job, vec![unit])),
+            }
+        }
+        for (job, mut units) in by_job {
             if let Some(j) = self.jobs.get_mut(&job) {
-                if !j.is_done(index) {
-                    j.queue.push_front(unit);
-                }
+                units.retain(|u| !j.is_done(split_unit_id(u.id).1));
+                j.queue.push_front(units);
             }
         }
     }
@@ -761,7 +768,7 @@ impl Scheduler {
         worker: WorkerId,
         unit: Unit,
         error: &str,
-        deliveries: &mut HashMap<JobId, Vec<Outcome>>,
+        deliveries: &mut Deliveries,
     ) {
         let (job, index) = split_unit_id(unit.id);
         if self.jobs.get(&job).is_none_or(|j| j.is_done(index)) {
@@ -785,12 +792,7 @@ impl Scheduler {
     }
 
     /// A result whose lease has ended: accept it if the unit is still open.
-    fn late_result(
-        &mut self,
-        id: u64,
-        outcome: Result<&[u8], &str>,
-        deliveries: &mut HashMap<JobId, Vec<Outcome>>,
-    ) {
+    fn late_result(&mut self, id: u64, outcome: Result<&[u8], &str>, deliveries: &mut Deliveries) {
         let (job, index) = split_unit_id(id);
         let open = self
             .jobs
@@ -799,7 +801,7 @@ impl Scheduler {
         match outcome {
             Ok(output) if open => {
                 self.counters.late_accepted += 1;
-                self.resolve(id, Ok(output.to_vec()), deliveries);
+                self.resolve(id, Ok(Payload::from_slice(output)), deliveries);
             }
             // A late error is not worth an attempt: the unit is queued or leased elsewhere.
             _ => self.counters.duplicates += 1,
@@ -809,8 +811,8 @@ impl Scheduler {
     fn resolve(
         &mut self,
         id: u64,
-        result: Result<Vec<u8>, UnitFailure>,
-        deliveries: &mut HashMap<JobId, Vec<Outcome>>,
+        result: Result<Payload, UnitFailure>,
+        deliveries: &mut Deliveries,
     ) {
         let (job_id, index) = split_unit_id(id);
         let Some(job) = self.jobs.get_mut(&job_id) else {
@@ -823,23 +825,19 @@ impl Scheduler {
         }
         job.done[(index / 64) as usize] |= 1 << (index % 64);
         job.resolved += 1;
-        match &result {
-            Ok(_) => self.counters.completed += 1,
-            Err(_) => {
-                self.counters.failed += 1;
-            }
-        }
         if result.is_ok() {
+            self.counters.completed += 1;
+        } else {
+            self.counters.failed += 1;
+        }
+        if result.is_ok() && !self.retries.is_empty() {
             self.retries.remove(&id);
         }
-        deliveries
-            .entry(job_id)
-            .or_default()
-            .push(Outcome { index, result });
+        deliveries.push(job_id, Outcome { index, result });
     }
 
-    fn flush_deliveries(&mut self, deliveries: HashMap<JobId, Vec<Outcome>>) {
-        for (job, outcomes) in deliveries {
+    fn flush_deliveries(&mut self, deliveries: Deliveries) {
+        for (job, outcomes) in deliveries.by_job {
             self.actions.push(Action::Deliver { job, outcomes });
             self.finish_if_done(job);
         }
@@ -868,6 +866,35 @@ impl Scheduler {
     }
 }
 
+/// Outcomes gathered while handling one event, grouped by job (usually one job, so a short
+/// vector beats a map).
+#[derive(Debug, Default)]
+struct Deliveries {
+    by_job: Vec<(JobId, Vec<Outcome>)>,
+    /// Expected outcomes, to size the first job's vector in one allocation.
+    expected: usize,
+}
+
+impl Deliveries {
+    fn expecting(expected: usize) -> Self {
+        Deliveries {
+            by_job: Vec::new(),
+            expected,
+        }
+    }
+
+    fn push(&mut self, job: JobId, outcome: Outcome) {
+        match self.by_job.iter_mut().rev().find(|(j, _)| *j == job) {
+            Some((_, outcomes)) => outcomes.push(outcome),
+            None => {
+                let mut outcomes = Vec::with_capacity(std::mem::take(&mut self.expected).max(1));
+                outcomes.push(outcome);
+                self.by_job.push((job, outcomes));
+            }
+        }
+    }
+}
+
 impl Job {
     fn is_done(&self, index: u64) -> bool {
         self.done
@@ -877,6 +904,18 @@ impl Job {
 }
 
 impl Lease {
+    /// Removes every outstanding unit whose id `pick` selects.
+    fn take_all(&mut self, pick: impl Fn(u64) -> bool) -> Vec<Unit> {
+        let mut taken = Vec::new();
+        for slot in &mut self.units {
+            if slot.as_ref().is_some_and(|u| pick(u.id)) {
+                taken.extend(slot.take());
+            }
+        }
+        self.outstanding -= taken.len();
+        taken
+    }
+
     /// Removes the unit `id` from the lease, if it is still outstanding in it.
     fn take(&mut self, id: u64) -> Option<Unit> {
         let at = if self

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::Sender;
-use ganger_core::protocol::{self, result_size_bound, Message, ResultsEncoder};
-use ganger_core::task::{Registry, TaskResult};
+use ganger_core::protocol::{self, result_size_bound, Message, ResultsEncoder, UnitRef};
+use ganger_core::task::{no_such_task, run_caught, Registry, Task};
 use ganger_transport::Waker;
 use rayon::prelude::*;
 
@@ -33,6 +33,8 @@ pub(crate) struct Finished {
     pub(crate) n_units: usize,
     pub(crate) errors: usize,
     pub(crate) frames: Vec<Vec<u8>>,
+    /// The frame's header was fine but its units did not decode.
+    pub(crate) malformed: bool,
 }
 
 /// What the pool threads need to evaluate and report.
@@ -57,29 +59,80 @@ impl Evaluator {
 
     fn evaluate(&self, batch: Batch) -> Finished {
         let Ok(Message::Work(work)) = protocol::decode(&batch.frame) else {
-            // The session thread decoded this frame before queueing it.
-            unreachable!("a queued batch is a valid work message");
+            return Finished {
+                generation: batch.generation,
+                n_units: batch.n_units,
+                errors: 0,
+                frames: Vec::new(),
+                malformed: true,
+            };
         };
         let started = Instant::now();
-        let outcomes: Vec<TaskResult> = work
+        // A few chunks per thread balance uneven units; each chunk writes its outputs into one
+        // buffer, so evaluating a unit allocates nothing unless its task does.
+        let chunk = (work.units.len() / (4 * rayon::current_num_threads())).max(64);
+        let parts: Vec<Evaluated> = work
             .units
-            .par_iter()
-            .map(|unit| self.registry.run(unit.job_type, unit.payload))
+            .par_chunks(chunk)
+            .map(|units| self.evaluate_chunk(units))
             .collect();
         let elapsed_us = started.elapsed().as_micros() as u64;
-        let ids: Vec<u64> = work.units.iter().map(|u| u.id).collect();
-        let errors = outcomes.iter().filter(|o| o.is_err()).count();
+        let outcomes: Vec<(u64, Result<&[u8], &str>)> = parts
+            .iter()
+            .flat_map(|part| {
+                part.entries.iter().map(|(id, result)| {
+                    let outcome = match result {
+                        Ok(range) => Ok(&part.outputs[range.clone()]),
+                        Err(message) => Err(message.as_str()),
+                    };
+                    (*id, outcome)
+                })
+            })
+            .collect();
+        let errors = outcomes.iter().filter(|(_, o)| o.is_err()).count();
         Finished {
             generation: batch.generation,
             n_units: batch.n_units,
             errors,
-            frames: encode_results(batch.batch, elapsed_us, &ids, outcomes, self.max_frame),
+            frames: encode_results(batch.batch, elapsed_us, &outcomes, self.max_frame),
+            malformed: false,
         }
+    }
+
+    fn evaluate_chunk(&self, units: &[UnitRef<'_>]) -> Evaluated {
+        let mut evaluated = Evaluated {
+            outputs: Vec::with_capacity(16 * units.len()),
+            entries: Vec::with_capacity(units.len()),
+        };
+        // Units of one batch nearly always share a job type: look the task up once per run.
+        let mut current: Option<(&str, Option<&Arc<dyn Task>>)> = None;
+        for unit in units {
+            let task = match current {
+                Some((job_type, task)) if job_type == unit.job_type => task,
+                _ => {
+                    let task = self.registry.get(unit.job_type);
+                    current = Some((unit.job_type, task));
+                    task
+                }
+            };
+            let start = evaluated.outputs.len();
+            let result = match task {
+                Some(task) => run_caught(task.as_ref(), unit.payload, &mut evaluated.outputs),
+                None => Err(no_such_task(unit.job_type)),
+            };
+            let end = evaluated.outputs.len();
+            evaluated
+                .entries
+                .push((unit.id, result.map(|()| start..end)));
+        }
+        evaluated
     }
 }
 
-fn as_ref(outcome: &TaskResult) -> Result<&[u8], &str> {
-    outcome.as_ref().map(Vec::as_slice).map_err(String::as_str)
+/// The outcomes of a chunk of units: outputs back to back in one buffer.
+struct Evaluated {
+    outputs: Vec<u8>,
+    entries: Vec<(u64, Result<std::ops::Range<usize>, String>)>,
 }
 
 /// Room kept in each frame for the message's own fields.
@@ -90,28 +143,33 @@ const FRAME_OVERHEAD: usize = 64;
 pub(crate) fn encode_results(
     batch: u64,
     elapsed_us: u64,
-    ids: &[u64],
-    mut outcomes: Vec<TaskResult>,
+    outcomes: &[(u64, Result<&[u8], &str>)],
     max_frame: usize,
 ) -> Vec<Vec<u8>> {
     let budget = max_frame.saturating_sub(FRAME_OVERHEAD).max(1024);
-    for outcome in &mut outcomes {
-        if let Ok(output) = outcome {
-            if result_size_bound(Ok(output)) > budget {
-                *outcome = Err(format!(
-                    "output of {} bytes exceeds the delegator's frame limit of {max_frame} bytes",
-                    output.len()
-                ));
-            }
+    let too_large: Vec<(usize, String)> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, o))| result_size_bound(*o) > budget)
+        .map(|(i, (_, o))| {
+            let len = o.map_or(0, <[u8]>::len);
+            (i, format!("output of {len} bytes exceeds the delegator's frame limit of {max_frame} bytes"))
+        })
+        .collect();
+    // Indices in `too_large` are ascending, and it is nearly always empty.
+    let outcome = |i: usize| -> Result<&[u8], &str> {
+        match too_large.binary_search_by_key(&i, |(j, _)| *j) {
+            Ok(k) => Err(too_large[k].1.as_str()),
+            Err(_) => outcomes[i].1,
         }
-    }
+    };
     let mut frames = Vec::new();
     let mut start = 0;
     while start < outcomes.len() {
         let mut end = start;
         let mut size = 0;
         while end < outcomes.len() {
-            let next = result_size_bound(as_ref(&outcomes[end]));
+            let next = result_size_bound(outcome(end));
             if end > start && size + next > budget {
                 break;
             }
@@ -122,8 +180,8 @@ pub(crate) fn encode_results(
         // Each frame reports its share of the time, so every frame is a fair throughput sample.
         let elapsed = (elapsed_us * (end - start) as u64 / outcomes.len() as u64).max(1);
         let mut encoder = ResultsEncoder::new(&mut frame, batch, elapsed, (end - start) as u32);
-        for i in start..end {
-            encoder.result(ids[i], as_ref(&outcomes[i]));
+        for (i, (id, _)) in outcomes.iter().enumerate().take(end).skip(start) {
+            encoder.result(*id, outcome(i));
         }
         encoder.finish();
         frames.push(frame);
@@ -139,8 +197,9 @@ mod tests {
     #[test]
     fn results_are_split_to_fit_the_frame_limit() {
         let ids: Vec<u64> = (0..10).collect();
-        let outcomes: Vec<TaskResult> = (0..10).map(|_| Ok(vec![0u8; 500])).collect();
-        let frames = encode_results(3, 99, &ids, outcomes, 2048);
+        let output = [0u8; 500];
+        let outcomes: Vec<_> = ids.iter().map(|&id| (id, Ok(&output[..]))).collect();
+        let frames = encode_results(3, 99, &outcomes, 2048);
         assert!(frames.len() >= 3, "{}", frames.len());
         let mut seen = Vec::new();
         for (i, frame) in frames.iter().enumerate() {
@@ -161,7 +220,8 @@ mod tests {
 
     #[test]
     fn an_output_too_large_for_any_frame_becomes_an_error() {
-        let frames = encode_results(1, 1, &[7], vec![Ok(vec![0u8; 5000])], 2048);
+        let output = [0u8; 5000];
+        let frames = encode_results(1, 1, &[(7, Ok(&output[..]))], 2048);
         let Ok(Message::Results(r)) = protocol::decode(&frames[0]) else {
             panic!()
         };

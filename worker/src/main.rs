@@ -12,6 +12,11 @@ use ganger_core::task::BUILTIN_TASKS;
 use ganger_worker::{Error, Registry, Worker, WorkerConfig};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+/// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
+/// the kernel on free and page-faults them in again, mimalloc keeps and reuses them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Evaluate work units for a ganger delegator.
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = builtin_help())]

@@ -181,6 +181,26 @@ impl Session {
     }
 
     fn handle_frame(&mut self, frame: zmq::Message) -> Result<(), Error> {
+        // Work is the hot path: queue it on its header alone; the pool decodes the units.
+        match protocol::peek_work(&frame) {
+            Ok(Some(header)) if self.stopping_since.is_none() => {
+                if matches!(self.state, State::Ready(_)) {
+                    self.pending.push_back(Batch {
+                        generation: self.generation,
+                        batch: header.batch,
+                        n_units: header.n_units as usize,
+                        frame,
+                    });
+                }
+                // Work before a welcome belongs to an earlier registration, already requeued.
+                return Ok(());
+            }
+            Err(e) => {
+                self.malformed(&e.to_string());
+                return Ok(());
+            }
+            _ => {}
+        }
         let message = match protocol::decode(&frame) {
             Ok(message) => message,
             Err(e) => {
@@ -199,25 +219,25 @@ impl Session {
                 self.summary.sessions += 1;
             }
             Message::Work(work) => {
-                let (batch, n_units) = (work.batch, work.units.len());
-                if self.stopping_since.is_some() {
-                    // Leaving: hand it straight back.
-                    let returned = work.units.iter().map(|u| u.id).collect();
-                    self.queue(&Message::Goodbye(Goodbye { returned }));
-                } else if matches!(self.state, State::Ready(_)) {
-                    drop(work);
-                    self.pending.push_back(Batch {
-                        generation: self.generation,
-                        batch,
-                        n_units,
-                        frame,
-                    });
-                }
+                // Sent before the delegator read our goodbye: hand it straight back.
+                let returned = work.units.iter().map(|u| u.id).collect();
+                self.queue(&Message::Goodbye(Goodbye { returned }));
             }
             Message::Heartbeat => {}
             Message::Reset(reset) => {
-                info!(reason = %reset.reason, "delegator asked to register again");
-                self.restart_session();
+                if matches!(
+                    self.state,
+                    State::Connecting {
+                        hello_sent: Some(_)
+                    }
+                ) {
+                    // ZeroMQ keeps order, so a reset arriving after our hello answers something
+                    // we sent before it: the hello has already started a new session.
+                    debug!(reason = %reset.reason, "ignoring a reset that predates our hello");
+                } else {
+                    info!(reason = %reset.reason, "delegator asked to register again");
+                    self.restart_session();
+                }
             }
             Message::Reject(reject) => {
                 return Err(Error::Rejected {
@@ -241,6 +261,13 @@ impl Session {
         while let Ok(finished) = self.finished_rx.try_recv() {
             if finished.generation != self.generation {
                 continue;
+            }
+            if finished.malformed {
+                // Its units can be neither evaluated nor named; registering again makes the
+                // delegator requeue everything this worker held.
+                self.malformed("a work frame's units could not be decoded");
+                self.restart_session();
+                return;
             }
             self.running_units -= finished.n_units;
             self.summary.units_done += finished.n_units as u64;

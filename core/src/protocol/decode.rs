@@ -69,6 +69,52 @@ pub fn decode(frame: &[u8]) -> Result<Message<'_>, DecodeError> {
     Ok(message)
 }
 
+/// The batch id and unit count of a `work` frame, read without decoding its units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkHeader {
+    /// The batch id.
+    pub batch: u64,
+    /// How many units the frame says it holds.
+    pub n_units: u32,
+}
+
+/// Reads a frame far enough to tell whether it is `work` and, if so, its batch and unit count.
+///
+/// Returns `Ok(None)` for any other message type. The units themselves are not checked: when
+/// `units` is the last key (as ganger's encoder writes it) they are not even read, which lets a
+/// worker's I/O thread queue a batch in constant time and leave decoding to the pool.
+pub fn peek_work(frame: &[u8]) -> Result<Option<WorkHeader>, DecodeError> {
+    let mut reader = Reader { rest: frame };
+    let n_fields = reader.map_len("message")?;
+    let (mut type_name, mut batch, mut n_units) = (None, None, None);
+    for i in 0..n_fields {
+        match reader.str("key")? {
+            "type" => type_name = Some(reader.str("type")?),
+            "batch" => batch = Some(reader.uint("batch")?),
+            "units" => {
+                let n = reader.array_len("units")?;
+                n_units = Some(n);
+                if i + 1 == n_fields {
+                    break;
+                }
+                reader.skip_n(u64::from(n), 1)?;
+            }
+            _ => reader.skip(0)?,
+        }
+    }
+    match type_name {
+        Some("work") => Ok(Some(WorkHeader {
+            batch: need(batch, "work", "batch")?,
+            n_units: need(n_units, "work", "units")?,
+        })),
+        Some(_) => Ok(None),
+        None => Err(DecodeError::MissingField {
+            message: "message",
+            field: "type",
+        }),
+    }
+}
+
 /// Every field any message can carry; which ones are required depends on `type`.
 #[derive(Default)]
 struct Fields<'a> {

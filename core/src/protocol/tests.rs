@@ -143,6 +143,42 @@ fn fields_may_come_in_any_order_and_unknown_ones_are_skipped() {
 }
 
 #[test]
+fn peeking_at_work_reads_its_header_whatever_the_key_order() {
+    let mut frame = Vec::new();
+    let payload = [1u8, 2, 3];
+    let units = vec![
+        UnitRef {
+            id: 5,
+            job_type: "t",
+            payload: &payload,
+        };
+        300
+    ];
+    encode(&Message::Work(Work { batch: 9, units }), &mut frame);
+    assert_eq!(
+        peek_work(&frame),
+        Ok(Some(WorkHeader {
+            batch: 9,
+            n_units: 300
+        }))
+    );
+    // Units first and an unknown key last: the units must be skipped, not trusted.
+    let reordered =
+        b"\x83\xa5units\x92\x93\x01\xa1t\xc4\x00\x93\x02\xa1t\xc4\x00\xa4type\xa4work\xa5batch\x04";
+    assert_eq!(
+        peek_work(reordered),
+        Ok(Some(WorkHeader {
+            batch: 4,
+            n_units: 2
+        }))
+    );
+    frame.clear();
+    encode(&Message::Heartbeat, &mut frame);
+    assert_eq!(peek_work(&frame), Ok(None));
+    assert!(peek_work(b"\x81\xa5units\x91").is_err());
+}
+
+#[test]
 fn payloads_sent_as_strings_are_accepted() {
     // Old MessagePack libraries have no bin type and send bytes as raw strings.
     let frame = b"\x83\xa4type\xa4work\xa5batch\x07\xa5units\x91\x93\x2a\xa4noop\xa1\x05";

@@ -29,7 +29,7 @@ fn register(s: &mut Scheduler, job_types: &[&str], slots: u32, prefetch: u32) ->
 
 fn job(s: &mut Scheduler, job_type: &str, priority: i32, n: u64) -> JobId {
     let job = s.submit(job_type, priority);
-    assert!(s.extend(job, (0..n).map(|i| i.to_le_bytes().to_vec())));
+    assert!(s.extend(job, (0..n).map(|i| Payload::from_slice(&i.to_le_bytes()))));
     s.seal(job);
     job
 }
@@ -123,7 +123,7 @@ fn every_unit_is_delivered_exactly_once_and_the_job_ends() {
     indices.sort_unstable();
     assert_eq!(indices, (0..10).collect::<Vec<_>>());
     for o in &outcomes {
-        assert_eq!(o.result, Ok(o.index.to_le_bytes().to_vec()));
+        assert_eq!(o.result, Ok(Payload::from_slice(&o.index.to_le_bytes())));
     }
     assert_eq!(s.counters().completed, 10);
     assert_eq!(s.counters().duplicates, 10);
