@@ -158,23 +158,25 @@ impl Engine {
         // The decoded message borrows from the frame, so errors are resolved before acting on it.
         let outcome = match protocol::decode(&incoming.body) {
             Err(e) => Err((e.kind(), e.to_string())),
-            Ok(message) => {
-                self.handle_message(now, &incoming.peer, worker, message);
-                Ok(())
-            }
+            Ok(message) => Ok(self.handle_message(now, &incoming.peer, worker, message)),
         };
-        if let Err((kind, reason)) = outcome {
-            self.drop_frame(&mut incoming, worker, kind, reason);
+        match outcome {
+            Err((kind, reason)) => self.drop_frame(&mut incoming, worker, kind, reason),
+            Ok(Some(rejection)) => {
+                warn!(peer = %incoming.peer_name(), "rejected a worker: {rejection}");
+            }
+            Ok(None) => {}
         }
     }
 
+    /// Acts on a decoded message; returns the reason if it rejected the peer, for the log.
     fn handle_message(
         &mut self,
         now: Millis,
         peer: &[u8],
         worker: Option<WorkerId>,
         message: Message<'_>,
-    ) {
+    ) -> Option<String> {
         match (worker, message) {
             (Some(worker), Message::Results(results)) => {
                 self.scheduler.results(now, worker, &results)
@@ -190,7 +192,11 @@ impl Engine {
             }
             (registered, Message::Hello(hello)) => {
                 if let Some(old) = registered {
+                    // Forget the old registration now, so that the mapping made below for the
+                    // new one survives the scheduler's `Forget` of the old.
                     self.scheduler.worker_lost(old, "registered again");
+                    self.addresses.remove(&old);
+                    self.peers.remove(peer);
                 }
                 match self.scheduler.hello(now, &hello) {
                     Ok(welcome) => {
@@ -208,8 +214,8 @@ impl Engine {
                     }
                     Err(reason) => {
                         self.dropped.rejected += 1;
-                        warn!(peer = %hex(peer), "rejected a worker: {reason}");
-                        self.send_reject(peer, reason);
+                        self.send_reject(peer, reason.clone());
+                        return Some(reason);
                     }
                 }
             }
@@ -230,6 +236,7 @@ impl Engine {
                 }
             }
         }
+        None
     }
 
     /// Drops a frame that broke the protocol, counts it, and warns (rate-limited).

@@ -144,3 +144,41 @@ fn a_frame_far_over_the_limit_is_cut_off_by_the_transport() {
     assert_eq!(stats.dropped.oversize, 0);
     assert_eq!(stats.dropped.malformed, 0);
 }
+
+fn hello(name: &str) -> Vec<u8> {
+    encode(&Message::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        name: name.into(),
+        host: "test".into(),
+        job_types: vec!["square".into()],
+        slots: 1,
+        prefetch: 0,
+    }))
+}
+
+/// Regression: a second hello on the same connection used to leave the new registration
+/// without an address, so every later message was answered with `reset`.
+#[test]
+fn a_second_hello_from_a_registered_worker_registers_it_cleanly_again() {
+    let delegator = start_delegator(test_config());
+    let client = RawClient::connect(&delegator.local_endpoint());
+    assert_eq!(client.exchange(&[&hello("first")]).0, "welcome");
+    assert_eq!(client.exchange(&[&hello("second")]).0, "welcome");
+    // Still registered: a heartbeat is not answered with a reset.
+    client.socket.set_rcvtimeo(300).unwrap();
+    client.socket.send(encode(&Message::Heartbeat), 0).unwrap();
+    let stats = wait_for(&delegator, Duration::from_secs(10), "the heartbeat", |s| {
+        s.workers.len() == 1
+    });
+    assert_eq!(stats.workers[0].name, "second");
+    assert_eq!(stats.dropped.unregistered, 0);
+    // The delegator's own heartbeats arrive (one per 200 ms); a reset must not.
+    for _ in 0..3 {
+        let reply = client
+            .socket
+            .recv_bytes(0)
+            .expect("the delegator heartbeats");
+        let message = protocol::decode(&reply).unwrap();
+        assert_eq!(message, Message::Heartbeat);
+    }
+}
