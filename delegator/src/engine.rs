@@ -13,14 +13,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use ganger_core::payload::Payload;
 use ganger_core::protocol::{self, Message, Reject, Reset};
 use ganger_transport::frames::{self, hex, Incoming, SendError};
 use ganger_transport::{wake, RateLimited, WakeReceiver};
 use tracing::{debug, info, warn};
 
 use crate::job::JobShared;
-use crate::scheduler::{Action, JobId, Millis, Outcome, Scheduler, WorkerId};
+use crate::scheduler::{Action, JobId, Millis, Outcome, Scheduler, Unit, WorkerId};
 use crate::{DelegatorConfig, DroppedFrames, Stats};
 
 /// Requests from [`Delegator`](crate::Delegator) handles to the loop.
@@ -34,7 +33,7 @@ pub(crate) enum Command {
     },
     Extend {
         job: JobId,
-        payloads: Vec<Payload>,
+        units: Vec<Unit>,
     },
     Seal {
         job: JobId,
@@ -66,8 +65,6 @@ pub(crate) struct Engine {
     dropped: DroppedFrames,
     warn_limit: RateLimited,
     last_unserved_log: Instant,
-    /// Size of the last work frame, to allocate the next one in one go.
-    work_frame_hint: usize,
 }
 
 impl Engine {
@@ -90,7 +87,6 @@ impl Engine {
             dropped: DroppedFrames::default(),
             warn_limit: RateLimited::new(Duration::from_secs(1)),
             last_unserved_log: Instant::now(),
-            work_frame_hint: 256,
         }
     }
 
@@ -297,8 +293,8 @@ impl Engine {
                 self.jobs.insert(job, (outcomes_tx, shared));
                 let _ = reply_tx.send(job);
             }
-            Command::Extend { job, payloads } => {
-                self.scheduler.extend(job, payloads);
+            Command::Extend { job, units } => {
+                self.scheduler.extend_units(job, units);
             }
             Command::Seal { job } => self.scheduler.seal(job),
             Command::Cancel { job } => {
@@ -330,9 +326,8 @@ impl Engine {
         {
             match action {
                 Action::SendWork { worker, batch } => {
-                    let mut frame = Vec::with_capacity(self.work_frame_hint);
+                    let mut frame = Vec::new();
                     if self.scheduler.encode_work(batch, &mut frame) {
-                        self.work_frame_hint = frame.len().min(1 << 20);
                         self.send_to(worker, frame);
                     }
                 }

@@ -286,14 +286,17 @@ impl Delegator {
         self.stop();
     }
 
+    /// Numbers a chunk of inputs here, on the caller's thread, and hands it to the engine.
     fn extend(&self, job: u32, shared: &JobShared, payloads: Vec<Payload>) -> Result<()> {
         if payloads.is_empty() {
             return Ok(());
         }
-        shared
+        let n = payloads.len() as u64;
+        let first = shared
             .total
-            .fetch_add(payloads.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        self.command(Command::Extend { job, payloads })
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        let units = scheduler::numbered_units(job, first, payloads);
+        self.command(Command::Extend { job, units })
     }
 
     fn command(&self, command: Command) -> Result<()> {

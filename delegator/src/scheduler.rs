@@ -48,6 +48,22 @@ pub fn unit_id(job: JobId, index: u64) -> u64 {
     (u64::from(job) << INDEX_BITS) | (index & INDEX_MASK)
 }
 
+/// Units for `payloads`, numbered from index `first` of `job`.
+pub fn numbered_units(
+    job: JobId,
+    first: u64,
+    payloads: impl IntoIterator<Item = Payload>,
+) -> Vec<Unit> {
+    payloads
+        .into_iter()
+        .zip(first..)
+        .map(|(payload, index)| Unit {
+            id: unit_id(job, index),
+            payload,
+        })
+        .collect()
+}
+
 /// The job and index a unit id stands for.
 pub fn split_unit_id(id: u64) -> (JobId, u64) {
     ((id >> INDEX_BITS) as JobId, id & INDEX_MASK)
@@ -253,6 +269,8 @@ struct Lease {
     worker: WorkerId,
     job_type: u32,
     units: Vec<Option<Unit>>,
+    /// Total payload size, to size the work frame in one allocation.
+    payload_bytes: usize,
     outstanding: usize,
     /// Where the next result is expected: workers answer in order, so lookups are O(1).
     cursor: usize,
@@ -506,18 +524,24 @@ impl Scheduler {
 
     /// Adds inputs to an open job; returns false if the job is unknown or sealed.
     pub fn extend(&mut self, job: JobId, payloads: impl IntoIterator<Item = Payload>) -> bool {
+        let Some(j) = self.jobs.get(&job) else {
+            return false;
+        };
+        let units = numbered_units(job, j.total, payloads);
+        self.extend_units(job, units)
+    }
+
+    /// Adds inputs already numbered with [`numbered_units`] from the job's current total, so that
+    /// a caller can do that work on its own thread; returns false if the job is unknown or
+    /// sealed, or the numbering does not continue the job's.
+    pub fn extend_units(&mut self, job: JobId, units: Vec<Unit>) -> bool {
         let Some(j) = self.jobs.get_mut(&job).filter(|j| !j.sealed) else {
             return false;
         };
         let before = j.total;
-        let units: Vec<Unit> = payloads
-            .into_iter()
-            .zip(before..)
-            .map(|(payload, index)| Unit {
-                id: unit_id(job, index),
-                payload,
-            })
-            .collect();
+        if units.first().is_some_and(|u| u.id != unit_id(job, before)) {
+            return false;
+        }
         j.total += units.len() as u64;
         j.queue.push_back(units);
         j.done.resize(j.total.div_ceil(64) as usize, 0);
@@ -561,6 +585,8 @@ impl Scheduler {
             return false;
         };
         let job_type = &self.job_types[lease.job_type as usize];
+        // Per unit: array marker, id (at most 9 bytes), job type, bin header (at most 5 bytes).
+        out.reserve(32 + lease.outstanding * (16 + job_type.len()) + lease.payload_bytes);
         let mut encoder = WorkEncoder::new(out, batch, lease.outstanding as u32);
         for unit in lease.units.iter().flatten() {
             encoder.unit(unit.id, job_type, &unit.payload);
@@ -668,7 +694,8 @@ impl Scheduler {
             .workers
             .values()
             .any(|o| o.info.id != worker && !o.leaving && o.serves[job_type as usize]);
-        let units = self.take_units(worker, job_type, position, room, other_serves);
+        let (units, payload_bytes) =
+            self.take_units(worker, job_type, position, room, other_serves);
         if units.is_empty() {
             return None;
         }
@@ -680,7 +707,8 @@ impl Scheduler {
             Lease {
                 worker,
                 job_type,
-                units: units.into_iter().map(Some).collect(),
+                units,
+                payload_bytes,
                 outstanding: n,
                 cursor: 0,
             },
@@ -699,7 +727,7 @@ impl Scheduler {
         position: usize,
         room: usize,
         other_serves: bool,
-    ) -> Vec<Unit> {
+    ) -> (Vec<Option<Unit>>, usize) {
         let mut units = Vec::with_capacity(room);
         let mut bytes = 0usize;
         for &job_id in &self.job_order[position..] {
@@ -723,7 +751,7 @@ impl Scheduler {
                     skipped.push_back(unit);
                 } else {
                     bytes += unit.payload.len();
-                    units.push(unit);
+                    units.push(Some(unit));
                 }
             }
             skipped.append(&mut job.retry);
@@ -737,13 +765,13 @@ impl Scheduler {
                     continue;
                 }
                 bytes += unit.payload.len();
-                units.push(unit);
+                units.push(Some(unit));
             }
             if units.len() >= room || bytes >= self.config.max_batch_bytes {
                 break;
             }
         }
-        units
+        (units, bytes)
     }
 
     fn requeue(&mut self, units: Vec<Unit>) {

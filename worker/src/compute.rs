@@ -108,7 +108,12 @@ impl Evaluator {
         let mut current: Option<(&str, Option<&Arc<dyn Task>>)> = None;
         for unit in units {
             let task = match current {
-                Some((job_type, task)) if job_type == unit.job_type => task,
+                // Decoding hands out one &str per run of equal job types: compare addresses first.
+                Some((job_type, task))
+                    if std::ptr::eq(job_type, unit.job_type) || job_type == unit.job_type =>
+                {
+                    task
+                }
                 _ => {
                     let task = self.registry.get(unit.job_type);
                     current = Some((unit.job_type, task));

@@ -193,13 +193,25 @@ impl<'a> Reader<'a> {
     fn units(&mut self) -> Result<Vec<UnitRef<'a>>, DecodeError> {
         let n = self.array_len("units")?;
         let mut units = Vec::with_capacity(self.cap(n));
+        // The units of a batch nearly always share a job type: validate its UTF-8 once.
+        let mut last_type: (&[u8], &'a str) = (&[], "");
         for _ in 0..n {
             if self.array_len("units")? != 3 {
                 return Err(wrong("units", "[id, job_type, payload] arrays"));
             }
+            let id = self.uint("units")?;
+            let type_bytes = self.str_bytes("units")?;
+            let job_type = if type_bytes == last_type.0 {
+                last_type.1
+            } else {
+                let job_type = std::str::from_utf8(type_bytes)
+                    .map_err(|_| DecodeError::InvalidUtf8("units"))?;
+                last_type = (type_bytes, job_type);
+                job_type
+            };
             units.push(UnitRef {
-                id: self.uint("units")?,
-                job_type: self.str("units")?,
+                id,
+                job_type,
                 payload: self.bin("units")?,
             });
         }
@@ -249,7 +261,23 @@ impl<'a> Reader<'a> {
             .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
     }
 
+    /// The next byte, if it satisfies `test`, consumed. Fast paths for the common one-byte
+    /// encodings (small integers, short strings, short arrays) use it to skip the general match.
+    #[inline]
+    fn byte_if(&mut self, test: impl Fn(u8) -> bool) -> Option<u8> {
+        match self.rest.split_first() {
+            Some((&b, tail)) if test(b) => {
+                self.rest = tail;
+                Some(b)
+            }
+            _ => None,
+        }
+    }
+
     fn uint(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        if let Some(b) = self.byte_if(|b| b < 0x80) {
+            return Ok(b.into());
+        }
         match self.marker()? {
             Marker::FixPos(v) => Ok(v.into()),
             Marker::U8 => self.be(1),
@@ -274,6 +302,15 @@ impl<'a> Reader<'a> {
     }
 
     fn str(&mut self, field: &'static str) -> Result<&'a str, DecodeError> {
+        let bytes = self.str_bytes(field)?;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8(field))
+    }
+
+    /// A string's bytes, not yet checked to be UTF-8.
+    fn str_bytes(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        if let Some(b) = self.byte_if(|b| b & 0xe0 == 0xa0) {
+            return self.take(usize::from(b & 0x1f));
+        }
         let len = match self.marker()? {
             Marker::FixStr(n) => n.into(),
             Marker::Str8 => self.be(1)?,
@@ -281,11 +318,14 @@ impl<'a> Reader<'a> {
             Marker::Str32 => self.be(4)?,
             _ => return Err(wrong(field, "a string")),
         };
-        let bytes = self.take(len as usize)?;
-        std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8(field))
+        self.take(len as usize)
     }
 
     fn bin(&mut self, field: &'static str) -> Result<&'a [u8], DecodeError> {
+        if self.byte_if(|b| b == 0xc4).is_some() {
+            let len = self.be(1)?;
+            return self.take(len as usize);
+        }
         let len = match self.marker()? {
             Marker::Bin8 => self.be(1)?,
             Marker::Bin16 => self.be(2)?,
@@ -301,6 +341,9 @@ impl<'a> Reader<'a> {
     }
 
     fn array_len(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        if let Some(b) = self.byte_if(|b| b & 0xf0 == 0x90) {
+            return Ok(u32::from(b & 0x0f));
+        }
         match self.marker()? {
             Marker::FixArray(n) => Ok(n.into()),
             Marker::Array16 => Ok(self.be(2)? as u32),

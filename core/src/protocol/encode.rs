@@ -216,12 +216,23 @@ fn map_len(out: &mut Vec<u8>, len: u32) {
     let _ = rmp::encode::write_map_len(out, len);
 }
 
+// The one-byte forms (small integers, short arrays and strings, short binaries) are written
+// directly: they are what every unit of a batch consists of.
+
 fn array_len(out: &mut Vec<u8>, len: u32) {
-    let _ = rmp::encode::write_array_len(out, len);
+    if len < 16 {
+        out.push(0x90 | len as u8);
+    } else {
+        let _ = rmp::encode::write_array_len(out, len);
+    }
 }
 
 fn uint(out: &mut Vec<u8>, value: u64) {
-    let _ = rmp::encode::write_uint(out, value);
+    if value < 0x80 {
+        out.push(value as u8);
+    } else {
+        let _ = rmp::encode::write_uint(out, value);
+    }
 }
 
 fn bool(out: &mut Vec<u8>, value: bool) {
@@ -229,9 +240,19 @@ fn bool(out: &mut Vec<u8>, value: bool) {
 }
 
 fn str(out: &mut Vec<u8>, value: &str) {
-    let _ = rmp::encode::write_str(out, value);
+    if value.len() < 32 {
+        out.push(0xa0 | value.len() as u8);
+        out.extend_from_slice(value.as_bytes());
+    } else {
+        let _ = rmp::encode::write_str(out, value);
+    }
 }
 
 fn bin(out: &mut Vec<u8>, value: &[u8]) {
-    let _ = rmp::encode::write_bin(out, value);
+    if value.len() < 256 {
+        out.extend_from_slice(&[0xc4, value.len() as u8]);
+        out.extend_from_slice(value);
+    } else {
+        let _ = rmp::encode::write_bin(out, value);
+    }
 }

@@ -215,6 +215,11 @@ fn bad_frames_give_typed_errors() {
         decode(b"\x82\xa4type\xa4work\xa5units\xdd\xff\xff\xff\xff"),
         Err(DecodeError::Truncated)
     );
+    // A job type that is not UTF-8 is caught even though unit types are validated once per run.
+    assert_eq!(
+        decode(b"\x83\xa4type\xa4work\xa5batch\x01\xa5units\x92\x93\x01\xa1t\xc4\x00\x93\x02\xa1\xff\xc4\x00"),
+        Err(DecodeError::InvalidUtf8("units"))
+    );
     let deep: Vec<u8> = std::iter::once(0x81)
         .chain(b"\xa1x".iter().copied())
         .chain(std::iter::repeat_n(0x91, 100))
