@@ -29,6 +29,7 @@
 //! assert_eq!(ganger_core::payload::from_bytes::<u64>(&output).unwrap(), 49);
 //! ```
 
+pub mod mcmc;
 pub mod payload;
 pub mod protocol;
 pub mod task;

@@ -1,0 +1,7 @@
+//! Parallel-tempering MCMC: the sampler, its configuration and its convergence diagnostics.
+//!
+//! Everything here is pure computation; the delegator drives the sampler over the network and
+//! `embedded` drives it in-process with rayon.
+
+pub mod config;
+pub mod diagnostics;

@@ -1,0 +1,1 @@
+//! Sampler configuration (placeholder; being written).

@@ -1,0 +1,1 @@
+//! Convergence diagnostics (placeholder; being written).
