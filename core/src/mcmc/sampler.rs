@@ -1,0 +1,550 @@
+//! The parallel-tempering Metropolis–Hastings sampler as a state machine.
+//!
+//! The sampler advances in rounds. Each round it offers one point per chain
+//! ([`Sampler::points`]); the driver evaluates every point (the negative log-likelihood summed
+//! over the job types, in any order, on any workers) and hands all energies back at once
+//! ([`Sampler::complete`]). Because a round only advances once every energy is in, and every
+//! random number comes from a stream owned by one chain (or one stack, for swaps), the output is
+//! a function of the seed alone: not of the number of workers, their speed, or the order in
+//! which results arrive.
+//!
+//! Each chain draws the same random numbers every step whether or not its proposal is accepted
+//! (one standard-normal vector and one uniform), so streams never drift between runs.
+
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+/// How adjacent temperatures exchange states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Swaps {
+    /// Every pair from the hottest down attempts a swap at each swap step (Stateline's scheme).
+    Classic,
+    /// Deterministic even/odd swaps with schedule adaptation (Syed, Bouchard-Côté,
+    /// Deligiannidis & Doucet 2021): even pairs on even swap steps, odd pairs on odd ones.
+    NonReversible,
+}
+
+/// What the sampler needs to know; built from a run's configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerSettings {
+    /// Lower bound of each dimension.
+    pub min: Vec<f64>,
+    /// Upper bound of each dimension.
+    pub max: Vec<f64>,
+    /// Independent stacks of tempered chains.
+    pub n_stacks: usize,
+    /// Chains per stack; chain 0 of each stack is the cold one (beta = 1).
+    pub n_temperatures: usize,
+    /// Steps between swap attempts.
+    pub swap_interval: u64,
+    /// Target acceptance rate of proposals.
+    pub optimal_accept_rate: f64,
+    /// Target acceptance rate of swaps (classic scheme).
+    pub optimal_swap_rate: f64,
+    /// Swap scheme.
+    pub swaps: Swaps,
+    /// Hottest temperature of the initial ladder (geometric from 1).
+    pub max_temperature: f64,
+    /// Steps during which proposals and temperatures adapt (diminishing), then stay fixed.
+    pub adaptation_steps: u64,
+    /// Start every chain here instead of at a uniform draw within the bounds.
+    pub initial: Option<Vec<f64>>,
+    /// Seed of every random stream.
+    pub seed: u64,
+}
+
+/// Whether and how a chain took part in a swap at a step (Stateline's `swap_type` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SwapType {
+    /// No swap was attempted.
+    NoAttempt = 0,
+    /// A swap was attempted and accepted.
+    Accept = 1,
+    /// A swap was attempted and rejected.
+    Reject = 2,
+}
+
+/// One output row: a chain's state after a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Chain index: `stack * n_temperatures + temperature`.
+    pub chain: usize,
+    /// The state.
+    pub state: Vec<f64>,
+    /// Its energy (negative log-likelihood).
+    pub energy: f64,
+    /// The chain's proposal scale.
+    pub sigma: f64,
+    /// The chain's inverse temperature.
+    pub beta: f64,
+    /// Whether this step's proposal was accepted.
+    pub accepted: bool,
+    /// This step's swap.
+    pub swap_type: SwapType,
+}
+
+/// Acceptance counters of one chain.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChainStats {
+    /// Proposals made.
+    pub proposals: u64,
+    /// Proposals accepted.
+    pub accepted: u64,
+    /// Proposals whose energy was NaN or infinite (rejected).
+    pub invalid: u64,
+    /// Swaps attempted with the next hotter chain.
+    pub swaps_attempted: u64,
+    /// Swaps accepted with the next hotter chain.
+    pub swaps_accepted: u64,
+}
+
+/// The sampler. See the module documentation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sampler {
+    settings: SamplerSettings,
+    chains: Vec<Chain>,
+    stacks: Vec<Stack>,
+    tiers: Vec<Tier>,
+    /// Inverse temperatures of the ladder, coldest (1) first; shared by all stacks.
+    betas: Vec<f64>,
+    /// Completed steps (0 while the initial energies are being evaluated).
+    step: u64,
+    initialised: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Chain {
+    state: Vec<f64>,
+    energy: f64,
+    proposal: Vec<f64>,
+    /// The uniform drawn with the proposal, for the accept/reject decision.
+    uniform: f64,
+    log_sigma: f64,
+    rng: Xoshiro256PlusPlus,
+    stats: ChainStats,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stack {
+    rng: Xoshiro256PlusPlus,
+    swap_steps: u64,
+    /// Which replica sits at each temperature, and where each replica is heading
+    /// (true: towards the hot end), for counting round trips.
+    replica_at: Vec<usize>,
+    heading_hot: Vec<bool>,
+    round_trips: u64,
+}
+
+/// Running moments of one temperature tier's samples (all stacks), for the proposal covariance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Tier {
+    n: u64,
+    mean: Vec<f64>,
+    /// Sum of outer products of deviations (row-major d × d).
+    comoment: Vec<f64>,
+    /// Lower Cholesky factor of the proposal covariance (row-major d × d).
+    cholesky: Vec<f64>,
+}
+
+impl Sampler {
+    /// A sampler about to evaluate its chains' initial states.
+    pub fn new(settings: SamplerSettings) -> Sampler {
+        let d = settings.min.len();
+        let n_chains = settings.n_stacks * settings.n_temperatures;
+        let mut master = Xoshiro256PlusPlus::seed_from_u64(settings.seed);
+        let mut stream = || {
+            // Each jump moves 2^128 draws ahead: streams never overlap.
+            let rng = master.clone();
+            master.jump();
+            rng
+        };
+        let chains: Vec<Chain> = (0..n_chains)
+            .map(|_| {
+                let mut rng = stream();
+                let state: Vec<f64> = match &settings.initial {
+                    Some(initial) => initial.clone(),
+                    None => (0..d)
+                        .map(|i| rng.random_range(settings.min[i]..settings.max[i]))
+                        .collect(),
+                };
+                Chain {
+                    proposal: state.clone(),
+                    state,
+                    energy: f64::INFINITY,
+                    uniform: 0.0,
+                    log_sigma: 0.0,
+                    rng,
+                    stats: ChainStats::default(),
+                }
+            })
+            .collect();
+        let stacks = (0..settings.n_stacks)
+            .map(|_| Stack {
+                rng: stream(),
+                swap_steps: 0,
+                replica_at: (0..settings.n_temperatures).collect(),
+                heading_hot: vec![true; settings.n_temperatures],
+                round_trips: 0,
+            })
+            .collect();
+        let initial_sd: Vec<f64> = (0..d)
+            .map(|i| (settings.max[i] - settings.min[i]) / 20.0)
+            .collect();
+        let tiers = (0..settings.n_temperatures)
+            .map(|_| Tier {
+                n: 0,
+                mean: vec![0.0; d],
+                comoment: vec![0.0; d * d],
+                cholesky: diagonal(&initial_sd),
+            })
+            .collect();
+        let betas = geometric_ladder(settings.n_temperatures, settings.max_temperature);
+        Sampler {
+            settings,
+            chains,
+            stacks,
+            tiers,
+            betas,
+            step: 0,
+            initialised: false,
+        }
+    }
+
+    /// The settings this sampler runs with.
+    pub fn settings(&self) -> &SamplerSettings {
+        &self.settings
+    }
+
+    /// Steps completed.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The points to evaluate this round, one per chain, in chain order.
+    pub fn points(&self) -> impl ExactSizeIterator<Item = &[f64]> {
+        self.chains.iter().map(|c| c.proposal.as_slice())
+    }
+
+    /// Number of chains (`n_stacks * n_temperatures`).
+    pub fn n_chains(&self) -> usize {
+        self.chains.len()
+    }
+
+    /// Counters of chain `chain`.
+    pub fn chain_stats(&self, chain: usize) -> &ChainStats {
+        &self.chains[chain].stats
+    }
+
+    /// Round trips (cold → hot → cold) completed by the replicas of each stack.
+    pub fn round_trips(&self) -> Vec<u64> {
+        self.stacks.iter().map(|s| s.round_trips).collect()
+    }
+
+    /// The current inverse temperatures, coldest first.
+    pub fn betas(&self) -> &[f64] {
+        &self.betas
+    }
+
+    /// Takes the energies of this round's points (one per chain, in chain order) and advances.
+    /// Returns one row per chain for the step just taken (none for the initial round).
+    pub fn complete(&mut self, energies: &[f64]) -> Vec<Row> {
+        assert_eq!(energies.len(), self.chains.len(), "one energy per chain");
+        if !self.initialised {
+            for (chain, &energy) in self.chains.iter_mut().zip(energies) {
+                chain.energy = energy;
+            }
+            self.initialised = true;
+            self.propose_all();
+            return Vec::new();
+        }
+        self.step += 1;
+        let mut accepted = vec![false; self.chains.len()];
+        for (i, (chain, &energy)) in self.chains.iter_mut().zip(energies).enumerate() {
+            let beta = self.betas[i % self.settings.n_temperatures];
+            accepted[i] = chain.decide(energy, beta);
+        }
+        self.adapt_proposals(&accepted);
+        let mut swap_types = vec![SwapType::NoAttempt; self.chains.len()];
+        if self.step % self.settings.swap_interval == 0 {
+            self.swap(&mut swap_types);
+        }
+        let rows = self
+            .chains
+            .iter()
+            .enumerate()
+            .map(|(i, chain)| Row {
+                chain: i,
+                state: chain.state.clone(),
+                energy: chain.energy,
+                sigma: chain.log_sigma.exp(),
+                beta: self.betas[i % self.settings.n_temperatures],
+                accepted: accepted[i],
+                swap_type: swap_types[i],
+            })
+            .collect();
+        self.propose_all();
+        rows
+    }
+
+    fn propose_all(&mut self) {
+        let n_temps = self.settings.n_temperatures;
+        for (i, chain) in self.chains.iter_mut().enumerate() {
+            let tier = &self.tiers[i % n_temps];
+            chain.propose(&tier.cholesky, &self.settings.min, &self.settings.max);
+        }
+    }
+
+    /// Robbins–Monro on each chain's scale towards the optimal acceptance rate, and each tier's
+    /// covariance from its samples; both with step sizes that shrink to zero, then stop.
+    fn adapt_proposals(&mut self, accepted: &[bool]) {
+        let n_temps = self.settings.n_temperatures;
+        let d = self.settings.min.len();
+        for (i, chain) in self.chains.iter().enumerate() {
+            self.tiers[i % n_temps].observe(&chain.state);
+        }
+        if self.step > self.settings.adaptation_steps {
+            return;
+        }
+        let gamma = adaptation_rate(self.step);
+        for (chain, &ok) in self.chains.iter_mut().zip(accepted) {
+            let indicator = if ok { 1.0 } else { 0.0 };
+            chain.log_sigma += gamma * (indicator - self.settings.optimal_accept_rate);
+            chain.log_sigma = chain.log_sigma.clamp(-20.0, 5.0);
+        }
+        // Refresh the covariance now and then: a Cholesky factorisation per step is wasted work.
+        if self.step % self.settings.swap_interval.max(10) == 0 {
+            for tier in &mut self.tiers {
+                if tier.n as usize > 10 * d {
+                    tier.refresh_cholesky();
+                }
+            }
+        }
+    }
+
+    fn swap(&mut self, swap_types: &mut [SwapType]) {
+        let n_temps = self.settings.n_temperatures;
+        if n_temps < 2 {
+            return;
+        }
+        let mut attempted = vec![0u64; n_temps - 1];
+        let mut accepted = vec![0u64; n_temps - 1];
+        for (s, stack) in self.stacks.iter_mut().enumerate() {
+            let base = s * n_temps;
+            let parity = stack.swap_steps % 2;
+            stack.swap_steps += 1;
+            // Pairs (t, t + 1), hottest first.
+            for t in (0..n_temps - 1).rev() {
+                let draw: f64 = stack.rng.random();
+                let attempt = match self.settings.swaps {
+                    Swaps::Classic => true,
+                    Swaps::NonReversible => t as u64 % 2 == parity,
+                };
+                if !attempt {
+                    continue;
+                }
+                let (cold, hot) = (base + t, base + t + 1);
+                let log_ratio = (self.betas[t] - self.betas[t + 1])
+                    * (self.chains[cold].energy - self.chains[hot].energy);
+                let ok = log_ratio >= 0.0 || draw.ln() < log_ratio;
+                attempted[t] += 1;
+                self.chains[cold].stats.swaps_attempted += 1;
+                let kind = if ok {
+                    SwapType::Accept
+                } else {
+                    SwapType::Reject
+                };
+                swap_types[cold] = kind;
+                swap_types[hot] = kind;
+                if ok {
+                    accepted[t] += 1;
+                    self.chains[cold].stats.swaps_accepted += 1;
+                    let (a, b) = self.chains.split_at_mut(hot);
+                    std::mem::swap(&mut a[cold].state, &mut b[0].state);
+                    std::mem::swap(&mut a[cold].energy, &mut b[0].energy);
+                    stack.replica_at.swap(t, t + 1);
+                }
+            }
+            stack.count_round_trips();
+        }
+        if self.step <= self.settings.adaptation_steps {
+            self.adapt_ladder(&attempted, &accepted);
+        }
+    }
+
+    /// Moves the ladder towards the target swap rate (classic) or towards equal rejection rates
+    /// between neighbours (non-reversible), with a shrinking step size.
+    fn adapt_ladder(&mut self, attempted: &[u64], accepted: &[u64]) {
+        let gamma = adaptation_rate(self.step / self.settings.swap_interval);
+        let n = self.betas.len();
+        // Work on log temperature gaps, which keeps the ladder ordered.
+        let temps: Vec<f64> = self.betas.iter().map(|b| 1.0 / b).collect();
+        let mut log_gaps: Vec<f64> = temps
+            .windows(2)
+            .map(|w| (w[1] - w[0]).max(1e-12).ln())
+            .collect();
+        let rates: Vec<Option<f64>> = attempted
+            .iter()
+            .zip(accepted)
+            .map(|(&n, &a)| (n > 0).then(|| a as f64 / n as f64))
+            .collect();
+        let target = match self.settings.swaps {
+            Swaps::Classic => self.settings.optimal_swap_rate,
+            // Equalise: every pair aims at the mean rate this step.
+            Swaps::NonReversible => {
+                let seen: Vec<f64> = rates.iter().flatten().copied().collect();
+                if seen.is_empty() {
+                    return;
+                }
+                seen.iter().sum::<f64>() / seen.len() as f64
+            }
+        };
+        for (gap, rate) in log_gaps.iter_mut().zip(&rates) {
+            if let Some(rate) = rate {
+                *gap += gamma * (rate - target);
+            }
+        }
+        let mut t = 1.0;
+        self.betas[0] = 1.0;
+        for i in 1..n {
+            t += log_gaps[i - 1].exp();
+            self.betas[i] = 1.0 / t;
+        }
+    }
+}
+
+impl Chain {
+    /// Draws the next proposal and the uniform for its decision (always both, so the stream's
+    /// position depends only on the step).
+    fn propose(&mut self, cholesky: &[f64], min: &[f64], max: &[f64]) {
+        let d = self.state.len();
+        let z: Vec<f64> = (0..d).map(|_| self.rng.sample(StandardNormal)).collect();
+        self.uniform = self.rng.random();
+        let sigma = self.log_sigma.exp();
+        for i in 0..d {
+            let step: f64 = (0..=i).map(|j| cholesky[i * d + j] * z[j]).sum();
+            self.proposal[i] = reflect(self.state[i] + sigma * step, min[i], max[i]);
+        }
+    }
+
+    /// Metropolis decision on the evaluated proposal; a NaN or infinite energy is a rejection.
+    fn decide(&mut self, energy: f64, beta: f64) -> bool {
+        self.stats.proposals += 1;
+        if !energy.is_finite() {
+            self.stats.invalid += 1;
+            return false;
+        }
+        let log_ratio = -beta * (energy - self.energy);
+        let ok = log_ratio >= 0.0 || self.uniform.ln() < log_ratio;
+        if ok {
+            self.stats.accepted += 1;
+            self.state.copy_from_slice(&self.proposal);
+            self.energy = energy;
+        }
+        ok
+    }
+}
+
+impl Stack {
+    /// A replica that reached the hottest temperature turns round; one back at the coldest after
+    /// that has made a round trip.
+    fn count_round_trips(&mut self) {
+        let top = self.replica_at.len() - 1;
+        let hot = self.replica_at[top];
+        self.heading_hot[hot] = false;
+        let cold = self.replica_at[0];
+        if !self.heading_hot[cold] {
+            self.heading_hot[cold] = true;
+            self.round_trips += 1;
+        }
+    }
+}
+
+impl Tier {
+    fn observe(&mut self, x: &[f64]) {
+        let d = x.len();
+        self.n += 1;
+        let n = self.n as f64;
+        let delta: Vec<f64> = x.iter().zip(&self.mean).map(|(x, m)| x - m).collect();
+        for (m, dx) in self.mean.iter_mut().zip(&delta) {
+            *m += dx / n;
+        }
+        for (row, di) in self.comoment.chunks_exact_mut(d).zip(&delta) {
+            for ((c, xj), mj) in row.iter_mut().zip(x).zip(&self.mean) {
+                *c += di * (xj - mj);
+            }
+        }
+    }
+
+    /// The proposal covariance is the sample covariance scaled by 2.38²/d (Roberts, Gelman &
+    /// Gilks 1997), regularised so that it stays positive definite.
+    fn refresh_cholesky(&mut self) {
+        let d = self.mean.len();
+        let scale = 2.38 * 2.38 / d as f64 / (self.n as f64 - 1.0);
+        let mut cov: Vec<f64> = self.comoment.iter().map(|c| c * scale).collect();
+        for i in 0..d {
+            cov[i * d + i] += 1e-10 + 1e-6 * cov[i * d + i].abs();
+        }
+        if let Some(l) = cholesky(&cov, d) {
+            self.cholesky = l;
+        }
+    }
+}
+
+/// Step size of diminishing adaptation at step `t`.
+fn adaptation_rate(t: u64) -> f64 {
+    (1.0 + t as f64).powf(-0.6)
+}
+
+/// Betas for temperatures geometric from 1 to `max_temperature`.
+fn geometric_ladder(n: usize, max_temperature: f64) -> Vec<f64> {
+    if n == 1 {
+        return vec![1.0];
+    }
+    (0..n)
+        .map(|i| max_temperature.powf(-(i as f64) / (n - 1) as f64))
+        .collect()
+}
+
+/// Folds `x` back into `[min, max]` by reflecting at the bounds.
+fn reflect(x: f64, min: f64, max: f64) -> f64 {
+    if !x.is_finite() {
+        return min + (max - min) / 2.0;
+    }
+    let width = max - min;
+    let y = (x - min).rem_euclid(2.0 * width);
+    min + if y > width { 2.0 * width - y } else { y }
+}
+
+fn diagonal(sd: &[f64]) -> Vec<f64> {
+    let d = sd.len();
+    let mut m = vec![0.0; d * d];
+    for i in 0..d {
+        m[i * d + i] = sd[i];
+    }
+    m
+}
+
+/// Lower Cholesky factor of a symmetric positive-definite matrix, or `None`.
+fn cholesky(a: &[f64], d: usize) -> Option<Vec<f64>> {
+    let mut l = vec![0.0; d * d];
+    for i in 0..d {
+        for j in 0..=i {
+            let sum: f64 = (0..j).map(|k| l[i * d + k] * l[j * d + k]).sum();
+            if i == j {
+                let v = a[i * d + i] - sum;
+                if v <= 0.0 || !v.is_finite() {
+                    return None;
+                }
+                l[i * d + j] = v.sqrt();
+            } else {
+                l[i * d + j] = (a[i * d + j] - sum) / l[j * d + j];
+            }
+        }
+    }
+    Some(l)
+}
+
+#[cfg(test)]
+mod tests;
