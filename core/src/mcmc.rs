@@ -5,4 +5,6 @@
 
 pub mod config;
 pub mod diagnostics;
+pub mod embedded;
+pub mod likelihood;
 pub mod sampler;
