@@ -29,6 +29,7 @@
 mod engine;
 mod job;
 pub mod local;
+pub mod mcmc;
 pub mod scheduler;
 
 use std::sync::Arc;

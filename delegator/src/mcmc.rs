@@ -1,0 +1,4 @@
+//! Running the MCMC sampler: output files, checkpoints, console tables, and the drivers that
+//! evaluate rounds in-process or on workers.
+
+pub mod output;
