@@ -109,6 +109,8 @@ pub struct Sampler {
     tiers: Vec<Tier>,
     /// Inverse temperatures of the ladder, coldest (1) first; shared by all stacks.
     betas: Vec<f64>,
+    /// Swap statistics per adjacent pair since the ladder last adapted.
+    ladder_window: LadderWindow,
     /// Completed steps (0 while the initial energies are being evaluated).
     step: u64,
     initialised: bool,
@@ -125,6 +127,17 @@ struct Chain {
     rng: Xoshiro256PlusPlus,
     stats: ChainStats,
 }
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LadderWindow {
+    attempted: Vec<u64>,
+    accepted: Vec<u64>,
+    swap_steps: u64,
+    updates: u64,
+}
+
+/// Swap steps whose statistics one ladder update uses: single attempts are too noisy.
+const LADDER_WINDOW: u64 = 25;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stack {
@@ -207,6 +220,7 @@ impl Sampler {
             stacks,
             tiers,
             betas,
+            ladder_window: LadderWindow::default(),
             step: 0,
             initialised: false,
         }
@@ -235,6 +249,11 @@ impl Sampler {
     /// Counters of chain `chain`.
     pub fn chain_stats(&self, chain: usize) -> &ChainStats {
         &self.chains[chain].stats
+    }
+
+    /// The proposal scale of chain `chain`.
+    pub fn sigma(&self, chain: usize) -> f64 {
+        self.chains[chain].log_sigma.exp()
     }
 
     /// Round trips (cold → hot → cold) completed by the replicas of each stack.
@@ -328,8 +347,11 @@ impl Sampler {
         if n_temps < 2 {
             return;
         }
-        let mut attempted = vec![0u64; n_temps - 1];
-        let mut accepted = vec![0u64; n_temps - 1];
+        let window = &mut self.ladder_window;
+        window.attempted.resize(n_temps - 1, 0);
+        window.accepted.resize(n_temps - 1, 0);
+        window.swap_steps += 1;
+        let (attempted, accepted) = (&mut window.attempted, &mut window.accepted);
         for (s, stack) in self.stacks.iter_mut().enumerate() {
             let base = s * n_temps;
             let parity = stack.swap_steps % 2;
@@ -368,48 +390,75 @@ impl Sampler {
             }
             stack.count_round_trips();
         }
-        if self.step <= self.settings.adaptation_steps {
-            self.adapt_ladder(&attempted, &accepted);
+        if self.ladder_window.swap_steps >= LADDER_WINDOW {
+            let window = std::mem::take(&mut self.ladder_window);
+            if self.step <= self.settings.adaptation_steps {
+                self.adapt_ladder(&window.attempted, &window.accepted, window.updates);
+            }
+            self.ladder_window.updates = window.updates + 1;
         }
     }
 
-    /// Moves the ladder towards the target swap rate (classic) or towards equal rejection rates
-    /// between neighbours (non-reversible), with a shrinking step size.
-    fn adapt_ladder(&mut self, attempted: &[u64], accepted: &[u64]) {
-        let gamma = adaptation_rate(self.step / self.settings.swap_interval);
+    /// Moves the ladder with a shrinking step size: towards the target swap rate between
+    /// neighbours (classic), or towards the schedule that spreads the communication barrier evenly
+    /// (non-reversible: Syed et al. 2021, with the barrier's density estimated by the rejection
+    /// rates; the hottest beta stays put). The coldest beta stays 1.
+    fn adapt_ladder(&mut self, attempted: &[u64], accepted: &[u64], update: u64) {
+        let gamma = adaptation_rate(update);
         let n = self.betas.len();
-        // Work on log temperature gaps, which keeps the ladder ordered.
-        let temps: Vec<f64> = self.betas.iter().map(|b| 1.0 / b).collect();
-        let mut log_gaps: Vec<f64> = temps
-            .windows(2)
-            .map(|w| (w[1] - w[0]).max(1e-12).ln())
-            .collect();
-        let rates: Vec<Option<f64>> = attempted
-            .iter()
-            .zip(accepted)
-            .map(|(&n, &a)| (n > 0).then(|| a as f64 / n as f64))
-            .collect();
-        let target = match self.settings.swaps {
-            Swaps::Classic => self.settings.optimal_swap_rate,
-            // Equalise: every pair aims at the mean rate this step.
-            Swaps::NonReversible => {
-                let seen: Vec<f64> = rates.iter().flatten().copied().collect();
-                if seen.is_empty() {
-                    return;
+        let rate = |i: usize| -> Option<f64> {
+            (attempted[i] > 0).then(|| accepted[i] as f64 / attempted[i] as f64)
+        };
+        let target_betas: Vec<f64> = match self.settings.swaps {
+            Swaps::Classic => {
+                // Work on log temperature gaps, which keeps the ladder ordered.
+                let temps: Vec<f64> = self.betas.iter().map(|b| 1.0 / b).collect();
+                let mut t = 1.0;
+                let mut betas = vec![1.0];
+                for i in 0..n - 1 {
+                    let mut log_gap = (temps[i + 1] - temps[i]).max(1e-12).ln();
+                    if let Some(rate) = rate(i) {
+                        log_gap += rate - self.settings.optimal_swap_rate;
+                    }
+                    t += log_gap.exp();
+                    betas.push(1.0 / t);
                 }
-                seen.iter().sum::<f64>() / seen.len() as f64
+                betas
+            }
+            Swaps::NonReversible => {
+                // Cumulative barrier at each beta, then the betas at evenly spaced barrier levels.
+                let mut barrier = vec![0.0];
+                for i in 0..n - 1 {
+                    let rejection = rate(i).map_or(0.5, |r| 1.0 - r);
+                    barrier.push(barrier[i] + rejection.max(1e-3));
+                }
+                let total = barrier[n - 1];
+                let log_betas: Vec<f64> = self.betas.iter().map(|b| b.ln()).collect();
+                let mut betas = vec![1.0];
+                let mut segment = 0;
+                for k in 1..n - 1 {
+                    let level = total * k as f64 / (n - 1) as f64;
+                    while segment < n - 2 && barrier[segment + 1] < level {
+                        segment += 1;
+                    }
+                    let span = barrier[segment + 1] - barrier[segment];
+                    let fraction = ((level - barrier[segment]) / span).clamp(0.0, 1.0);
+                    let log_beta = log_betas[segment]
+                        + fraction * (log_betas[segment + 1] - log_betas[segment]);
+                    betas.push(log_beta.exp());
+                }
+                betas.push(self.betas[n - 1]);
+                betas
             }
         };
-        for (gap, rate) in log_gaps.iter_mut().zip(&rates) {
-            if let Some(rate) = rate {
-                *gap += gamma * (rate - target);
-            }
+        // Blend in log space with the shrinking step: the ladder settles, then stays put.
+        for (beta, target) in self.betas.iter_mut().zip(&target_betas).skip(1) {
+            let (old, new) = (beta.ln(), target.ln());
+            *beta = (old + gamma.min(1.0) * (new - old)).exp();
         }
-        let mut t = 1.0;
-        self.betas[0] = 1.0;
         for i in 1..n {
-            t += log_gaps[i - 1].exp();
-            self.betas[i] = 1.0 / t;
+            // Keep the ladder strictly decreasing whatever the estimates said.
+            self.betas[i] = self.betas[i].min(self.betas[i - 1] * (1.0 - 1e-9));
         }
     }
 }
