@@ -5,6 +5,7 @@
 //! anywhere to use remote workers. Every flag can also be set through the environment variable
 //! shown in `--help`.
 
+mod mcmc_cli;
 mod run;
 
 /// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
@@ -30,6 +31,9 @@ enum Command {
     /// Map a task over inputs (JSON lines or a range of integers) and write the results as
     /// JSON lines, each tagged with its input's index.
     Run(run::RunArgs),
+    /// Parallel-tempering MCMC from a Stateline-compatible config (JSON or TOML): chain CSVs,
+    /// summary.json and checkpoints in the config's outputPath.
+    Mcmc(mcmc_cli::McmcArgs),
 }
 
 /// Settings shared by every subcommand.
@@ -121,6 +125,7 @@ fn main() {
     ganger_transport::logging::init(&cli.common.log_format);
     let result = match &cli.command {
         Command::Run(args) => run::run(&cli.common, args),
+        Command::Mcmc(args) => mcmc_cli::run(&cli.common, args),
     };
     if let Err(e) = result {
         eprintln!("ganger-delegator: {e:#}");

@@ -2,3 +2,7 @@
 //! evaluate rounds in-process or on workers.
 
 pub mod output;
+pub mod run;
+mod table;
+
+pub use run::{run, sampler_settings, InProcess, McmcError, RoundEvaluator, RunReport};

@@ -1,0 +1,333 @@
+//! Driving a sampler to the end of a run: evaluate each round (in this process or on workers),
+//! write the rows, print the console table, checkpoint, and write `summary.json`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ganger_core::mcmc::config::{McmcConfig, SwapScheme};
+use ganger_core::mcmc::diagnostics;
+use ganger_core::mcmc::embedded;
+use ganger_core::mcmc::likelihood::Likelihood;
+use ganger_core::mcmc::sampler::{Sampler, SamplerSettings, Swaps};
+use serde::{Deserialize, Serialize};
+use tracing::info;
+
+use super::output::{read_states, ChainFiles, OutputError};
+use super::table::Table;
+
+/// Why a run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum McmcError {
+    /// Writing or reading the output folder failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// The checkpoint could not be read or belongs to another configuration.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Evaluating a round failed (the engine stopped).
+    #[error("evaluation failed: {0}")]
+    Evaluation(String),
+}
+
+/// Evaluates the points of a round: one energy per chain, in chain order.
+pub trait RoundEvaluator {
+    /// Evaluates `sampler`'s current points.
+    fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError>;
+}
+
+/// Evaluates rounds in this process (rayon across chains once rounds are costly).
+pub struct InProcess<L> {
+    likelihood: L,
+    parallel: bool,
+}
+
+impl<L: Likelihood> InProcess<L> {
+    /// Evaluates with `likelihood`.
+    pub fn new(likelihood: L) -> Self {
+        InProcess {
+            likelihood,
+            parallel: false,
+        }
+    }
+}
+
+impl<L: Likelihood> RoundEvaluator for InProcess<L> {
+    fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError> {
+        let started = Instant::now();
+        let energies = embedded::evaluate_round(sampler, &self.likelihood, self.parallel);
+        self.parallel = self.parallel || started.elapsed() > Duration::from_micros(200);
+        Ok(energies)
+    }
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// Steps each chain took.
+    pub steps: u64,
+    /// Whether the run reached its end (false if stopped early).
+    pub complete: bool,
+    /// Chain steps per second over this process's part of the run.
+    pub steps_per_sec: f64,
+}
+
+/// The sampler settings a configuration asks for.
+pub fn sampler_settings(config: &McmcConfig) -> SamplerSettings {
+    SamplerSettings {
+        min: config.min.clone(),
+        max: config.max.clone(),
+        n_stacks: config.n_stacks,
+        n_temperatures: config.n_temperatures,
+        swap_interval: config.swap_interval,
+        optimal_accept_rate: config.optimal_accept_rate,
+        optimal_swap_rate: config.optimal_swap_rate,
+        swaps: match config.swap_scheme {
+            SwapScheme::Classic => Swaps::Classic,
+            SwapScheme::NonReversible => Swaps::NonReversible,
+        },
+        max_temperature: config.max_temperature,
+        adaptation_steps: config.adaptation_steps,
+        initial: if config.use_initial {
+            config.initial.clone()
+        } else {
+            None
+        },
+        seed: config.seed,
+    }
+}
+
+/// What a checkpoint holds: enough to continue as if never interrupted.
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    sampler: Sampler,
+    /// Byte length of each chain file when the sampler was at this step.
+    lengths: Vec<u64>,
+}
+
+/// The checkpoint file of a run writing to `dir`.
+pub fn checkpoint_path(dir: &Path) -> PathBuf {
+    dir.join("checkpoint.msgpack")
+}
+
+/// Runs `config` to its end, evaluating with `evaluator`; continues from the last checkpoint if
+/// `resume` and one exists. Stops early (cleanly, with a checkpoint) once `stop` is set.
+pub fn run(
+    config: &McmcConfig,
+    evaluator: &mut dyn RoundEvaluator,
+    resume: bool,
+    stop: &AtomicBool,
+) -> Result<RunReport, McmcError> {
+    let dir = PathBuf::from(&config.output_path);
+    let settings = sampler_settings(config);
+    let checkpoint = checkpoint_path(&dir);
+    let (mut sampler, mut files) = match resume.then(|| load_checkpoint(&checkpoint, &settings)) {
+        Some(Some(loaded)) => {
+            let loaded = loaded?;
+            info!(
+                step = loaded.sampler.step(),
+                "resuming from {}",
+                checkpoint.display()
+            );
+            let files = ChainFiles::resume(&dir, &loaded.lengths)?;
+            (loaded.sampler, files)
+        }
+        _ => {
+            if resume {
+                info!(
+                    "no checkpoint in {}: starting from the beginning",
+                    dir.display()
+                );
+            }
+            let files = ChainFiles::create(&dir, config.n_chains(), config.n_dims())?;
+            (Sampler::new(settings), files)
+        }
+    };
+    let total = config.samples_per_chain();
+    let started = Instant::now();
+    let first_step = sampler.step();
+    let mut table = Table::new(sampler.n_chains(), config.n_temperatures);
+    let log_every = Duration::from_secs_f64(config.logging_rate_sec.max(0.01));
+    let checkpoint_every = (config.checkpoint_interval_sec > 0.0)
+        .then(|| Duration::from_secs_f64(config.checkpoint_interval_sec));
+    let (mut last_log, mut last_checkpoint) = (Instant::now(), Instant::now());
+    while sampler.step() < total {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let energies = evaluator.evaluate(&sampler)?;
+        let rows = sampler.complete(&energies);
+        if rows.is_empty() {
+            continue;
+        }
+        files.write(&rows)?;
+        table.observe(&rows);
+        if last_log.elapsed() >= log_every {
+            last_log = Instant::now();
+            eprint!("{}", table.render(&sampler, total));
+        }
+        if checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every) {
+            last_checkpoint = Instant::now();
+            save_checkpoint(&checkpoint, &sampler, &mut files)?;
+        }
+    }
+    save_checkpoint(&checkpoint, &sampler, &mut files)?;
+    // A last table, so that even a run shorter than the logging interval shows one.
+    eprint!("{}", table.render(&sampler, total));
+    let complete = sampler.step() >= total;
+    if complete {
+        write_summary(&dir, config, &sampler)?;
+    }
+    let steps_done = (sampler.step() - first_step) * sampler.n_chains() as u64;
+    Ok(RunReport {
+        steps: sampler.step(),
+        complete,
+        steps_per_sec: steps_done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+    })
+}
+
+fn load_checkpoint(
+    path: &Path,
+    settings: &SamplerSettings,
+) -> Option<Result<Checkpoint, McmcError>> {
+    let bytes = std::fs::read(path).ok()?;
+    let invalid = |reason: String| McmcError::Checkpoint {
+        path: path.to_owned(),
+        reason,
+    };
+    Some(
+        rmp_serde::from_slice::<Checkpoint>(&bytes)
+            .map_err(|e| invalid(format!("unreadable: {e}")))
+            .and_then(|checkpoint| {
+                if checkpoint.sampler.settings() == settings {
+                    Ok(checkpoint)
+                } else {
+                    Err(invalid(
+                        "it was written by a run with another configuration; remove it or use that configuration".into(),
+                    ))
+                }
+            }),
+    )
+}
+
+/// Writes the checkpoint next to its final name, syncs it, then renames it into place, so that
+/// a crash at any moment leaves either the old checkpoint or the new one.
+fn save_checkpoint(
+    path: &Path,
+    sampler: &Sampler,
+    files: &mut ChainFiles,
+) -> Result<(), McmcError> {
+    let lengths = files.sync()?;
+    let checkpoint = Checkpoint {
+        sampler: sampler.clone(),
+        lengths,
+    };
+    let bytes = rmp_serde::to_vec_named(&checkpoint).map_err(|e| McmcError::Checkpoint {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let temporary = path.with_extension("msgpack.tmp");
+    let io = |source| OutputError {
+        path: temporary.clone(),
+        source,
+    };
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&temporary).map_err(io)?;
+        file.write_all(&bytes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    std::fs::rename(&temporary, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        if let Ok(dir) = std::fs::File::open(dir) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Per-chain rates and per-dimension diagnostics of the cold chains, from the chain files.
+#[derive(Debug, Serialize)]
+struct RunSummary {
+    steps_per_chain: u64,
+    seed: u64,
+    chains: Vec<ChainSummary>,
+    round_trips_per_stack: Vec<u64>,
+    dimensions: Vec<DimensionSummary>,
+}
+
+#[derive(Debug, Serialize)]
+struct ChainSummary {
+    chain: usize,
+    stack: usize,
+    temperature_index: usize,
+    beta: f64,
+    accept_rate: f64,
+    swap_rate: Option<f64>,
+    invalid_energies: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct DimensionSummary {
+    name: String,
+    #[serde(flatten)]
+    summary: diagnostics::Summary,
+}
+
+fn write_summary(dir: &Path, config: &McmcConfig, sampler: &Sampler) -> Result<(), McmcError> {
+    let n_temps = config.n_temperatures;
+    let chains = (0..sampler.n_chains())
+        .map(|i| {
+            let stats = sampler.chain_stats(i);
+            ChainSummary {
+                chain: i,
+                stack: i / n_temps,
+                temperature_index: i % n_temps,
+                beta: sampler.betas()[i % n_temps],
+                accept_rate: ratio(stats.accepted, stats.proposals).unwrap_or(0.0),
+                swap_rate: ratio(stats.swaps_accepted, stats.swaps_attempted),
+                invalid_energies: stats.invalid,
+            }
+        })
+        .collect();
+    let mut cold: Vec<Vec<Vec<f64>>> = Vec::with_capacity(config.n_stacks);
+    for stack in 0..config.n_stacks {
+        cold.push(read_states(
+            &ChainFiles::path(dir, stack * n_temps),
+            config.n_dims(),
+        )?);
+    }
+    let dimensions = (0..config.n_dims())
+        .map(|d| {
+            let columns: Vec<&[f64]> = cold.iter().map(|c| c[d].as_slice()).collect();
+            DimensionSummary {
+                name: format!("x{d}"),
+                summary: diagnostics::summarize(&columns),
+            }
+        })
+        .collect();
+    let summary = RunSummary {
+        steps_per_chain: sampler.step(),
+        seed: config.seed,
+        chains,
+        round_trips_per_stack: sampler.round_trips(),
+        dimensions,
+    };
+    let path = dir.join("summary.json");
+    let mut text = serde_json::to_string_pretty(&summary).map_err(|e| McmcError::Checkpoint {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    text.push('\n');
+    std::fs::write(&path, text).map_err(|source| OutputError { path, source })?;
+    Ok(())
+}
+
+fn ratio(numerator: u64, denominator: u64) -> Option<f64> {
+    (denominator > 0).then(|| numerator as f64 / denominator as f64)
+}

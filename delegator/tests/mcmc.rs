@@ -1,0 +1,219 @@
+//! `ganger-delegator mcmc` as a user runs it: Stateline configs, output files, determinism
+//! across thread counts, and byte-identical resumption after `kill -9`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::delegator_bin;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ganger-mcmc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A small Stateline-style config writing to `output`.
+fn config(dir: &Path, name: &str, output: &Path, samples_total: u64, extra: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{
+  "nJobTypes": 3,
+  "nStacks": 2,
+  "nTemperatures": 3,
+  "nSamplesTotal": {samples_total},
+  "min": [-10, -10, -10, -10],
+  "max": [10, 10, 10, 10],
+  "swapInterval": 10,
+  "optimalAcceptRate": 0.24,
+  "optimalSwapRate": 0.24,
+  "outputPath": "{}",
+  "loggingRateSec": 0.5,
+  "useInitial": false,
+  "initial": [0, 0, 0, 0]{extra}
+}}"#,
+            output.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn mcmc(config: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(delegator_bin())
+        .arg("mcmc")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("GANGER_LOG", "warn")
+        .output()
+        .expect("delegator runs")
+}
+
+fn read_outputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv" || e == "json"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn assert_same_outputs(a: &Path, b: &Path) {
+    let (left, right) = (read_outputs(a), read_outputs(b));
+    assert_eq!(
+        left.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        right.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    for ((name, x), (_, y)) in left.iter().zip(&right) {
+        assert!(
+            x == y,
+            "{name} differs between {} and {}",
+            a.display(),
+            b.display()
+        );
+    }
+}
+
+#[test]
+fn a_stateline_config_runs_embedded_and_writes_chains_and_a_summary() {
+    let dir = temp_dir("demo");
+    let output = dir.join("out");
+    let config = config(&dir, "demo.json", &output, 4000, "");
+    let result = mcmc(&config, &["--local-workers", "2"]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    // nSamplesTotal counts cold samples over the stacks: 2000 steps per chain.
+    for chain in 0..6 {
+        let text = std::fs::read_to_string(output.join(format!("{chain}.csv"))).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("x0,x1,x2,x3,energy,sigma,beta,accepted,swap_type")
+        );
+        assert_eq!(lines.count(), 2000, "chain {chain}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["chains"].as_array().unwrap().len(), 6);
+    let dims = summary["dimensions"].as_array().unwrap();
+    assert_eq!(dims.len(), 4);
+    for dim in dims {
+        for key in [
+            "mean",
+            "sd",
+            "q05",
+            "q50",
+            "q95",
+            "rhat",
+            "ess_bulk",
+            "ess_tail",
+            "mcse_mean",
+        ] {
+            assert!(dim[key].is_number(), "{key} in {dim}");
+        }
+    }
+    // The console table went to stderr.
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("GlbSwapRt") && stderr.contains("R-hat"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_same_seed_gives_identical_files_with_one_or_two_threads() {
+    let dir = temp_dir("threads");
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    let first = mcmc(
+        &config(&dir, "one.json", &one, 3000, ""),
+        &["--local-workers", "1"],
+    );
+    let second = mcmc(
+        &config(&dir, "two.json", &two, 3000, ""),
+        &["--local-workers", "2"],
+    );
+    assert!(first.status.success() && second.status.success());
+    assert_same_outputs(&one, &two);
+}
+
+#[test]
+fn kill_9_then_resume_writes_exactly_what_an_uninterrupted_run_writes() {
+    let dir = temp_dir("resume");
+    let (whole, interrupted) = (dir.join("whole"), dir.join("interrupted"));
+    let checkpoints = ",\n  \"checkpointIntervalSec\": 0.05";
+    let samples = 40_000;
+    let uninterrupted = mcmc(
+        &config(&dir, "whole.json", &whole, samples, checkpoints),
+        &["--local-workers", "1"],
+    );
+    assert!(uninterrupted.status.success());
+
+    let config = config(&dir, "interrupted.json", &interrupted, samples, checkpoints);
+    let mut child = Command::new(delegator_bin())
+        .args(["mcmc", "--local-workers", "1", "--config"])
+        .arg(&config)
+        .env("GANGER_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it once it has checkpointed at least once, mid-run.
+    let checkpoint = interrupted.join("checkpoint.msgpack");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !checkpoint.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(120));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !interrupted.join("summary.json").exists(),
+        "the run finished before it could be killed; make it longer"
+    );
+    let resumed = mcmc(&config, &["--local-workers", "1", "--resume"]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_same_outputs(&whole, &interrupted);
+}
+
+#[test]
+fn bad_configs_are_rejected_naming_the_key_and_the_file() {
+    let dir = temp_dir("bad");
+    let path = dir.join("bad.json");
+    std::fs::write(&path, r#"{"nJobTypes": 1, "nStacks": 0, "nTemperatures": 2, "nSamplesTotal": 10, "min": [0], "max": [1]}"#).unwrap();
+    let result = mcmc(&path, &["--local-workers", "1"]);
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("bad.json") && stderr.contains("nStacks"),
+        "{stderr}"
+    );
+
+    std::fs::write(&path, r#"{"nJobTypes": 1, "nStack": 1, "nTemperatures": 2, "nSamplesTotal": 10, "min": [0], "max": [1]}"#).unwrap();
+    let stderr =
+        String::from_utf8_lossy(&mcmc(&path, &["--local-workers", "1"]).stderr).into_owned();
+    assert!(
+        stderr.contains("unknown key `nStack`") && stderr.contains("nStacks"),
+        "{stderr}"
+    );
+}
