@@ -14,6 +14,16 @@ mod tests;
 pub use decode::{decode, peek_work, DecodeError, WorkHeader};
 pub use encode::{encode, result_size_bound, ResultsEncoder, WorkEncoder};
 
+/// Whether a job type a worker declared in its [`Hello`] covers `job_type`: equal, or the
+/// declared one ends in `*` and `job_type` starts with what precedes it (`mcmc/gaussian/*`
+/// covers `mcmc/gaussian/0`, `mcmc/gaussian/1`, …). Since version 1.
+pub fn job_type_matches(declared: &str, job_type: &str) -> bool {
+    match declared.strip_suffix('*') {
+        Some(prefix) => job_type.starts_with(prefix),
+        None => declared == job_type,
+    }
+}
+
 /// The protocol version this build speaks; a [`Hello`] with another version is rejected.
 pub const PROTOCOL_VERSION: u32 = 1;
 

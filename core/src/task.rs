@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::mcmc::likelihood::{Builtin, Likelihood as _};
 use crate::payload;
+use crate::protocol::job_type_matches;
 
 /// A unit's outcome as a task produces it: an output payload or an error message.
 pub type TaskResult = Result<Vec<u8>, String>;
@@ -80,6 +82,12 @@ impl Registry {
                 }
                 n
             });
+        for builtin in [Builtin::Gaussian, Builtin::Bimodal, Builtin::Rosenbrock] {
+            let name = format!("mcmc/{}/*", builtin.name());
+            registry.register(name, move |(term, n_terms, x): (u32, u32, Vec<f64>)| {
+                builtin.split(n_terms as usize).energy(term as usize, &x)
+            });
+        }
         registry
     }
 
@@ -122,9 +130,16 @@ impl Registry {
         })
     }
 
-    /// The task registered as `job_type`, if any.
+    /// The task for `job_type`: registered under that name, or else under the longest pattern
+    /// ending in `*` that covers it (see [`job_type_matches`]).
     pub fn get(&self, job_type: &str) -> Option<&Arc<dyn Task>> {
-        self.tasks.get(job_type)
+        self.tasks.get(job_type).or_else(|| {
+            self.tasks
+                .iter()
+                .filter(|(name, _)| name.ends_with('*') && job_type_matches(name, job_type))
+                .max_by_key(|(name, _)| name.len())
+                .map(|(_, task)| task)
+        })
     }
 
     /// The registered job types, sorted.
@@ -151,7 +166,7 @@ impl Registry {
         input: &[u8],
         output: &mut Vec<u8>,
     ) -> Result<(), String> {
-        match self.tasks.get(job_type) {
+        match self.get(job_type) {
             Some(task) => run_caught(task.as_ref(), input, output),
             None => Err(no_such_task(job_type)),
         }
@@ -173,6 +188,18 @@ pub const BUILTIN_TASKS: &[(&str, &str)] = &[
     (
         "panic-if-odd",
         "panics on an odd integer, returns an even one (for testing retries)",
+    ),
+    (
+        "mcmc/gaussian/*",
+        "a term of the built-in Gaussian likelihood: [term, n_terms, x] -> energy",
+    ),
+    (
+        "mcmc/bimodal/*",
+        "a term of the built-in bimodal likelihood",
+    ),
+    (
+        "mcmc/rosenbrock/*",
+        "a term of the built-in Rosenbrock likelihood",
     ),
 ];
 
@@ -236,6 +263,21 @@ mod tests {
         assert_eq!(run::<_, i64>("panic-if-odd", 4), Ok(4));
         let names: Vec<_> = BUILTIN_TASKS.iter().map(|(name, _)| *name).collect();
         assert_eq!(Registry::with_builtins().job_types().len(), names.len());
+    }
+
+    #[test]
+    fn likelihood_terms_are_served_through_wildcard_job_types() {
+        let registry = Registry::with_builtins();
+        let payload = crate::mcmc::likelihood::unit_payload(1, 2, &[3.0, 4.0]);
+        let job_type = crate::mcmc::likelihood::job_type_name("gaussian", 1);
+        let output = registry.run(&job_type, &payload).unwrap();
+        // Half of 0.5 * (9 + 16).
+        assert_eq!(payload::from_bytes::<f64>(&output).unwrap(), 6.25);
+        assert!(registry.get("mcmc/nonesuch/0").is_none());
+        assert!(
+            registry.get("mcmc/gaussian").is_none(),
+            "the pattern needs the slash"
+        );
     }
 
     #[test]

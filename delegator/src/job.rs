@@ -15,7 +15,7 @@ use ganger_transport::Waker;
 use serde::de::DeserializeOwned;
 
 use crate::engine::Command;
-use crate::scheduler::{JobId, Outcome, UnitFailure};
+use crate::scheduler::{self, JobId, Outcome, UnitFailure};
 use crate::Error;
 
 /// Why a unit of a job produced no value.
@@ -98,6 +98,34 @@ impl<O> Job<O> {
             completed: self.shared.completed.load(Ordering::Relaxed),
             failed: self.shared.failed.load(Ordering::Relaxed),
         }
+    }
+}
+
+impl<O> Job<O> {
+    /// Adds inputs to an open job (see [`Delegator::open`](crate::Delegator::open)); they are
+    /// numbered after the ones already added, here on the caller's thread.
+    pub fn extend(&self, payloads: Vec<Payload>) -> Result<(), Error> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let n = payloads.len() as u64;
+        let first = self.shared.total.fetch_add(n, Ordering::Relaxed);
+        let units = scheduler::numbered_units(self.id, first, payloads);
+        self.command(Command::Extend {
+            job: self.id,
+            units,
+        })
+    }
+
+    /// Declares that no more inputs will come: the job ends once every unit has an outcome.
+    pub fn seal(&self) -> Result<(), Error> {
+        self.command(Command::Seal { job: self.id })
+    }
+
+    fn command(&self, command: Command) -> Result<(), Error> {
+        self.commands_tx.send(command).map_err(|_| Error::Stopped)?;
+        self.waker.wake();
+        Ok(())
     }
 }
 

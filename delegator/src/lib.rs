@@ -241,6 +241,25 @@ impl Delegator {
         payloads: impl IntoIterator<Item = Payload>,
         options: JobOptions,
     ) -> Result<Job<O>> {
+        let job = self.open(job_type, options)?;
+        let mut chunk = Vec::with_capacity(SUBMIT_CHUNK);
+        for payload in payloads {
+            chunk.push(payload);
+            if chunk.len() == SUBMIT_CHUNK {
+                job.extend(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(SUBMIT_CHUNK),
+                ))?;
+            }
+        }
+        job.extend(chunk)?;
+        job.seal()?;
+        Ok(job)
+    }
+
+    /// Opens a job that takes inputs as they come ([`Job::extend`]) until [`Job::seal`]ed; the
+    /// MCMC driver adds each round's evaluations to one open job per likelihood term.
+    pub fn open<O: DeserializeOwned>(&self, job_type: &str, options: JobOptions) -> Result<Job<O>> {
         let shared = Arc::new(JobShared::default());
         let (outcomes_tx, outcomes_rx) = crossbeam_channel::unbounded();
         let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
@@ -252,27 +271,13 @@ impl Delegator {
             reply_tx,
         })?;
         let id = reply_rx.recv().map_err(|_| Error::Stopped)?;
-        let job = Job::new(
+        Ok(Job::new(
             id,
             outcomes_rx,
-            shared.clone(),
+            shared,
             self.commands_tx.clone(),
             self.waker.clone(),
-        );
-        let mut chunk = Vec::with_capacity(SUBMIT_CHUNK);
-        for payload in payloads {
-            chunk.push(payload);
-            if chunk.len() == SUBMIT_CHUNK {
-                self.extend(
-                    id,
-                    &shared,
-                    std::mem::replace(&mut chunk, Vec::with_capacity(SUBMIT_CHUNK)),
-                )?;
-            }
-        }
-        self.extend(id, &shared, chunk)?;
-        self.command(Command::Seal { job: id })?;
-        Ok(job)
+        ))
     }
 
     /// A snapshot of counters, workers and queues.
@@ -285,19 +290,6 @@ impl Delegator {
     /// Stops the engine: registered workers are told to start over, and the socket closes.
     pub fn shutdown(mut self) {
         self.stop();
-    }
-
-    /// Numbers a chunk of inputs here, on the caller's thread, and hands it to the engine.
-    fn extend(&self, job: u32, shared: &JobShared, payloads: Vec<Payload>) -> Result<()> {
-        if payloads.is_empty() {
-            return Ok(());
-        }
-        let n = payloads.len() as u64;
-        let first = shared
-            .total
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-        let units = scheduler::numbered_units(job, first, payloads);
-        self.command(Command::Extend { job, units })
     }
 
     fn command(&self, command: Command) -> Result<()> {

@@ -1,8 +1,10 @@
 //! Running the MCMC sampler: output files, checkpoints, console tables, and the drivers that
 //! evaluate rounds in-process or on workers.
 
+mod distributed;
 pub mod output;
 pub mod run;
 mod table;
 
+pub use distributed::OnWorkers;
 pub use run::{run, sampler_settings, InProcess, McmcError, RoundEvaluator, RunReport};

@@ -8,7 +8,9 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use ganger_core::mcmc::config::McmcConfig;
 use ganger_core::mcmc::likelihood::Builtin;
-use ganger_delegator::mcmc::{self, InProcess};
+use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
+use ganger_delegator::mcmc::{self, InProcess, OnWorkers};
+use ganger_delegator::Delegator;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
 
@@ -23,39 +25,77 @@ pub(crate) struct McmcArgs {
     /// Continue from the output folder's last checkpoint (after a crash or kill).
     #[arg(long, env = "GANGER_RESUME")]
     resume: bool,
+    /// Without --local-workers: start this many ganger-worker processes on this machine too
+    /// (remote workers may join as well).
+    #[arg(long, env = "GANGER_SPAWN_WORKERS", default_value_t = 0)]
+    spawn_workers: usize,
+}
+
+fn spawn_workers(
+    n: usize,
+    common: &Common,
+    delegator: &Delegator,
+) -> anyhow::Result<Option<LocalWorkers>> {
+    if n == 0 {
+        return Ok(None);
+    }
+    let program = match &common.worker_bin {
+        Some(path) => path.clone(),
+        None => find_worker_binary().context(
+            "cannot find the ganger-worker executable beside this one or on PATH (set --worker-bin)",
+        )?,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let spec = LocalWorkerSpec {
+        program,
+        connect: delegator.local_endpoint(),
+        threads: common.worker_threads.unwrap_or((cores / n).max(1)),
+        extra_args: Vec::new(),
+    };
+    let workers = LocalWorkers::spawn(n, &spec)
+        .with_context(|| format!("cannot start {}", spec.program.display()))?;
+    Ok(Some(workers))
 }
 
 pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
     let config = McmcConfig::from_file_contents(&text, &args.config)?;
-    if common.local_workers == 0 {
-        bail!(
-            "evaluating on remote workers is not available yet for `mcmc`: \
-             use --local-workers N to evaluate the built-in likelihood `{}` in this process",
-            config.likelihood.name()
-        );
-    }
-    let builtin = Builtin::from_name(config.likelihood.name())
-        .with_context(|| format!("no built-in likelihood `{}`", config.likelihood.name()))?;
-    // Embedded: the local workers are evaluation threads of this process.
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(common.local_workers)
-        .build_global()
-        .context("cannot start the evaluation threads")?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
+    let likelihood = config.likelihood.name();
+    let n_terms = config.n_job_types as usize;
     info!(
         config = %args.config.display(),
         chains = config.n_chains(),
         steps = config.samples_per_chain(),
-        likelihood = builtin.name(),
+        likelihood,
         "mcmc run starting"
     );
-    let mut evaluator = InProcess::new(builtin.split(config.n_job_types as usize));
-    let report = mcmc::run(&config, &mut evaluator, args.resume, &stop)?;
+    let report = if common.local_workers > 0 {
+        // Embedded: the local workers are evaluation threads of this process.
+        let builtin = Builtin::from_name(likelihood)
+            .with_context(|| format!("no built-in likelihood `{likelihood}`"))?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(common.local_workers)
+            .build_global()
+            .context("cannot start the evaluation threads")?;
+        let mut evaluator = InProcess::new(builtin.split(n_terms));
+        mcmc::run(&config, &mut evaluator, args.resume, &stop)?
+    } else {
+        // Distributed: workers anywhere serve `mcmc/LIKELIHOOD/*` (or single terms).
+        let delegator = Delegator::start(common.delegator_config()?)?;
+        info!(endpoint = %delegator.endpoint(), job_types = %format!("mcmc/{likelihood}/0..{n_terms}"), "waiting for workers");
+        if let Some(path) = &common.endpoint_file {
+            std::fs::write(path, delegator.endpoint())
+                .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
+        }
+        let _workers = spawn_workers(args.spawn_workers, common, &delegator)?;
+        let mut evaluator = OnWorkers::new(&delegator, likelihood, n_terms)?;
+        mcmc::run(&config, &mut evaluator, args.resume, &stop)?
+    };
     info!(
         steps = report.steps,
         chain_steps_per_sec = format!("{:.0}", report.steps_per_sec),

@@ -24,7 +24,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use rustc_hash::FxHashMap;
 
 use ganger_core::payload::Payload;
-use ganger_core::protocol::{Goodbye, Hello, Results, Welcome, WorkEncoder, PROTOCOL_VERSION};
+use ganger_core::protocol::{
+    job_type_matches, Goodbye, Hello, Results, Welcome, WorkEncoder, PROTOCOL_VERSION,
+};
 
 pub use batching::Batching;
 use batching::Rate;
@@ -334,7 +336,7 @@ impl Scheduler {
         let serves = self
             .job_types
             .iter()
-            .map(|name| hello.job_types.contains(name))
+            .map(|name| hello.job_types.iter().any(|d| job_type_matches(d, name)))
             .collect();
         self.workers.insert(
             id,
@@ -656,8 +658,12 @@ impl Scheduler {
         self.job_types.push(job_type.to_owned());
         self.job_type_ids.insert(job_type.to_owned(), id);
         for w in self.workers.values_mut() {
-            w.serves
-                .push(w.info.job_types.iter().any(|name| name == job_type));
+            w.serves.push(
+                w.info
+                    .job_types
+                    .iter()
+                    .any(|d| job_type_matches(d, job_type)),
+            );
         }
         id
     }

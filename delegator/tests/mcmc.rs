@@ -217,3 +217,87 @@ fn bad_configs_are_rejected_naming_the_key_and_the_file() {
         "{stderr}"
     );
 }
+
+/// Starts `mcmc` on a free loopback port and returns it with its endpoint.
+// The caller waits for the returned child; clippy cannot see past the return.
+#[allow(clippy::zombie_processes)]
+fn distributed(config: &Path, dir: &Path) -> (std::process::Child, String) {
+    let endpoint_file = dir.join(format!(
+        "{}.endpoint",
+        config.file_stem().unwrap().to_string_lossy()
+    ));
+    let mut child = Command::new(delegator_bin())
+        .args([
+            "mcmc",
+            "--bind",
+            "tcp://127.0.0.1:0",
+            "--heartbeat-ms",
+            "200",
+            "--timeout-ms",
+            "2000",
+        ])
+        .arg("--endpoint-file")
+        .arg(&endpoint_file)
+        .arg("--config")
+        .arg(config)
+        .env("GANGER_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(endpoint) = std::fs::read_to_string(&endpoint_file) {
+            if !endpoint.is_empty() {
+                return (child, common::local(&endpoint));
+            }
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the delegator never wrote its endpoint");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn distributed_runs_write_the_embedded_runs_files_whatever_the_workers_do() {
+    let dir = temp_dir("distributed");
+    let samples = 4000;
+    let embedded = dir.join("embedded");
+    assert!(mcmc(
+        &config(&dir, "embedded.json", &embedded, samples, ""),
+        &["--local-workers", "2"]
+    )
+    .status
+    .success());
+
+    // One worker.
+    let one = dir.join("one");
+    let (mut delegator, endpoint) = distributed(&config(&dir, "one.json", &one, samples, ""), &dir);
+    let _worker = common::WorkerProcess::spawn(&endpoint, &["--threads", "1"]);
+    assert!(delegator.wait().unwrap().success());
+    assert_same_outputs(&embedded, &one);
+
+    // Three workers, one of them killed with -9 mid-run.
+    let three = dir.join("three");
+    let (mut delegator, endpoint) =
+        distributed(&config(&dir, "three.json", &three, samples, ""), &dir);
+    let mut workers: Vec<_> = (0..3)
+        .map(|_| common::WorkerProcess::spawn(&endpoint, &["--threads", "1"]))
+        .collect();
+    let first_rows = three.join("0.csv");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::metadata(&first_rows).map_or(0, |m| m.len()) < 20_000 {
+        assert!(Instant::now() < deadline, "the run made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        !three.join("summary.json").exists(),
+        "the run ended before the kill"
+    );
+    workers[0].signal(libc::SIGKILL);
+    assert_eq!(workers[0].wait(), None, "killed by the signal");
+    assert!(delegator.wait().unwrap().success());
+    assert_same_outputs(&embedded, &three);
+}

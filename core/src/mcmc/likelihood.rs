@@ -6,6 +6,20 @@
 
 use std::fmt;
 
+/// The engine job type of term `term` of the likelihood called `likelihood` in a distributed
+/// run: `mcmc/LIKELIHOOD/TERM`. Workers declare `mcmc/LIKELIHOOD/*` to serve every term, or
+/// individual terms to serve some.
+pub fn job_type_name(likelihood: &str, term: usize) -> String {
+    format!("mcmc/{likelihood}/{term}")
+}
+
+/// The payload of one term's evaluation at `x`: MessagePack `[term, n_terms, [x0, x1, …]]`
+/// with the coordinates as 64-bit floats. The output is the term's energy as a float.
+pub fn unit_payload(term: usize, n_terms: usize, x: &[f64]) -> crate::payload::Payload {
+    crate::payload::to_payload(&(term as u32, n_terms as u32, x))
+        .expect("integers and floats always encode")
+}
+
 /// A negative log-likelihood split into `n_job_types` terms.
 pub trait Likelihood: Send + Sync {
     /// Number of terms.
