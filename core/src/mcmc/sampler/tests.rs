@@ -2,6 +2,7 @@
 //! answers, with tolerances from batch-means Monte Carlo standard errors.
 
 use super::*;
+use crate::mcmc::diagnostics;
 
 fn settings(d: usize, n_stacks: usize, n_temperatures: usize, swaps: Swaps) -> SamplerSettings {
     SamplerSettings {
@@ -137,19 +138,39 @@ fn the_cold_chains_recover_a_gaussians_means_and_standard_deviations() {
     let mu = [1.0, -2.0, 0.5];
     let sd = [1.0, 0.5, 2.0];
     for dim in 0..3 {
-        let xs: Vec<f64> = cold.iter().map(|r| r.state[dim]).collect();
-        let (mean, mcse) = mean_and_mcse(&xs);
-        // |error| < 4.5 MCSE fails by chance with probability below 1e-5 per check.
+        // One series per stack's cold chain, as the run's summary sees them.
+        let stacks: Vec<Vec<f64>> = (0..2)
+            .map(|s| {
+                cold.iter()
+                    .filter(|r| r.chain == s * n_temps)
+                    .map(|r| r.state[dim])
+                    .collect()
+            })
+            .collect();
+        let views: Vec<&[f64]> = stacks.iter().map(Vec::as_slice).collect();
+        // The tolerance is the Monte Carlo error from the reported ESS: |error| < 4.5 MCSE
+        // fails by chance with probability below 1e-5 per check.
+        let mean = diagnostics::mean(&stacks.concat());
+        let mcse = diagnostics::mcse_mean(&views);
         assert!(
             (mean - mu[dim]).abs() < 4.5 * mcse,
             "dim {dim}: mean {mean}, mcse {mcse}"
         );
-        let squares: Vec<f64> = xs.iter().map(|x| (x - mu[dim]).powi(2)).collect();
-        let (var, var_mcse) = mean_and_mcse(&squares);
+        let squares: Vec<Vec<f64>> = stacks
+            .iter()
+            .map(|xs| xs.iter().map(|x| (x - mu[dim]).powi(2)).collect())
+            .collect();
+        let square_views: Vec<&[f64]> = squares.iter().map(Vec::as_slice).collect();
+        let var = diagnostics::mean(&squares.concat());
+        let var_mcse = diagnostics::mcse_mean(&square_views);
         let expected = sd[dim] * sd[dim];
         assert!(
             (var - expected).abs() < 4.5 * var_mcse,
             "dim {dim}: var {var} ± {var_mcse}"
+        );
+        assert!(
+            diagnostics::rank_normalized_split_rhat(&views) < 1.05,
+            "dim {dim} not converged"
         );
     }
     let stats = sampler.chain_stats(0);
