@@ -129,3 +129,43 @@ impl Drop for LocalCluster {
         self.delegator.take();
     }
 }
+
+/// Parallel-tempering MCMC, in this process or on workers.
+///
+/// Embedding the sampler in a Rust program takes a config and a likelihood closure
+/// `(job_type, &x) -> energy term`; the run writes the same chain files and `summary.json` as
+/// `ganger-delegator mcmc`:
+///
+/// ```no_run
+/// use ganger::mcmc::{run_embedded, FnLikelihood, McmcConfig};
+///
+/// let config = McmcConfig::from_file_contents(
+///     r#"{"nJobTypes": 2, "nStacks": 2, "nTemperatures": 4, "nSamplesTotal": 20000,
+///         "min": [-5, -5], "max": [5, 5], "outputPath": "my-run"}"#,
+///     "inline.json".as_ref(),
+/// )
+/// .unwrap();
+/// // Two data subsets, one term each: a Gaussian centred at (1, -1).
+/// let likelihood = FnLikelihood::new(2, |term, x: &[f64]| 0.5 * (x[term] - [1.0, -1.0][term]).powi(2));
+/// let report = run_embedded(&config, likelihood).unwrap();
+/// assert!(report.complete);
+/// ```
+pub mod mcmc {
+    pub use ganger_core::mcmc::config::McmcConfig;
+    pub use ganger_core::mcmc::diagnostics;
+    pub use ganger_core::mcmc::likelihood::{Builtin, FnLikelihood, Likelihood};
+    pub use ganger_core::mcmc::sampler::{Sampler, SamplerSettings};
+    pub use ganger_delegator::mcmc::{
+        run, sampler_settings, InProcess, McmcError, OnWorkers, RunReport,
+    };
+
+    /// Runs `config` in this process, evaluating `likelihood` across rayon threads, and writes
+    /// the chain files, `summary.json` and checkpoints into `config.output_path`.
+    pub fn run_embedded(
+        config: &McmcConfig,
+        likelihood: impl Likelihood,
+    ) -> Result<RunReport, McmcError> {
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        run(config, &mut InProcess::new(likelihood), false, &stop)
+    }
+}

@@ -558,6 +558,9 @@ fn geometric_ladder(n: usize, max_temperature: f64) -> Vec<f64> {
 
 /// Folds `x` back into `[min, max]` by reflecting at the bounds.
 fn reflect(x: f64, min: f64, max: f64) -> f64 {
+    if (min..=max).contains(&x) {
+        return x;
+    }
     if !x.is_finite() {
         return min + (max - min) / 2.0;
     }

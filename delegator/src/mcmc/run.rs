@@ -13,7 +13,7 @@ use ganger_core::mcmc::sampler::{Sampler, SamplerSettings, Swaps};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::output::{read_states, ChainFiles, OutputError};
+use super::output::{read_states, ChainFiles, ChainWriter, OutputError};
 use super::table::Table;
 
 /// Why a run stopped with an error.
@@ -73,8 +73,11 @@ pub struct RunReport {
     pub steps: u64,
     /// Whether the run reached its end (false if stopped early).
     pub complete: bool,
-    /// Chain steps per second over this process's part of the run.
+    /// Chain steps per second over this process's part of the run, with the chain files
+    /// written and synced (the final summary excluded).
     pub steps_per_sec: f64,
+    /// Seconds spent on the final table and `summary.json`.
+    pub summary_seconds: f64,
 }
 
 /// The sampler settings a configuration asks for.
@@ -126,7 +129,7 @@ pub fn run(
     let dir = PathBuf::from(&config.output_path);
     let settings = sampler_settings(config);
     let checkpoint = checkpoint_path(&dir);
-    let (mut sampler, mut files) = match resume.then(|| load_checkpoint(&checkpoint, &settings)) {
+    let (mut sampler, files) = match resume.then(|| load_checkpoint(&checkpoint, &settings)) {
         Some(Some(loaded)) => {
             let loaded = loaded?;
             info!(
@@ -148,6 +151,7 @@ pub fn run(
             (Sampler::new(settings), files)
         }
     };
+    let mut files = ChainWriter::new(files);
     let total = config.samples_per_chain();
     let started = Instant::now();
     let first_step = sampler.step();
@@ -165,8 +169,8 @@ pub fn run(
         if rows.is_empty() {
             continue;
         }
-        files.write(&rows)?;
         table.observe(&rows);
+        files.write(rows);
         if last_log.elapsed() >= log_every {
             last_log = Instant::now();
             eprint!("{}", table.render(&sampler, total));
@@ -177,6 +181,7 @@ pub fn run(
         }
     }
     save_checkpoint(&checkpoint, &sampler, &mut files)?;
+    let sampling_seconds = started.elapsed().as_secs_f64();
     // A last table, so that even a run shorter than the logging interval shows one.
     eprint!("{}", table.render(&sampler, total));
     let complete = sampler.step() >= total;
@@ -187,7 +192,8 @@ pub fn run(
     Ok(RunReport {
         steps: sampler.step(),
         complete,
-        steps_per_sec: steps_done as f64 / started.elapsed().as_secs_f64().max(1e-9),
+        steps_per_sec: steps_done as f64 / sampling_seconds.max(1e-9),
+        summary_seconds: started.elapsed().as_secs_f64() - sampling_seconds,
     })
 }
 
@@ -220,7 +226,7 @@ fn load_checkpoint(
 fn save_checkpoint(
     path: &Path,
     sampler: &Sampler,
-    files: &mut ChainFiles,
+    files: &mut ChainWriter,
 ) -> Result<(), McmcError> {
     let lengths = files.sync()?;
     let checkpoint = Checkpoint {

@@ -1,0 +1,136 @@
+//! `cargo bench --bench mcmc`
+//!
+//! MCMC throughput on Stateline's demo configuration: 4 dimensions, 3 job types, 2 stacks × 5
+//! temperatures, the trivial Gaussian likelihood. In one run it measures:
+//!
+//! - **sampler alone**: the sampler's own cost per chain step (propose, decide, adapt, swap),
+//!   with a likelihood that costs nothing and no output;
+//! - **embedded**: chain steps per second of a whole run evaluated in this process, with the
+//!   chain files written and synced (the final `summary.json` is timed separately);
+//! - **distributed**: samples per second summed over all chains, each round's 30 likelihood
+//!   terms evaluated by 2 workers (1 thread each) over ZeroMQ on loopback.
+//!
+//! Medians of 3 runs. `cargo bench --bench mcmc -- --test` runs tiny sizes once, for CI.
+
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result};
+use ganger::mcmc::{run, Builtin, InProcess, McmcConfig, OnWorkers, Sampler};
+use ganger::{Delegator, DelegatorConfig, Registry, Worker, WorkerConfig};
+
+/// The allocator of the `ganger-delegator` and `ganger-worker` binaries.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Stateline's demo configuration with `samples` cold samples over the two stacks.
+fn demo_config(samples: u64, output: &std::path::Path) -> Result<McmcConfig> {
+    let text = format!(
+        r#"{{"nJobTypes": 3, "nStacks": 2, "nTemperatures": 5, "nSamplesTotal": {samples},
+            "min": [-10, -10, -10, -10], "max": [10, 10, 10, 10], "swapInterval": 10,
+            "optimalAcceptRate": 0.24, "optimalSwapRate": 0.24, "outputPath": "{}",
+            "loggingRateSec": 3600, "checkpointIntervalSec": 0}}"#,
+        output.display()
+    );
+    Ok(McmcConfig::from_file_contents(
+        &text,
+        "bench.json".as_ref(),
+    )?)
+}
+
+/// Nanoseconds per chain step of the sampler alone.
+fn sampler_alone(steps: u64) -> Result<f64> {
+    let config = demo_config(2 * steps, std::path::Path::new("unused"))?;
+    let mut sampler = Sampler::new(ganger::mcmc::sampler_settings(&config));
+    let energies = vec![0.0; sampler.n_chains()];
+    sampler.complete(&energies);
+    let started = Instant::now();
+    for _ in 0..steps {
+        // A flat likelihood: every proposal is accepted, the most work per step.
+        std::hint::black_box(sampler.complete(&energies));
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e9 / (steps * sampler.n_chains() as u64) as f64)
+}
+
+/// Chain steps per second of an embedded run, and the seconds its summary took.
+fn embedded(steps: u64) -> Result<(f64, f64)> {
+    let output = std::env::temp_dir().join(format!("ganger-bench-mcmc-{}", std::process::id()));
+    let config = demo_config(2 * steps, &output)?;
+    let stop = AtomicBool::new(false);
+    let mut evaluator = InProcess::new(Builtin::Gaussian.split(3));
+    let report = run(&config, &mut evaluator, false, &stop)?;
+    std::fs::remove_dir_all(&output).ok();
+    Ok((report.steps_per_sec, report.summary_seconds))
+}
+
+/// Samples per second over all chains with 2 workers evaluating the terms.
+fn distributed(steps: u64) -> Result<f64> {
+    let output = std::env::temp_dir().join(format!("ganger-bench-mcmc-d-{}", std::process::id()));
+    let config = demo_config(2 * steps, &output)?;
+    let delegator = Delegator::start(DelegatorConfig {
+        bind: "tcp://127.0.0.1:0".into(),
+        ..DelegatorConfig::default()
+    })?;
+    let mut handles = Vec::new();
+    for i in 0..2 {
+        let mut worker_config = WorkerConfig::new(delegator.local_endpoint());
+        worker_config.threads = 1;
+        worker_config.name = format!("bench-{i}");
+        let worker = Worker::new(worker_config, Registry::with_builtins())?;
+        handles.push((
+            worker.shutdown_handle(),
+            std::thread::spawn(move || worker.run()),
+        ));
+    }
+    let stop = AtomicBool::new(false);
+    let mut evaluator = OnWorkers::new(&delegator, "gaussian", 3)?;
+    let report = run(&config, &mut evaluator, false, &stop)?;
+    for (shutdown, _) in &handles {
+        shutdown.request();
+    }
+    for (_, handle) in handles {
+        handle.join().ok().context("a worker thread panicked")??;
+    }
+    std::fs::remove_dir_all(&output).ok();
+    Ok(report.steps_per_sec)
+}
+
+/// The median of three measurements.
+fn median(mut runs: Vec<f64>) -> f64 {
+    runs.sort_by(f64::total_cmp);
+    runs[runs.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let test = std::env::args().any(|a| a == "--test");
+    let (repeats, scale) = if test { (1, 1) } else { (3, 100) };
+    let sampler: Vec<f64> = (0..repeats)
+        .map(|_| sampler_alone(2_000 * scale))
+        .collect::<Result<_>>()?;
+    let embedded_runs: Vec<(f64, f64)> = (0..repeats)
+        .map(|_| embedded(1_000 * scale))
+        .collect::<Result<_>>()?;
+    let distributed_runs: Vec<f64> = (0..repeats)
+        .map(|_| distributed(200 * scale / 2))
+        .collect::<Result<_>>()?;
+    println!("MCMC on Stateline's demo (4 dims, 3 job types, 2 stacks x 5 temperatures), median of {repeats}");
+    println!("| measurement | value |");
+    println!("|---|---:|");
+    println!(
+        "| sampler alone, ns per chain step | {:.0} |",
+        median(sampler)
+    );
+    println!(
+        "| embedded, chain steps/s with chain files written | {:.0} |",
+        median(embedded_runs.iter().map(|r| r.0).collect())
+    );
+    println!(
+        "| embedded, seconds for the final summary.json | {:.2} |",
+        median(embedded_runs.iter().map(|r| r.1).collect())
+    );
+    println!(
+        "| distributed (2 workers x 1 thread), samples/s over all chains | {:.0} |",
+        median(distributed_runs)
+    );
+    Ok(())
+}
