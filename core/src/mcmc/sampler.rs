@@ -561,10 +561,17 @@ fn reflect(x: f64, min: f64, max: f64) -> f64 {
     if (min..=max).contains(&x) {
         return x;
     }
+    // One reflection covers nearly every overshoot without a floating-point remainder.
+    let width = max - min;
+    if x > max && x - max <= width {
+        return max - (x - max);
+    }
+    if x < min && min - x <= width {
+        return min + (min - x);
+    }
     if !x.is_finite() {
         return min + (max - min) / 2.0;
     }
-    let width = max - min;
     let y = (x - min).rem_euclid(2.0 * width);
     min + if y > width { 2.0 * width - y } else { y }
 }

@@ -45,6 +45,8 @@ pub trait RoundEvaluator {
 pub struct InProcess<L> {
     likelihood: L,
     parallel: bool,
+    /// Smoothed wall time of a round's evaluation, microseconds.
+    round_micros: f64,
 }
 
 impl<L: Likelihood> InProcess<L> {
@@ -53,6 +55,7 @@ impl<L: Likelihood> InProcess<L> {
         InProcess {
             likelihood,
             parallel: false,
+            round_micros: 0.0,
         }
     }
 }
@@ -61,7 +64,15 @@ impl<L: Likelihood> RoundEvaluator for InProcess<L> {
     fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError> {
         let started = Instant::now();
         let energies = embedded::evaluate_round(sampler, &self.likelihood, self.parallel);
-        self.parallel = self.parallel || started.elapsed() > Duration::from_micros(200);
+        // Smoothed, with hysteresis: one round slowed by the scheduler must not switch a cheap
+        // likelihood to threads for good, where each round would pay their hand-offs.
+        let micros = started.elapsed().as_secs_f64() * 1e6;
+        self.round_micros = 0.9 * self.round_micros + 0.1 * micros;
+        if !self.parallel && self.round_micros > 200.0 {
+            self.parallel = true;
+        } else if self.parallel && self.round_micros < 50.0 {
+            self.parallel = false;
+        }
         Ok(energies)
     }
 }
