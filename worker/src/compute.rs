@@ -57,7 +57,7 @@ impl Evaluator {
         });
     }
 
-    fn evaluate(&self, batch: Batch) -> Finished {
+    pub(crate) fn evaluate(&self, batch: Batch) -> Finished {
         let Ok(Message::Work(work)) = protocol::decode(&batch.frame) else {
             return Finished {
                 generation: batch.generation,
@@ -71,11 +71,15 @@ impl Evaluator {
         // A few chunks per thread balance uneven units; each chunk writes its outputs into one
         // buffer, so evaluating a unit allocates nothing unless its task does.
         let chunk = (work.units.len() / (4 * rayon::current_num_threads())).max(64);
-        let parts: Vec<Evaluated> = work
-            .units
-            .par_chunks(chunk)
-            .map(|units| self.evaluate_chunk(units))
-            .collect();
+        let parts: Vec<Evaluated> = if work.units.len() <= chunk {
+            // One chunk: no need to go through rayon's scheduler at all.
+            vec![self.evaluate_chunk(&work.units)]
+        } else {
+            work.units
+                .par_chunks(chunk)
+                .map(|units| self.evaluate_chunk(units))
+                .collect()
+        };
         let elapsed_us = started.elapsed().as_micros() as u64;
         let outcomes: Vec<(u64, Result<&[u8], &str>)> = parts
             .iter()
