@@ -275,6 +275,8 @@ struct RunSummary {
     seed: u64,
     chains: Vec<ChainSummary>,
     round_trips_per_stack: Vec<u64>,
+    /// Round trips per 1000 steps, per stack: how fast states travel up and down the ladder.
+    round_trip_rate_per_1000_steps: Vec<f64>,
     dimensions: Vec<DimensionSummary>,
 }
 
@@ -333,6 +335,11 @@ fn write_summary(dir: &Path, config: &McmcConfig, sampler: &Sampler) -> Result<(
         seed: config.seed,
         chains,
         round_trips_per_stack: sampler.round_trips(),
+        round_trip_rate_per_1000_steps: sampler
+            .round_trips()
+            .iter()
+            .map(|&n| 1000.0 * n as f64 / sampler.step().max(1) as f64)
+            .collect(),
         dimensions,
     };
     let path = dir.join("summary.json");
