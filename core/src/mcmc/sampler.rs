@@ -10,6 +10,15 @@
 //!
 //! Each chain draws the same random numbers every step whether or not its proposal is accepted
 //! (one standard-normal vector and one uniform), so streams never drift between runs.
+//!
+//! Between swap points chains do not interact, so a round may carry several steps of one chain:
+//! with a lookahead of k, each chain offers the proposals of its next k steps along the path it
+//! predicts (rejections, or acceptances for a chain that mostly accepts), and advances as far as
+//! its decisions follow the prediction. The step at which a decision departs from it is still
+//! valid; only the later proposals are recomputed, from the same random draws. The output is
+//! therefore the same whatever the lookahead; only the number of round trips changes.
+
+use std::collections::VecDeque;
 
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -111,21 +120,45 @@ pub struct Sampler {
     betas: Vec<f64>,
     /// Swap statistics per adjacent pair since the ladder last adapted.
     ladder_window: LadderWindow,
-    /// Completed steps (0 while the initial energies are being evaluated).
+    /// Steps completed by every chain: the start of the current window between boundaries.
     step: u64,
     initialised: bool,
+    /// Steps of each chain a round may carry (1: no speculation). Runtime only: the output does
+    /// not depend on it.
+    #[serde(default = "one")]
+    lookahead: usize,
+    /// No chain steps beyond this (the run's length).
+    #[serde(default = "no_horizon")]
+    horizon: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn no_horizon() -> u64 {
+    u64::MAX
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Chain {
     state: Vec<f64>,
     energy: f64,
-    proposal: Vec<f64>,
-    /// The uniform drawn with the proposal, for the accept/reject decision.
-    uniform: f64,
     log_sigma: f64,
     rng: Xoshiro256PlusPlus,
     stats: ChainStats,
+    /// Steps this chain has taken.
+    step: u64,
+    /// Random numbers drawn for upcoming steps (normal vector, uniform), next step first.
+    draws: VecDeque<(Vec<f64>, f64)>,
+    /// This round's points: proposals along the predicted path, with the predicted decisions.
+    speculation: Vec<(Vec<f64>, bool)>,
+    /// States after each step since the window started, for the tiers' moments.
+    window_states: Vec<Vec<f64>>,
+    /// The decision at the boundary step, for its row.
+    boundary_accepted: bool,
+    /// Smoothed acceptance, to predict decisions.
+    accept_ewma: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -183,13 +216,17 @@ impl Sampler {
                         .collect(),
                 };
                 Chain {
-                    proposal: state.clone(),
                     state,
                     energy: f64::INFINITY,
-                    uniform: 0.0,
                     log_sigma: 0.0,
                     rng,
                     stats: ChainStats::default(),
+                    step: 0,
+                    draws: VecDeque::new(),
+                    speculation: Vec::new(),
+                    window_states: Vec::new(),
+                    boundary_accepted: false,
+                    accept_ewma: 0.0,
                 }
             })
             .collect();
@@ -223,6 +260,8 @@ impl Sampler {
             ladder_window: LadderWindow::default(),
             step: 0,
             initialised: false,
+            lookahead: 1,
+            horizon: u64::MAX,
         }
     }
 
@@ -236,9 +275,49 @@ impl Sampler {
         self.step
     }
 
-    /// The points to evaluate this round, one per chain, in chain order.
-    pub fn points(&self) -> impl ExactSizeIterator<Item = &[f64]> {
-        self.chains.iter().map(|c| c.proposal.as_slice())
+    /// The points to evaluate this round, chain by chain: each chain's state in the first
+    /// round, then each chain's proposals for its next steps (see the module documentation).
+    pub fn points(&self) -> impl Iterator<Item = &[f64]> {
+        let initial = (!self.initialised).then(|| self.chains.iter().map(|c| c.state.as_slice()));
+        let speculative = self.initialised.then(|| {
+            self.chains
+                .iter()
+                .flat_map(|c| c.speculation.iter().map(|(x, _)| x.as_slice()))
+        });
+        initial
+            .into_iter()
+            .flatten()
+            .chain(speculative.into_iter().flatten())
+    }
+
+    /// Number of points this round.
+    pub fn n_points(&self) -> usize {
+        if self.initialised {
+            self.chains.iter().map(|c| c.speculation.len()).sum()
+        } else {
+            self.chains.len()
+        }
+    }
+
+    /// Lets a round carry up to `steps` steps of each chain (at least 1). Worth it when a round
+    /// trip costs more than the evaluations it carries; the output does not change.
+    pub fn set_lookahead(&mut self, steps: usize) {
+        self.lookahead = steps.max(1);
+        self.speculate_all();
+    }
+
+    /// Stops every chain at `steps` steps.
+    pub fn set_horizon(&mut self, steps: u64) {
+        self.horizon = steps;
+        self.speculate_all();
+    }
+
+    /// Whether every chain stands at the same step with nothing held for a swap: the moments
+    /// at which a checkpoint captures the run exactly.
+    pub fn at_boundary(&self) -> bool {
+        self.chains
+            .iter()
+            .all(|c| c.step == self.step && c.window_states.is_empty())
     }
 
     /// Number of chains (`n_stacks * n_temperatures`).
@@ -266,79 +345,133 @@ impl Sampler {
         &self.betas
     }
 
-    /// Takes the energies of this round's points (one per chain, in chain order) and advances.
-    /// Returns one row per chain for the step just taken (none for the initial round).
+    /// Takes the energies of this round's points (in [`Sampler::points`] order) and advances.
+    /// Returns a row for every step any chain took (none for the initial round), each chain's
+    /// rows in step order.
     pub fn complete(&mut self, energies: &[f64]) -> Vec<Row> {
-        assert_eq!(energies.len(), self.chains.len(), "one energy per chain");
+        assert_eq!(energies.len(), self.n_points(), "one energy per point");
         if !self.initialised {
             for (chain, &energy) in self.chains.iter_mut().zip(energies) {
                 chain.energy = energy;
             }
             self.initialised = true;
-            self.propose_all();
+            self.speculate_all();
             return Vec::new();
         }
-        self.step += 1;
-        let mut accepted = vec![false; self.chains.len()];
-        for (i, (chain, &energy)) in self.chains.iter_mut().zip(energies).enumerate() {
-            let beta = self.betas[i % self.settings.n_temperatures];
-            accepted[i] = chain.decide(energy, beta);
+        let window_end = self.window_end();
+        let n_temps = self.settings.n_temperatures;
+        let adaptation_steps = self.settings.adaptation_steps;
+        let target = self.settings.optimal_accept_rate;
+        let mut rows = Vec::with_capacity(self.chains.len());
+        let mut offset = 0;
+        for (i, chain) in self.chains.iter_mut().enumerate() {
+            let beta = self.betas[i % n_temps];
+            let speculation = std::mem::take(&mut chain.speculation);
+            for (j, (proposal, predicted)) in speculation.iter().enumerate() {
+                let (_, uniform) = chain.draws.pop_front().expect("a draw per speculated step");
+                chain.step += 1;
+                let accepted = chain.decide(proposal, energies[offset + j], uniform, beta);
+                if chain.step <= adaptation_steps {
+                    let indicator = if accepted { 1.0 } else { 0.0 };
+                    chain.log_sigma = (chain.log_sigma
+                        + adaptation_rate(chain.step) * (indicator - target))
+                        .clamp(-20.0, 5.0);
+                }
+                chain.accept_ewma = 0.9 * chain.accept_ewma + if accepted { 0.1 } else { 0.0 };
+                chain.window_states.push(chain.state.clone());
+                if chain.step == window_end {
+                    // Its row waits for the swap.
+                    chain.boundary_accepted = accepted;
+                    break;
+                }
+                rows.push(Row {
+                    chain: i,
+                    state: chain.state.clone(),
+                    energy: chain.energy,
+                    sigma: chain.log_sigma.exp(),
+                    beta,
+                    accepted,
+                    swap_type: SwapType::NoAttempt,
+                });
+                if accepted != *predicted {
+                    break;
+                }
+            }
+            offset += speculation.len();
         }
-        self.adapt_proposals(&accepted);
-        let mut swap_types = vec![SwapType::NoAttempt; self.chains.len()];
-        if self.step % self.settings.swap_interval == 0 {
-            self.swap(&mut swap_types);
+        if self.chains.iter().all(|c| c.step == window_end) {
+            self.close_window(window_end, &mut rows);
         }
-        let rows = self
-            .chains
-            .iter()
-            .enumerate()
-            .map(|(i, chain)| Row {
-                chain: i,
-                state: chain.state.clone(),
-                energy: chain.energy,
-                sigma: chain.log_sigma.exp(),
-                beta: self.betas[i % self.settings.n_temperatures],
-                accepted: accepted[i],
-                swap_type: swap_types[i],
-            })
-            .collect();
-        self.propose_all();
+        self.speculate_all();
         rows
     }
 
-    fn propose_all(&mut self) {
-        let n_temps = self.settings.n_temperatures;
-        for (i, chain) in self.chains.iter_mut().enumerate() {
-            let tier = &self.tiers[i % n_temps];
-            chain.propose(&tier.cholesky, &self.settings.min, &self.settings.max);
+    /// The step at which the current window ends: the next swap, covariance refresh (while
+    /// adapting) or the horizon.
+    fn window_end(&self) -> u64 {
+        let swap = self.settings.swap_interval;
+        let refresh = refresh_interval(swap);
+        let mut end = (self.step / swap + 1) * swap;
+        let next_refresh = (self.step / refresh + 1) * refresh;
+        if next_refresh <= self.settings.adaptation_steps {
+            end = end.min(next_refresh);
         }
+        end.min(self.horizon.max(self.step + 1))
     }
 
-    /// Robbins–Monro on each chain's scale towards the optimal acceptance rate, and each tier's
-    /// covariance from its samples; both with step sizes that shrink to zero, then stop.
-    fn adapt_proposals(&mut self, accepted: &[bool]) {
+    /// Every chain has reached `end`: update the tiers' moments in step-then-chain order (the
+    /// order in which one step at a time would), refresh covariances, swap, and emit the
+    /// boundary rows.
+    fn close_window(&mut self, end: u64, rows: &mut Vec<Row>) {
         let n_temps = self.settings.n_temperatures;
         let d = self.settings.min.len();
-        for (i, chain) in self.chains.iter().enumerate() {
-            self.tiers[i % n_temps].observe(&chain.state);
+        let window = self.chains[0].window_states.len();
+        for k in 0..window {
+            for (i, chain) in self.chains.iter().enumerate() {
+                self.tiers[i % n_temps].observe(&chain.window_states[k]);
+            }
         }
-        if self.step > self.settings.adaptation_steps {
-            return;
+        for chain in &mut self.chains {
+            chain.window_states.clear();
         }
-        let gamma = adaptation_rate(self.step);
-        for (chain, &ok) in self.chains.iter_mut().zip(accepted) {
-            let indicator = if ok { 1.0 } else { 0.0 };
-            chain.log_sigma += gamma * (indicator - self.settings.optimal_accept_rate);
-            chain.log_sigma = chain.log_sigma.clamp(-20.0, 5.0);
-        }
-        // Refresh the covariance now and then: a Cholesky factorisation per step is wasted work.
-        if self.step % self.settings.swap_interval.max(10) == 0 {
+        self.step = end;
+        let refresh = refresh_interval(self.settings.swap_interval);
+        if end <= self.settings.adaptation_steps && end % refresh == 0 {
             for tier in &mut self.tiers {
                 if tier.n as usize > 10 * d {
                     tier.refresh_cholesky();
                 }
             }
+        }
+        let mut swap_types = vec![SwapType::NoAttempt; self.chains.len()];
+        if end % self.settings.swap_interval == 0 {
+            self.swap(&mut swap_types);
+        }
+        for (i, chain) in self.chains.iter().enumerate() {
+            rows.push(Row {
+                chain: i,
+                state: chain.state.clone(),
+                energy: chain.energy,
+                sigma: chain.log_sigma.exp(),
+                beta: self.betas[i % n_temps],
+                accepted: chain.boundary_accepted,
+                swap_type: swap_types[i],
+            });
+        }
+    }
+
+    /// Computes each chain's proposals for this round along its predicted path.
+    fn speculate_all(&mut self) {
+        if !self.initialised {
+            return;
+        }
+        let window_end = self.window_end();
+        let n_temps = self.settings.n_temperatures;
+        for (i, chain) in self.chains.iter_mut().enumerate() {
+            let depth = window_end
+                .saturating_sub(chain.step)
+                .min(self.lookahead as u64) as usize;
+            chain.speculate(depth, &self.tiers[i % n_temps].cholesky, &self.settings);
         }
     }
 
@@ -464,31 +597,55 @@ impl Sampler {
 }
 
 impl Chain {
-    /// Draws the next proposal and the uniform for its decision (always both, so the stream's
-    /// position depends only on the step).
-    fn propose(&mut self, cholesky: &[f64], min: &[f64], max: &[f64]) {
+    /// Proposals for the next `depth` steps along the predicted path: rejections for a chain
+    /// that mostly rejects (the state stays), acceptances for one that mostly accepts (each
+    /// proposal becomes the next state). The scale follows the adaptation it would follow along
+    /// that path, so the proposals are exactly the real ones while the prediction holds.
+    fn speculate(&mut self, depth: usize, cholesky: &[f64], settings: &SamplerSettings) {
         let d = self.state.len();
-        let z: Vec<f64> = (0..d).map(|_| self.rng.sample(StandardNormal)).collect();
-        self.uniform = self.rng.random();
-        let sigma = self.log_sigma.exp();
-        for i in 0..d {
-            let step: f64 = (0..=i).map(|j| cholesky[i * d + j] * z[j]).sum();
-            self.proposal[i] = reflect(self.state[i] + sigma * step, min[i], max[i]);
+        while self.draws.len() < depth {
+            let z: Vec<f64> = (0..d).map(|_| self.rng.sample(StandardNormal)).collect();
+            let uniform: f64 = self.rng.random();
+            self.draws.push_back((z, uniform));
+        }
+        let predict = self.accept_ewma > 0.5;
+        let mut x = self.state.clone();
+        let mut log_sigma = self.log_sigma;
+        self.speculation.clear();
+        for (j, (z, _)) in self.draws.iter().take(depth).enumerate() {
+            let sigma = log_sigma.exp();
+            let proposal: Vec<f64> = (0..d)
+                .map(|i| {
+                    let step: f64 = (0..=i).map(|k| cholesky[i * d + k] * z[k]).sum();
+                    reflect(x[i] + sigma * step, settings.min[i], settings.max[i])
+                })
+                .collect();
+            let step = self.step + j as u64 + 1;
+            if step <= settings.adaptation_steps {
+                let indicator = if predict { 1.0 } else { 0.0 };
+                log_sigma = (log_sigma
+                    + adaptation_rate(step) * (indicator - settings.optimal_accept_rate))
+                    .clamp(-20.0, 5.0);
+            }
+            if predict {
+                x.clone_from(&proposal);
+            }
+            self.speculation.push((proposal, predict));
         }
     }
 
-    /// Metropolis decision on the evaluated proposal; a NaN or infinite energy is a rejection.
-    fn decide(&mut self, energy: f64, beta: f64) -> bool {
+    /// Metropolis decision on an evaluated proposal; a NaN or infinite energy is a rejection.
+    fn decide(&mut self, proposal: &[f64], energy: f64, uniform: f64, beta: f64) -> bool {
         self.stats.proposals += 1;
         if !energy.is_finite() {
             self.stats.invalid += 1;
             return false;
         }
         let log_ratio = -beta * (energy - self.energy);
-        let ok = log_ratio >= 0.0 || self.uniform.ln() < log_ratio;
+        let ok = log_ratio >= 0.0 || uniform.ln() < log_ratio;
         if ok {
             self.stats.accepted += 1;
-            self.state.copy_from_slice(&self.proposal);
+            self.state.copy_from_slice(proposal);
             self.energy = energy;
         }
         ok
@@ -539,6 +696,11 @@ impl Tier {
             self.cholesky = l;
         }
     }
+}
+
+/// Steps between refreshes of the proposal covariances while adapting.
+fn refresh_interval(swap_interval: u64) -> u64 {
+    swap_interval.max(10)
 }
 
 /// Step size of diminishing adaptation at step `t`.

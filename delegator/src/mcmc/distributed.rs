@@ -45,10 +45,18 @@ impl OnWorkers {
     }
 }
 
+/// Steps per chain a round carries: a round trip through the engine costs far more than a
+/// trivial likelihood, and a swap every 10 steps bounds the useful depth anyway.
+const LOOKAHEAD: usize = 10;
+
 impl RoundEvaluator for OnWorkers {
+    fn lookahead(&self) -> usize {
+        LOOKAHEAD
+    }
+
     fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError> {
         let n_terms = self.jobs.len();
-        let n_chains = sampler.n_chains();
+        let n_points = sampler.n_points();
         for (term, job) in self.jobs.iter().enumerate() {
             let payloads = sampler
                 .points()
@@ -58,15 +66,15 @@ impl RoundEvaluator for OnWorkers {
                 .map_err(|e| McmcError::Evaluation(e.to_string()))?;
         }
         let first = self.submitted;
-        self.submitted += n_chains as u64;
-        let mut terms = vec![vec![f64::NAN; n_chains]; n_terms];
+        self.submitted += n_points as u64;
+        let mut terms = vec![vec![f64::NAN; n_points]; n_terms];
         for (job, values) in self.jobs.iter_mut().zip(&mut terms) {
-            for _ in 0..n_chains {
+            for _ in 0..n_points {
                 let outcome = job
                     .next_raw()
                     .ok_or_else(|| McmcError::Evaluation("the delegator stopped".into()))?;
-                let chain = (outcome.index - first) as usize;
-                values[chain] = match outcome.result {
+                let point = (outcome.index - first) as usize;
+                values[point] = match outcome.result {
                     Ok(bytes) => payload::from_bytes(&bytes).unwrap_or(f64::NAN),
                     // An impossible state for this run: the proposal is rejected and counted.
                     Err(_) => {
@@ -77,8 +85,8 @@ impl RoundEvaluator for OnWorkers {
             }
         }
         // The same summation, in the same order, as in-process evaluation.
-        Ok((0..n_chains)
-            .map(|chain| terms.iter().map(|values| values[chain]).sum())
+        Ok((0..n_points)
+            .map(|point| terms.iter().map(|values| values[point]).sum())
             .collect())
     }
 }

@@ -39,6 +39,12 @@ pub enum McmcError {
 pub trait RoundEvaluator {
     /// Evaluates `sampler`'s current points.
     fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError>;
+
+    /// Steps of each chain worth carrying in one round (see `Sampler::set_lookahead`): more
+    /// than 1 where a round trip costs more than the evaluations it carries.
+    fn lookahead(&self) -> usize {
+        1
+    }
 }
 
 /// Evaluates rounds in this process (rayon across chains once rounds are costly).
@@ -164,6 +170,8 @@ pub fn run(
     };
     let mut files = ChainWriter::new(files);
     let total = config.samples_per_chain();
+    sampler.set_horizon(total);
+    sampler.set_lookahead(evaluator.lookahead());
     let started = Instant::now();
     let first_step = sampler.step();
     let mut table = Table::new(sampler.n_chains(), config.n_temperatures);
@@ -186,7 +194,9 @@ pub fn run(
             last_log = Instant::now();
             eprint!("{}", table.render(&sampler, total));
         }
-        if checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every) {
+        if sampler.at_boundary()
+            && checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every)
+        {
             last_checkpoint = Instant::now();
             save_checkpoint(&checkpoint, &sampler, &mut files)?;
         }

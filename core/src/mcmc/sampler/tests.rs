@@ -223,3 +223,40 @@ fn tempering_recovers_the_weights_of_separated_modes_where_a_single_chain_cannot
         "untempered chain found the other mode: {stuck}"
     );
 }
+
+/// Rows sorted by chain, keeping each chain's step order: the files a run writes.
+fn per_chain(mut rows: Vec<Row>) -> Vec<Row> {
+    rows.sort_by_key(|r| r.chain);
+    rows
+}
+
+#[test]
+fn speculating_several_steps_per_round_changes_nothing_but_the_rounds() {
+    for swaps in [Swaps::Classic, Swaps::NonReversible] {
+        let reference = per_chain(run(
+            &mut Sampler::new(settings(3, 2, 4, swaps)),
+            &gaussian,
+            400,
+        ));
+        for lookahead in [2, 3, 10] {
+            let mut sampler = Sampler::new(settings(3, 2, 4, swaps));
+            sampler.set_lookahead(lookahead);
+            let mut rounds = 0;
+            let mut rows = Vec::new();
+            while sampler.step() < 400 {
+                let points: Vec<Vec<f64>> = sampler.points().map(<[f64]>::to_vec).collect();
+                let energies: Vec<f64> = points.iter().map(|x| gaussian(x)).collect();
+                rows.extend(sampler.complete(&energies));
+                rounds += 1;
+            }
+            assert!(
+                per_chain(rows) == reference,
+                "lookahead {lookahead} changed the rows ({swaps:?})"
+            );
+            assert!(
+                rounds < 400,
+                "lookahead {lookahead} saved no round: {rounds}"
+            );
+        }
+    }
+}
