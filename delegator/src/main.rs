@@ -120,6 +120,38 @@ impl Common {
     }
 }
 
+impl Common {
+    /// Starts `n` ganger-worker processes on this machine connected to `delegator`.
+    fn spawn_workers(
+        &self,
+        n: usize,
+        delegator: &ganger_delegator::Delegator,
+    ) -> anyhow::Result<Option<ganger_delegator::local::LocalWorkers>> {
+        use anyhow::Context as _;
+        use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
+        if n == 0 {
+            return Ok(None);
+        }
+        let program = match &self.worker_bin {
+            Some(path) => path.clone(),
+            None => find_worker_binary().context(
+                "cannot find the ganger-worker executable beside this one or on PATH (set --worker-bin)",
+            )?,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        let spec = LocalWorkerSpec {
+            program,
+            connect: delegator.local_endpoint(),
+            threads: self.worker_threads.unwrap_or((cores / n).max(1)),
+            extra_args: Vec::new(),
+        };
+        tracing::info!(n, threads = spec.threads, "starting local workers");
+        let workers = LocalWorkers::spawn(n, &spec)
+            .with_context(|| format!("cannot start {}", spec.program.display()))?;
+        Ok(Some(workers))
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     ganger_transport::logging::init(&cli.common.log_format);

@@ -8,7 +8,6 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use ganger_core::mcmc::config::McmcConfig;
 use ganger_core::mcmc::likelihood::Builtin;
-use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
 use ganger_delegator::mcmc::{self, InProcess, OnWorkers};
 use ganger_delegator::Delegator;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -29,32 +28,6 @@ pub(crate) struct McmcArgs {
     /// (remote workers may join as well).
     #[arg(long, env = "GANGER_SPAWN_WORKERS", default_value_t = 0)]
     spawn_workers: usize,
-}
-
-fn spawn_workers(
-    n: usize,
-    common: &Common,
-    delegator: &Delegator,
-) -> anyhow::Result<Option<LocalWorkers>> {
-    if n == 0 {
-        return Ok(None);
-    }
-    let program = match &common.worker_bin {
-        Some(path) => path.clone(),
-        None => find_worker_binary().context(
-            "cannot find the ganger-worker executable beside this one or on PATH (set --worker-bin)",
-        )?,
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    let spec = LocalWorkerSpec {
-        program,
-        connect: delegator.local_endpoint(),
-        threads: common.worker_threads.unwrap_or((cores / n).max(1)),
-        extra_args: Vec::new(),
-    };
-    let workers = LocalWorkers::spawn(n, &spec)
-        .with_context(|| format!("cannot start {}", spec.program.display()))?;
-    Ok(Some(workers))
 }
 
 pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
@@ -92,7 +65,7 @@ pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
             std::fs::write(path, delegator.endpoint())
                 .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
         }
-        let _workers = spawn_workers(args.spawn_workers, common, &delegator)?;
+        let _workers = common.spawn_workers(args.spawn_workers, &delegator)?;
         let mut evaluator = OnWorkers::new(&delegator, likelihood, n_terms)?;
         mcmc::run(&config, &mut evaluator, args.resume, &stop)?
     };

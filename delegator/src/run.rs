@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use clap::Args;
 use ganger_core::payload::{self, Payload};
-use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
 use ganger_delegator::scheduler::Outcome;
 use ganger_delegator::{Delegator, Job, JobOptions};
 use serde_json::Value;
@@ -60,7 +59,7 @@ pub(crate) fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         std::fs::write(path, delegator.endpoint())
             .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
     }
-    let _workers = start_local_workers(common, &delegator)?;
+    let _workers = common.spawn_workers(common.local_workers, &delegator)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, interrupted.clone())?;
@@ -96,38 +95,6 @@ pub(crate) fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn start_local_workers(
-    common: &Common,
-    delegator: &Delegator,
-) -> anyhow::Result<Option<LocalWorkers>> {
-    if common.local_workers == 0 {
-        return Ok(None);
-    }
-    let program = match &common.worker_bin {
-        Some(path) => path.clone(),
-        None => find_worker_binary().context(
-            "cannot find the ganger-worker executable beside this one or on PATH (set --worker-bin)",
-        )?,
-    };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let spec = LocalWorkerSpec {
-        program,
-        connect: delegator.local_endpoint(),
-        threads: common
-            .worker_threads
-            .unwrap_or((cores / common.local_workers).max(1)),
-        extra_args: Vec::new(),
-    };
-    info!(
-        n = common.local_workers,
-        threads = spec.threads,
-        "starting local workers"
-    );
-    let workers = LocalWorkers::spawn(common.local_workers, &spec)
-        .with_context(|| format!("cannot start {}", spec.program.display()))?;
-    Ok(Some(workers))
 }
 
 fn read_inputs(args: &RunArgs) -> anyhow::Result<Vec<Payload>> {
