@@ -121,6 +121,25 @@ impl Common {
 }
 
 impl Common {
+    /// Binds the delegator, writes its endpoint to `--endpoint-file` if asked, and starts
+    /// `n_workers` worker processes on this machine (which stop when the second value drops).
+    fn start_delegator(
+        &self,
+        n_workers: usize,
+    ) -> anyhow::Result<(
+        ganger_delegator::Delegator,
+        Option<ganger_delegator::local::LocalWorkers>,
+    )> {
+        use anyhow::Context as _;
+        let delegator = ganger_delegator::Delegator::start(self.delegator_config()?)?;
+        if let Some(path) = &self.endpoint_file {
+            std::fs::write(path, delegator.endpoint())
+                .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
+        }
+        let workers = self.spawn_workers(n_workers, &delegator)?;
+        Ok((delegator, workers))
+    }
+
     /// Starts `n` ganger-worker processes on this machine connected to `delegator`.
     fn spawn_workers(
         &self,

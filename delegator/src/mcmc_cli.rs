@@ -9,7 +9,6 @@ use clap::Args;
 use ganger_core::mcmc::config::McmcConfig;
 use ganger_core::mcmc::likelihood::Builtin;
 use ganger_delegator::mcmc::{self, InProcess, OnWorkers};
-use ganger_delegator::Delegator;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
 
@@ -59,13 +58,8 @@ pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
         mcmc::run(&config, &mut evaluator, args.resume, &stop)?
     } else {
         // Distributed: workers anywhere serve `mcmc/LIKELIHOOD/*` (or single terms).
-        let delegator = Delegator::start(common.delegator_config()?)?;
+        let (delegator, _workers) = common.start_delegator(args.spawn_workers)?;
         info!(endpoint = %delegator.endpoint(), job_types = %format!("mcmc/{likelihood}/0..{n_terms}"), "waiting for workers");
-        if let Some(path) = &common.endpoint_file {
-            std::fs::write(path, delegator.endpoint())
-                .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
-        }
-        let _workers = common.spawn_workers(args.spawn_workers, &delegator)?;
         let mut evaluator = OnWorkers::new(&delegator, likelihood, n_terms)?;
         mcmc::run(&config, &mut evaluator, args.resume, &stop)?
     };

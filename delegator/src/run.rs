@@ -15,7 +15,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use ganger_core::payload::{self, Payload};
 use ganger_delegator::scheduler::Outcome;
-use ganger_delegator::{Delegator, Job, JobOptions};
+use ganger_delegator::{Job, JobOptions};
 use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
@@ -52,14 +52,8 @@ pub(crate) struct RunArgs {
 
 pub(crate) fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
     let payloads = read_inputs(args)?;
-    let config = common.delegator_config()?;
-    let delegator = Delegator::start(config)?;
-    info!(endpoint = %delegator.endpoint(), "listening");
-    if let Some(path) = &common.endpoint_file {
-        std::fs::write(path, delegator.endpoint())
-            .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
-    }
-    let _workers = common.spawn_workers(common.local_workers, &delegator)?;
+    // The workers are declared after the delegator so that they stop first, saying goodbye.
+    let (delegator, _workers) = common.start_delegator(common.local_workers)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, interrupted.clone())?;
