@@ -322,42 +322,38 @@ impl Engine {
     }
 
     fn carry_out(&mut self, action: Action) {
-        let now = self.now();
-        {
-            match action {
-                Action::SendWork { worker, batch } => {
-                    let mut frame = Vec::new();
-                    if self.scheduler.encode_work(batch, &mut frame) {
-                        self.send_to(worker, frame);
-                    }
-                }
-                Action::SendHeartbeat(worker) => {
-                    let mut frame = Vec::with_capacity(16);
-                    protocol::encode(&Message::Heartbeat, &mut frame);
+        match action {
+            Action::SendWork { worker, batch } => {
+                let mut frame = Vec::new();
+                if self.scheduler.encode_work(batch, &mut frame) {
                     self.send_to(worker, frame);
-                    self.scheduler.sent_to(now, worker);
                 }
-                Action::Forget { worker, reason } => {
-                    if let Some(peer) = self.addresses.remove(&worker) {
-                        self.peers.remove(&peer);
-                        if reason != "said goodbye" {
-                            info!(worker, "dropped worker: {reason}");
-                            self.send(&peer, &Message::Reset(Reset { reason }));
-                        } else {
-                            info!(worker, "worker left");
-                        }
+            }
+            Action::SendHeartbeat(worker) => {
+                let mut frame = Vec::with_capacity(16);
+                protocol::encode(&Message::Heartbeat, &mut frame);
+                self.send_to(worker, frame);
+            }
+            Action::Forget { worker, reason } => {
+                if let Some(peer) = self.addresses.remove(&worker) {
+                    self.peers.remove(&peer);
+                    if reason != "said goodbye" {
+                        info!(worker, "dropped worker: {reason}");
+                        self.send(&peer, &Message::Reset(Reset { reason }));
+                    } else {
+                        info!(worker, "worker left");
                     }
                 }
-                Action::Deliver { job, outcomes } => {
-                    if let Some((outcomes_tx, shared)) = self.jobs.get(&job) {
-                        shared.record(&outcomes);
-                        let _ = outcomes_tx.send(outcomes);
-                    }
+            }
+            Action::Deliver { job, outcomes } => {
+                if let Some((outcomes_tx, shared)) = self.jobs.get(&job) {
+                    shared.record(&outcomes);
+                    let _ = outcomes_tx.send(outcomes);
                 }
-                Action::JobDone(job) => {
-                    if let Some((_, shared)) = self.jobs.remove(&job) {
-                        shared.finished.store(true, Ordering::SeqCst);
-                    }
+            }
+            Action::JobDone(job) => {
+                if let Some((_, shared)) = self.jobs.remove(&job) {
+                    shared.finished.store(true, Ordering::SeqCst);
                 }
             }
         }

@@ -380,13 +380,6 @@ impl Scheduler {
         }
     }
 
-    /// Notes that the driver sent `worker` something (heartbeats are only sent when idle).
-    pub fn sent_to(&mut self, now: Millis, worker: WorkerId) {
-        if let Some(w) = self.workers.get_mut(&worker) {
-            w.last_sent = now;
-        }
-    }
-
     /// Takes results from `worker`.
     pub fn results(&mut self, now: Millis, worker: WorkerId, results: &Results<'_>) {
         self.heard_from(now, worker);

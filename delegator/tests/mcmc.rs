@@ -248,7 +248,7 @@ fn distributed(config: &Path, dir: &Path) -> (std::process::Child, String) {
     loop {
         if let Ok(endpoint) = std::fs::read_to_string(&endpoint_file) {
             if !endpoint.is_empty() {
-                return (child, common::local(&endpoint));
+                return (child, ganger_transport::local_endpoint(&endpoint));
             }
         }
         if Instant::now() > deadline {

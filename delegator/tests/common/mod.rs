@@ -126,10 +126,3 @@ pub fn free_port() -> u16 {
         .expect("addr")
         .port()
 }
-
-/// The endpoint processes on this machine use for a bound endpoint.
-pub fn local(endpoint: &str) -> String {
-    endpoint
-        .replacen("tcp://0.0.0.0:", "tcp://127.0.0.1:", 1)
-        .replacen("tcp://*:", "tcp://127.0.0.1:", 1)
-}
