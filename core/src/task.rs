@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::mcmc::likelihood::{Builtin, Likelihood as _};
+use crate::mcmc::likelihood::{Builtin, Likelihood, Unit};
 use crate::payload;
 use crate::protocol::job_type_matches;
 
@@ -84,11 +84,39 @@ impl Registry {
             });
         for builtin in [Builtin::Gaussian, Builtin::Bimodal, Builtin::Rosenbrock] {
             let name = format!("mcmc/{}/*", builtin.name());
-            registry.register(name, move |(term, n_terms, x): (u32, u32, Vec<f64>)| {
-                builtin.split(n_terms as usize).energy(term as usize, &x)
+            registry.register_raw(name, move |input: &[u8], output: &mut Vec<u8>| {
+                let unit = Unit::decode(input)?;
+                let split = builtin.split(unit.n_terms);
+                unit.evaluate(|term, _, x| split.energy(term, x), output);
+                Ok(())
             });
         }
         registry
+    }
+
+    /// Serves every term of an MCMC likelihood under `mcmc/NAME/*` (the job types of a
+    /// distributed run whose config says `"likelihood": "NAME"`; see PROTOCOL.md, MCMC units).
+    /// A unit whose term count differs from `likelihood`'s fails with a message saying so.
+    pub fn register_likelihood(
+        &mut self,
+        name: &str,
+        likelihood: impl Likelihood + 'static,
+    ) -> &mut Self {
+        self.register_raw(
+            format!("mcmc/{name}/*"),
+            move |input: &[u8], output: &mut Vec<u8>| {
+                let unit = Unit::decode(input)?;
+                if unit.n_terms != likelihood.n_job_types() {
+                    return Err(format!(
+                        "the run splits the likelihood into {} terms; this worker's has {}",
+                        unit.n_terms,
+                        likelihood.n_job_types()
+                    ));
+                }
+                unit.evaluate(|term, _, x| likelihood.energy(term, x), output);
+                Ok(())
+            },
+        )
     }
 
     /// Registers a task working on raw payload bytes under `name`, replacing any earlier one.
@@ -267,17 +295,35 @@ mod tests {
 
     #[test]
     fn likelihood_terms_are_served_through_wildcard_job_types() {
+        use crate::mcmc::likelihood::{job_type_name, read_energies, unit_payload, FnLikelihood};
         let registry = Registry::with_builtins();
-        let payload = crate::mcmc::likelihood::unit_payload(1, 2, &[3.0, 4.0]);
-        let job_type = crate::mcmc::likelihood::job_type_name("gaussian", 1);
-        let output = registry.run(&job_type, &payload).unwrap();
-        // Half of 0.5 * (9 + 16).
-        assert_eq!(payload::from_bytes::<f64>(&output).unwrap(), 6.25);
+        let points = [[3.0, 4.0], [0.0, 1.0], [-2.0, 0.0]];
+        let payload = unit_payload(1, 2, points.iter().map(|x| &x[..]));
+        let output = registry
+            .run(&job_type_name("gaussian", 1), &payload)
+            .unwrap();
+        let mut energies = [0.0; 3];
+        read_energies(&output, &mut energies).unwrap();
+        // Halves of 0.5 * |x|².
+        assert_eq!(energies, [6.25, 0.25, 1.0]);
         assert!(registry.get("mcmc/nonesuch/0").is_none());
         assert!(
             registry.get("mcmc/gaussian").is_none(),
             "the pattern needs the slash"
         );
+        let mut mine = Registry::new();
+        mine.register_likelihood("line", FnLikelihood::new(2, |t, x: &[f64]| t as f64 + x[0]));
+        let output = mine.run("mcmc/line/1", &payload).unwrap();
+        read_energies(&output, &mut energies).unwrap();
+        assert_eq!(energies, [4.0, 1.0, -1.0]);
+        let three_terms = unit_payload(0, 3, points.iter().map(|x| &x[..]));
+        let error = mine.run("mcmc/line/0", &three_terms).unwrap_err();
+        assert!(error.contains("3 terms; this worker's has 2"), "{error}");
+        for garbage in [&b"\x93\x05\x02\x90"[..], b"\x92\x00\x01", b"\xc0", b""] {
+            let error = mine.run("mcmc/line/0", garbage).unwrap_err();
+            assert!(error.contains("not an MCMC unit"), "{garbage:?}: {error}");
+        }
+        assert!(read_energies(&output, &mut [0.0; 2]).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod distributed;
 pub mod output;
 pub mod run;
+pub mod speculation;
 mod table;
 
 pub use distributed::OnWorkers;

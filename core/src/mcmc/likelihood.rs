@@ -13,11 +13,127 @@ pub fn job_type_name(likelihood: &str, term: usize) -> String {
     format!("mcmc/{likelihood}/{term}")
 }
 
-/// The payload of one term's evaluation at `x`: MessagePack `[term, n_terms, [x0, x1, …]]`
-/// with the coordinates as 64-bit floats. The output is the term's energy as a float.
-pub fn unit_payload(term: usize, n_terms: usize, x: &[f64]) -> crate::payload::Payload {
-    crate::payload::to_payload(&(term as u32, n_terms as u32, x))
-        .expect("integers and floats always encode")
+/// The payload of one term's evaluation at several points: MessagePack
+/// `[term, n_terms, [[x0, x1, …], …]]` with the coordinates as 64-bit floats. The output is an
+/// array of the term's energies, one 64-bit float per point, in order (see [`write_energies`]).
+pub fn unit_payload<'a>(
+    term: usize,
+    n_terms: usize,
+    points: impl ExactSizeIterator<Item = &'a [f64]>,
+) -> crate::payload::Payload {
+    use rmp::encode::{write_array_len, write_f64, write_uint};
+    let mut out = crate::payload::Payload::new();
+    // Writing to memory cannot fail.
+    let _ = write_array_len(&mut out, 3);
+    let _ = write_uint(&mut out, term as u64);
+    let _ = write_uint(&mut out, n_terms as u64);
+    let _ = write_array_len(&mut out, points.len() as u32);
+    for x in points {
+        let _ = write_array_len(&mut out, x.len() as u32);
+        for &v in x {
+            let _ = write_f64(&mut out, v);
+        }
+    }
+    out
+}
+
+/// A decoded MCMC unit: which term, of how many, at which points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unit {
+    /// The term (job type index).
+    pub term: usize,
+    /// Number of terms the likelihood has.
+    pub n_terms: usize,
+    /// Coordinates of each point, point after point (`n_points × dims`).
+    pub coordinates: Vec<f64>,
+    /// Dimensions of every point.
+    pub dims: usize,
+}
+
+impl Unit {
+    /// Decodes a [`unit_payload`], saying what is wrong with one that is not.
+    pub fn decode(mut input: &[u8]) -> Result<Unit, String> {
+        use rmp::decode::{read_array_len, read_f64, read_int};
+        let bad = |what: &str| format!("not an MCMC unit [term, n_terms, [[x…], …]]: {what}");
+        let r = &mut input;
+        if read_array_len(r).map_err(|e| bad(&e.to_string()))? != 3 {
+            return Err(bad("expected an array of 3"));
+        }
+        let term: u32 = read_int(r).map_err(|e| bad(&format!("term: {e}")))?;
+        let n_terms: u32 = read_int(r).map_err(|e| bad(&format!("n_terms: {e}")))?;
+        if term >= n_terms {
+            return Err(bad(&format!("term {term} of {n_terms}")));
+        }
+        let n_points = read_array_len(r).map_err(|e| bad(&format!("points: {e}")))? as usize;
+        // Every coordinate takes 9 bytes: never reserve more than the input could hold.
+        let mut coordinates = Vec::with_capacity(r.len() / 9);
+        let mut dims = None;
+        for _ in 0..n_points {
+            let d = read_array_len(r).map_err(|e| bad(&format!("point: {e}")))? as usize;
+            if *dims.get_or_insert(d) != d {
+                return Err(bad("points of different dimensions"));
+            }
+            for _ in 0..d {
+                coordinates.push(read_f64(r).map_err(|e| bad(&format!("coordinate: {e}")))?);
+            }
+        }
+        if !r.is_empty() {
+            return Err(bad("trailing bytes"));
+        }
+        Ok(Unit {
+            term: term as usize,
+            n_terms: n_terms as usize,
+            coordinates,
+            dims: dims.unwrap_or(0),
+        })
+    }
+
+    /// The points, in order.
+    pub fn points(&self) -> impl Iterator<Item = &[f64]> {
+        // A unit of 0-dimensional points has no coordinates to chunk.
+        self.coordinates.chunks_exact(self.dims.max(1))
+    }
+
+    /// Evaluates the unit with `energy(term, n_terms, x)` and appends the energies' encoding to
+    /// `output`.
+    pub fn evaluate(&self, energy: impl Fn(usize, usize, &[f64]) -> f64, output: &mut Vec<u8>) {
+        let energies = self.points().map(|x| energy(self.term, self.n_terms, x));
+        write_energies(output, self.coordinates.len() / self.dims.max(1), energies);
+    }
+}
+
+/// Appends a unit's output: a MessagePack array of `n` 64-bit floats.
+pub fn write_energies(output: &mut Vec<u8>, n: usize, energies: impl Iterator<Item = f64>) {
+    let _ = rmp::encode::write_array_len(output, n as u32);
+    for e in energies {
+        let _ = rmp::encode::write_f64(output, e);
+    }
+}
+
+/// Decodes a unit's output into `energies`, which must be exactly as long.
+pub fn read_energies(mut bytes: &[u8], energies: &mut [f64]) -> Result<(), String> {
+    let r = &mut bytes;
+    let n = rmp::decode::read_array_len(r).map_err(|e| format!("energies: {e}"))? as usize;
+    if n != energies.len() {
+        return Err(format!("{n} energies for {} points", energies.len()));
+    }
+    for e in energies.iter_mut() {
+        // Any number will do: an integer energy from a worker in another language is fine.
+        *e = read_number(r).ok_or("energies: not a number")?;
+    }
+    if !r.is_empty() {
+        return Err("energies: trailing bytes".into());
+    }
+    Ok(())
+}
+
+/// Reads one MessagePack number (float or integer) as an `f64`.
+fn read_number(r: &mut &[u8]) -> Option<f64> {
+    match r.first()? {
+        0xcb => rmp::decode::read_f64(r).ok(),
+        0xca => rmp::decode::read_f32(r).ok().map(f64::from),
+        _ => rmp::decode::read_int::<i64, _>(r).ok().map(|v| v as f64),
+    }
 }
 
 /// A negative log-likelihood split into `n_job_types` terms.

@@ -12,13 +12,16 @@
 //! (one standard-normal vector and one uniform), so streams never drift between runs.
 //!
 //! Between swap points chains do not interact, so a round may carry several steps of one chain:
-//! with a lookahead of k, each chain offers the proposals of its next k steps along the path it
-//! predicts (rejections, or acceptances for a chain that mostly accepts), and advances as far as
-//! its decisions follow the prediction. The step at which a decision departs from it is still
-//! valid; only the later proposals are recomputed, from the same random draws. The output is
-//! therefore the same whatever the lookahead; only the number of round trips changes.
+//! each chain offers a tree of proposals (see [`Sampler::set_speculation`]). The root is its next
+//! proposal; below each proposal come the proposal of the step after it if it is rejected and
+//! the one if it is accepted, each computed from the random draws of that step along that
+//! history (adaptation included). Nodes are chosen most probable first from the chain's recent
+//! acceptance rate, and the chain advances down the tree for as long as its decisions stay inside
+//! it. Every proposal is the one the chain would make one step at a time, so the output is the
+//! same whatever the speculation; only the number of round trips changes.
 
-use std::collections::VecDeque;
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
 
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
@@ -123,10 +126,10 @@ pub struct Sampler {
     /// Steps completed by every chain: the start of the current window between boundaries.
     step: u64,
     initialised: bool,
-    /// Steps of each chain a round may carry (1: no speculation). Runtime only: the output does
+    /// Points each chain may offer per round (1: no speculation). Runtime only: the output does
     /// not depend on it.
     #[serde(default = "one")]
-    lookahead: usize,
+    speculation: usize,
     /// No chain steps beyond this (the run's length).
     #[serde(default = "no_horizon")]
     horizon: u64,
@@ -151,8 +154,9 @@ struct Chain {
     step: u64,
     /// Random numbers drawn for upcoming steps (normal vector, uniform), next step first.
     draws: VecDeque<(Vec<f64>, f64)>,
-    /// This round's points: proposals along the predicted path, with the predicted decisions.
-    speculation: Vec<(Vec<f64>, bool)>,
+    /// This round's proposals, rebuilt after every round.
+    #[serde(default)]
+    tree: Tree,
     /// States after each step since the window started, for the tiers' moments.
     window_states: Vec<Vec<f64>>,
     /// The decision at the boundary step, for its row.
@@ -223,7 +227,7 @@ impl Sampler {
                     stats: ChainStats::default(),
                     step: 0,
                     draws: VecDeque::new(),
-                    speculation: Vec::new(),
+                    tree: Tree::default(),
                     window_states: Vec::new(),
                     boundary_accepted: false,
                     accept_ewma: 0.0,
@@ -260,7 +264,7 @@ impl Sampler {
             ladder_window: LadderWindow::default(),
             step: 0,
             initialised: false,
-            lookahead: 1,
+            speculation: 1,
             horizon: u64::MAX,
         }
     }
@@ -276,13 +280,14 @@ impl Sampler {
     }
 
     /// The points to evaluate this round, chain by chain: each chain's state in the first
-    /// round, then each chain's proposals for its next steps (see the module documentation).
+    /// round, then each chain's proposals (see the module documentation).
     pub fn points(&self) -> impl Iterator<Item = &[f64]> {
+        let d = self.settings.min.len();
         let initial = (!self.initialised).then(|| self.chains.iter().map(|c| c.state.as_slice()));
         let speculative = self.initialised.then(|| {
             self.chains
                 .iter()
-                .flat_map(|c| c.speculation.iter().map(|(x, _)| x.as_slice()))
+                .flat_map(move |c| c.tree.points.chunks_exact(d))
         });
         initial
             .into_iter()
@@ -293,17 +298,23 @@ impl Sampler {
     /// Number of points this round.
     pub fn n_points(&self) -> usize {
         if self.initialised {
-            self.chains.iter().map(|c| c.speculation.len()).sum()
+            self.chains.iter().map(|c| c.tree.len()).sum()
         } else {
             self.chains.len()
         }
     }
 
-    /// Lets a round carry up to `steps` steps of each chain (at least 1). Worth it when a round
-    /// trip costs more than the evaluations it carries; the output does not change.
-    pub fn set_lookahead(&mut self, steps: usize) {
-        self.lookahead = steps.max(1);
+    /// Lets each chain offer up to `points` proposals per round (at least 1), the most probable
+    /// steps of its possible futures up to the next swap. Worth it when a round trip costs more
+    /// than the evaluations it carries; the output does not change.
+    pub fn set_speculation(&mut self, points: usize) {
+        self.speculation = points.max(1);
         self.speculate_all();
+    }
+
+    /// Points each chain may offer per round.
+    pub fn speculation(&self) -> usize {
+        self.speculation
     }
 
     /// Stops every chain at `steps` steps.
@@ -366,16 +377,14 @@ impl Sampler {
         let mut offset = 0;
         for (i, chain) in self.chains.iter_mut().enumerate() {
             let beta = self.betas[i % n_temps];
-            let speculation = std::mem::take(&mut chain.speculation);
-            for (j, (proposal, predicted)) in speculation.iter().enumerate() {
+            let tree = std::mem::take(&mut chain.tree);
+            let mut node = (tree.len() > 0).then_some(0);
+            while let Some(k) = node {
                 let (_, uniform) = chain.draws.pop_front().expect("a draw per speculated step");
                 chain.step += 1;
-                let accepted = chain.decide(proposal, energies[offset + j], uniform, beta);
+                let accepted = chain.decide(tree.point(k), energies[offset + k], uniform, beta);
                 if chain.step <= adaptation_steps {
-                    let indicator = if accepted { 1.0 } else { 0.0 };
-                    chain.log_sigma = (chain.log_sigma
-                        + adaptation_rate(chain.step) * (indicator - target))
-                        .clamp(-20.0, 5.0);
+                    chain.log_sigma = adapted(chain.log_sigma, chain.step, accepted, target);
                 }
                 chain.accept_ewma = 0.9 * chain.accept_ewma + if accepted { 0.1 } else { 0.0 };
                 chain.window_states.push(chain.state.clone());
@@ -393,11 +402,11 @@ impl Sampler {
                     accepted,
                     swap_type: SwapType::NoAttempt,
                 });
-                if accepted != *predicted {
-                    break;
-                }
+                node = tree.child(k, accepted);
             }
-            offset += speculation.len();
+            offset += tree.len();
+            // Keep the buffers for the next round.
+            chain.tree = tree;
         }
         if self.chains.iter().all(|c| c.step == window_end) {
             self.close_window(window_end, &mut rows);
@@ -460,7 +469,7 @@ impl Sampler {
         }
     }
 
-    /// Computes each chain's proposals for this round along its predicted path.
+    /// Builds each chain's proposals for this round.
     fn speculate_all(&mut self) {
         if !self.initialised {
             return;
@@ -468,10 +477,13 @@ impl Sampler {
         let window_end = self.window_end();
         let n_temps = self.settings.n_temperatures;
         for (i, chain) in self.chains.iter_mut().enumerate() {
-            let depth = window_end
-                .saturating_sub(chain.step)
-                .min(self.lookahead as u64) as usize;
-            chain.speculate(depth, &self.tiers[i % n_temps].cholesky, &self.settings);
+            let depth = window_end.saturating_sub(chain.step) as usize;
+            chain.speculate(
+                self.speculation,
+                depth,
+                &self.tiers[i % n_temps].cholesky,
+                &self.settings,
+            );
         }
     }
 
@@ -597,41 +609,94 @@ impl Sampler {
 }
 
 impl Chain {
-    /// Proposals for the next `depth` steps along the predicted path: rejections for a chain
-    /// that mostly rejects (the state stays), acceptances for one that mostly accepts (each
-    /// proposal becomes the next state). The scale follows the adaptation it would follow along
-    /// that path, so the proposals are exactly the real ones while the prediction holds.
-    fn speculate(&mut self, depth: usize, cholesky: &[f64], settings: &SamplerSettings) {
+    /// Builds the tree of at most `budget` proposals for the next `depth` steps at most (see
+    /// the module documentation). A proposal is `reflect(base + sigma · L z)`, where the base is
+    /// the state along that node's history and sigma the scale that history's adaptation gives:
+    /// exactly what the chain computes when it gets there one step at a time.
+    fn speculate(
+        &mut self,
+        budget: usize,
+        depth: usize,
+        cholesky: &[f64],
+        settings: &SamplerSettings,
+    ) {
         let d = self.state.len();
-        while self.draws.len() < depth {
-            let z: Vec<f64> = (0..d).map(|_| self.rng.sample(StandardNormal)).collect();
-            let uniform: f64 = self.rng.random();
-            self.draws.push_back((z, uniform));
+        let Chain {
+            tree,
+            draws,
+            rng,
+            state,
+            ..
+        } = self;
+        tree.clear();
+        if depth == 0 {
+            return;
         }
-        let predict = self.accept_ewma > 0.5;
-        let mut x = self.state.clone();
-        let mut log_sigma = self.log_sigma;
-        self.speculation.clear();
-        for (j, (z, _)) in self.draws.iter().take(depth).enumerate() {
-            let sigma = log_sigma.exp();
-            let proposal: Vec<f64> = (0..d)
-                .map(|i| {
-                    let step: f64 = (0..=i).map(|k| cholesky[i * d + k] * z[k]).sum();
-                    reflect(x[i] + sigma * step, settings.min[i], settings.max[i])
-                })
-                .collect();
-            let step = self.step + j as u64 + 1;
-            if step <= settings.adaptation_steps {
-                let indicator = if predict { 1.0 } else { 0.0 };
-                log_sigma = (log_sigma
-                    + adaptation_rate(step) * (indicator - settings.optimal_accept_rate))
-                    .clamp(-20.0, 5.0);
+        let p = self.accept_ewma.clamp(0.05, 0.95);
+        let mut seq = 0;
+        tree.heap.push(Candidate {
+            probability: 1.0,
+            seq,
+            depth: 0,
+            base: NONE,
+            log_sigma: self.log_sigma,
+            parent: NONE,
+            accepted: false,
+        });
+        while tree.len() < budget {
+            let Some(c) = tree.heap.pop() else { break };
+            let level = c.depth as usize;
+            while draws.len() <= level {
+                let z: Vec<f64> = (0..d).map(|_| rng.sample(StandardNormal)).collect();
+                let uniform: f64 = rng.random();
+                draws.push_back((z, uniform));
             }
-            if predict {
-                x.clone_from(&proposal);
+            while tree.steps.len() <= level * d {
+                let z = &draws[tree.steps.len() / d].0;
+                tree.steps.extend(
+                    (0..d).map(|i| (0..=i).map(|k| cholesky[i * d + k] * z[k]).sum::<f64>()),
+                );
             }
-            self.speculation.push((proposal, predict));
+            let node = tree.len() as u32;
+            let sigma = c.log_sigma.exp();
+            let start = tree.points.len();
+            match c.base {
+                NONE => tree.points.extend_from_slice(state),
+                base => tree
+                    .points
+                    .extend_from_within(base as usize * d..(base as usize + 1) * d),
+            }
+            let step = &tree.steps[level * d..(level + 1) * d];
+            for (i, x) in tree.points[start..].iter_mut().enumerate() {
+                *x = reflect(*x + sigma * step[i], settings.min[i], settings.max[i]);
+            }
+            tree.next.push([NONE; 2]);
+            if c.parent != NONE {
+                tree.next[c.parent as usize][usize::from(c.accepted)] = node;
+            }
+            if level + 1 >= depth {
+                continue;
+            }
+            let step = self.step + level as u64 + 1;
+            for accepted in [false, true] {
+                let log_sigma = if step <= settings.adaptation_steps {
+                    adapted(c.log_sigma, step, accepted, settings.optimal_accept_rate)
+                } else {
+                    c.log_sigma
+                };
+                seq += 1;
+                tree.heap.push(Candidate {
+                    probability: c.probability * if accepted { p } else { 1.0 - p },
+                    seq,
+                    depth: c.depth + 1,
+                    base: if accepted { node } else { c.base },
+                    log_sigma,
+                    parent: node,
+                    accepted,
+                });
+            }
         }
+        tree.heap.clear();
     }
 
     /// Metropolis decision on an evaluated proposal; a NaN or infinite energy is a rejection.
@@ -706,6 +771,94 @@ fn refresh_interval(swap_interval: u64) -> u64 {
 /// Step size of diminishing adaptation at step `t`.
 fn adaptation_rate(t: u64) -> f64 {
     (1.0 + t as f64).powf(-0.6)
+}
+
+/// The proposal scale after a step's adaptation: Robbins–Monro towards the target rate.
+fn adapted(log_sigma: f64, step: u64, accepted: bool, target: f64) -> f64 {
+    let indicator = if accepted { 1.0 } else { 0.0 };
+    (log_sigma + adaptation_rate(step) * (indicator - target)).clamp(-20.0, 5.0)
+}
+
+/// No node (`u32` indices keep the tree small).
+const NONE: u32 = u32::MAX;
+
+/// One chain's proposals for a round: node 0 is its next step; each node's children are the
+/// next step's proposal if the node is rejected and if it is accepted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Tree {
+    /// Node k's proposal is `points[k * d..(k + 1) * d]`.
+    points: Vec<f64>,
+    /// Node k's children, if rejected and if accepted ([`NONE`] when not in the tree).
+    next: Vec<[u32; 2]>,
+    /// `L z` of each step ahead, `d` values per step, computed as the tree reaches it.
+    #[serde(skip)]
+    steps: Vec<f64>,
+    /// Nodes not yet in the tree, most probable first.
+    #[serde(skip)]
+    heap: BinaryHeap<Candidate>,
+}
+
+impl Tree {
+    fn clear(&mut self) {
+        self.points.clear();
+        self.next.clear();
+        self.steps.clear();
+        self.heap.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.next.len()
+    }
+
+    fn point(&self, node: usize) -> &[f64] {
+        let d = self.points.len() / self.next.len();
+        &self.points[node * d..(node + 1) * d]
+    }
+
+    fn child(&self, node: usize, accepted: bool) -> Option<usize> {
+        let child = self.next[node][usize::from(accepted)];
+        (child != NONE).then_some(child as usize)
+    }
+}
+
+/// A node that could join a tree.
+#[derive(Debug, Clone)]
+struct Candidate {
+    /// Chance that the chain's path passes through it.
+    probability: f64,
+    /// Order of creation: ties go to the earlier, so trees are deterministic.
+    seq: u32,
+    /// Steps ahead of the chain's next step.
+    depth: u32,
+    /// The node whose proposal is this one's starting state ([`NONE`]: the chain's state).
+    base: u32,
+    /// Proposal scale along its history.
+    log_sigma: f64,
+    /// Its parent node ([`NONE`] for the root), and on which decision it follows.
+    parent: u32,
+    accepted: bool,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Candidate {}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.probability
+            .total_cmp(&other.probability)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
 }
 
 /// Betas for temperatures geometric from 1 to `max_temperature`.

@@ -1,41 +1,71 @@
 //! Evaluating rounds on workers: one open job per likelihood term, extended every round.
 //!
-//! Each round adds one unit per chain to each term's job (job type `mcmc/LIKELIHOOD/TERM`,
-//! payload `[term, n_terms, x]`), waits for every outcome, and sums each chain's terms in term
-//! order. The sum's order is fixed, so the energies are bitwise the same as an in-process run's,
-//! whichever workers answered and in whatever order.
+//! Each round splits its points into a few units per term (job type `mcmc/LIKELIHOOD/TERM`,
+//! payload `[term, n_terms, [[x…], …]]`: PROTOCOL.md, MCMC units), about two per worker slot so
+//! that every worker has work and a cheap likelihood does not pay the engine's per-unit cost per
+//! point. It waits for every outcome and sums each point's terms in term order. The sum's order
+//! is fixed, so the energies are bitwise the same as an in-process run's, whichever workers
+//! answered and in whatever order.
 
-use ganger_core::mcmc::likelihood::{job_type_name, unit_payload};
+use std::time::Instant;
+
+use tracing::warn;
+
+use ganger_core::mcmc::likelihood::{job_type_name, read_energies, unit_payload};
 use ganger_core::mcmc::sampler::Sampler;
-use ganger_core::payload;
 
 use super::run::{McmcError, RoundEvaluator};
+use super::speculation::SpeculationTuner;
 use crate::{Delegator, Job, JobOptions};
+
+/// Rounds between two looks at how many worker slots there are.
+const SLOTS_EVERY: u64 = 64;
 
 /// Evaluates rounds on the delegator's workers.
 #[derive(Debug)]
-pub struct OnWorkers {
+pub struct OnWorkers<'a> {
+    delegator: &'a Delegator,
     jobs: Vec<Job<f64>>,
+    /// The first term's job type.
+    job_type: String,
     /// Units added to each term's job so far: the index of this round's first unit.
     submitted: u64,
     failed_units: u64,
+    /// Worker slots serving the run's job types, as last seen.
+    slots: usize,
+    rounds: u64,
+    tuner: SpeculationTuner,
+    /// Points per chain and round when fixed by the caller instead of tuned.
+    fixed: Option<usize>,
+    /// When the last round ended.
+    round_started: Option<Instant>,
+    /// This round's points per unit: unit `i` holds points `bounds[i]..bounds[i + 1]`.
+    bounds: Vec<usize>,
 }
 
-impl OnWorkers {
+impl<'a> OnWorkers<'a> {
     /// Opens one job per term of the likelihood called `likelihood`.
     pub fn new(
-        delegator: &Delegator,
+        delegator: &'a Delegator,
         likelihood: &str,
         n_terms: usize,
-    ) -> Result<OnWorkers, McmcError> {
+    ) -> Result<OnWorkers<'a>, McmcError> {
         let jobs = (0..n_terms)
             .map(|term| delegator.open(&job_type_name(likelihood, term), JobOptions::default()))
             .collect::<Result<_, _>>()
             .map_err(|e| McmcError::Evaluation(e.to_string()))?;
         Ok(OnWorkers {
+            delegator,
             jobs,
+            job_type: job_type_name(likelihood, 0),
             submitted: 0,
             failed_units: 0,
+            slots: 1,
+            rounds: 0,
+            tuner: SpeculationTuner::new(),
+            fixed: None,
+            round_started: None,
+            bounds: Vec::new(),
         })
     }
 
@@ -43,50 +73,103 @@ impl OnWorkers {
     pub fn failed_units(&self) -> u64 {
         self.failed_units
     }
+
+    /// Fixes how many points per chain each round carries (1: no speculation) instead of
+    /// letting measurement choose; `None` goes back to measuring. The output is the same
+    /// either way, only the speed differs.
+    pub fn set_speculation(&mut self, points: Option<usize>) {
+        self.fixed = points;
+    }
+
+    /// Counts the slots of the workers that serve this run's first job type.
+    fn refresh_slots(&mut self) {
+        let Ok(stats) = self.delegator.stats() else {
+            return;
+        };
+        let job_type = &self.job_type;
+        let slots: u64 = stats
+            .workers
+            .iter()
+            .filter(|w| {
+                w.job_types
+                    .iter()
+                    .any(|t| ganger_core::protocol::job_type_matches(t, job_type))
+            })
+            .map(|w| u64::from(w.slots))
+            .sum();
+        self.slots = (slots as usize).max(1);
+    }
 }
 
-/// Steps per chain a round carries: a round trip through the engine costs far more than a
-/// trivial likelihood, and a swap every 10 steps bounds the useful depth anyway.
-const LOOKAHEAD: usize = 10;
-
-impl RoundEvaluator for OnWorkers {
-    fn lookahead(&self) -> usize {
-        LOOKAHEAD
+impl RoundEvaluator for OnWorkers<'_> {
+    fn speculation(&mut self, steps: usize) -> usize {
+        let now = Instant::now();
+        let points = match self.round_started {
+            Some(started) => self
+                .tuner
+                .record(steps, now.duration_since(started).as_secs_f64()),
+            None => self.tuner.points(),
+        };
+        self.round_started = Some(now);
+        self.fixed.unwrap_or(points)
     }
 
     fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError> {
+        if self.rounds % SLOTS_EVERY == 0 {
+            self.refresh_slots();
+        }
+        self.rounds += 1;
         let n_terms = self.jobs.len();
         let n_points = sampler.n_points();
+        let points: Vec<&[f64]> = sampler.points().collect();
+        let n_units = n_points.clamp(1, 2 * self.slots);
+        self.bounds.clear();
+        self.bounds
+            .extend((0..=n_units).map(|i| i * n_points / n_units));
         for (term, job) in self.jobs.iter().enumerate() {
-            let payloads = sampler
-                .points()
-                .map(|x| unit_payload(term, n_terms, x))
+            let payloads = self
+                .bounds
+                .windows(2)
+                .map(|w| unit_payload(term, n_terms, points[w[0]..w[1]].iter().copied()))
                 .collect();
             job.extend(payloads)
                 .map_err(|e| McmcError::Evaluation(e.to_string()))?;
         }
         let first = self.submitted;
-        self.submitted += n_points as u64;
-        let mut terms = vec![vec![f64::NAN; n_points]; n_terms];
-        for (job, values) in self.jobs.iter_mut().zip(&mut terms) {
-            for _ in 0..n_points {
+        self.submitted += n_units as u64;
+        let mut terms = vec![f64::NAN; n_terms * n_points];
+        for (job, values) in self
+            .jobs
+            .iter_mut()
+            .zip(terms.chunks_exact_mut(n_points.max(1)))
+        {
+            for _ in 0..n_units {
                 let outcome = job
                     .next_raw()
                     .ok_or_else(|| McmcError::Evaluation("the delegator stopped".into()))?;
-                let point = (outcome.index - first) as usize;
-                values[point] = match outcome.result {
-                    Ok(bytes) => payload::from_bytes(&bytes).unwrap_or(f64::NAN),
-                    // An impossible state for this run: the proposal is rejected and counted.
-                    Err(_) => {
-                        self.failed_units += 1;
-                        f64::NAN
-                    }
+                let unit = (outcome.index - first) as usize;
+                let values = &mut values[self.bounds[unit]..self.bounds[unit + 1]];
+                let decoded = match outcome.result {
+                    Ok(bytes) => read_energies(&bytes, values),
+                    Err(failure) => Err(failure.to_string()),
                 };
+                if let Err(error) = decoded {
+                    // Impossible states for this run: the proposals are rejected and counted.
+                    if self.failed_units == 0 {
+                        warn!("an MCMC unit failed (its proposals are rejected; later failures are only counted): {error}");
+                    }
+                    self.failed_units += 1;
+                    values.fill(f64::NAN);
+                }
             }
         }
         // The same summation, in the same order, as in-process evaluation.
         Ok((0..n_points)
-            .map(|point| terms.iter().map(|values| values[point]).sum())
+            .map(|point| {
+                (0..n_terms)
+                    .map(|term| terms[term * n_points + point])
+                    .sum()
+            })
             .collect())
     }
 }

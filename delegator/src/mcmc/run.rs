@@ -40,9 +40,11 @@ pub trait RoundEvaluator {
     /// Evaluates `sampler`'s current points.
     fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError>;
 
-    /// Steps of each chain worth carrying in one round (see `Sampler::set_lookahead`): more
+    /// Learns that the last round advanced the chains by `steps` steps in all, and returns
+    /// the points per chain the next round should carry (see `Sampler::set_speculation`): more
     /// than 1 where a round trip costs more than the evaluations it carries.
-    fn lookahead(&self) -> usize {
+    fn speculation(&mut self, steps: usize) -> usize {
+        let _ = steps;
         1
     }
 }
@@ -171,7 +173,7 @@ pub fn run(
     let mut files = ChainWriter::new(files);
     let total = config.samples_per_chain();
     sampler.set_horizon(total);
-    sampler.set_lookahead(evaluator.lookahead());
+    sampler.set_speculation(evaluator.speculation(0));
     let started = Instant::now();
     let first_step = sampler.step();
     let mut table = Table::new(sampler.n_chains(), config.n_temperatures);
@@ -185,6 +187,10 @@ pub fn run(
         }
         let energies = evaluator.evaluate(&sampler)?;
         let rows = sampler.complete(&energies);
+        let speculation = evaluator.speculation(rows.len());
+        if speculation != sampler.speculation() {
+            sampler.set_speculation(speculation);
+        }
         if rows.is_empty() {
             continue;
         }

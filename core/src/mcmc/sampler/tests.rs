@@ -231,16 +231,16 @@ fn per_chain(mut rows: Vec<Row>) -> Vec<Row> {
 }
 
 #[test]
-fn speculating_several_steps_per_round_changes_nothing_but_the_rounds() {
+fn speculating_changes_nothing_but_the_rounds() {
     for swaps in [Swaps::Classic, Swaps::NonReversible] {
         let reference = per_chain(run(
             &mut Sampler::new(settings(3, 2, 4, swaps)),
             &gaussian,
             400,
         ));
-        for lookahead in [2, 3, 10] {
+        for speculation in [2, 3, 10, 64] {
             let mut sampler = Sampler::new(settings(3, 2, 4, swaps));
-            sampler.set_lookahead(lookahead);
+            sampler.set_speculation(speculation);
             let mut rounds = 0;
             let mut rows = Vec::new();
             while sampler.step() < 400 {
@@ -251,11 +251,11 @@ fn speculating_several_steps_per_round_changes_nothing_but_the_rounds() {
             }
             assert!(
                 per_chain(rows) == reference,
-                "lookahead {lookahead} changed the rows ({swaps:?})"
+                "speculation {speculation} changed the rows ({swaps:?})"
             );
             assert!(
                 rounds < 400,
-                "lookahead {lookahead} saved no round: {rounds}"
+                "speculation {speculation} saved no round: {rounds}"
             );
         }
     }
