@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _};
 use clap::Args;
 use ganger_core::mcmc::config::McmcConfig;
-use ganger_core::mcmc::likelihood::Builtin;
+use ganger_core::mcmc::likelihood::{Builtin, BUILTIN_LIKELIHOODS};
 use ganger_delegator::mcmc::{self, InProcess, OnWorkers};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
@@ -37,7 +37,19 @@ pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let likelihood = config.likelihood.name();
+    let likelihood = config.likelihood.as_str();
+    // Local evaluation, in this process or in spawned `ganger-worker`s, knows only the built-ins.
+    let local = common.local_workers > 0 || args.spawn_workers > 0;
+    let builtin = Builtin::from_name(likelihood);
+    if local && builtin.is_none() {
+        let names: Vec<_> = BUILTIN_LIKELIHOODS.iter().map(|(n, _)| *n).collect();
+        bail!(
+            "{}: key `likelihood`: \"{likelihood}\" is not built in, and {} evaluate only {}; leave them out and start workers that serve mcmc/{likelihood}/*",
+            args.config.display(),
+            if common.local_workers > 0 { "--local-workers" } else { "--spawn-workers" },
+            names.join(", ")
+        );
+    }
     let n_terms = config.n_job_types as usize;
     info!(
         config = %args.config.display(),
@@ -48,8 +60,7 @@ pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
     );
     let report = if common.local_workers > 0 {
         // Embedded: the local workers are evaluation threads of this process.
-        let builtin = Builtin::from_name(likelihood)
-            .with_context(|| format!("no built-in likelihood `{likelihood}`"))?;
+        let builtin = builtin.context("checked above")?;
         rayon::ThreadPoolBuilder::new()
             .num_threads(common.local_workers)
             .build_global()

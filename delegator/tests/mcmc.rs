@@ -216,6 +216,17 @@ fn bad_configs_are_rejected_naming_the_key_and_the_file() {
         stderr.contains("unknown key `nStack`") && stderr.contains("nStacks"),
         "{stderr}"
     );
+
+    // Any likelihood name is fine for remote workers, but local evaluation knows only built-ins.
+    std::fs::write(&path, r#"{"nJobTypes": 1, "nStacks": 1, "nTemperatures": 2, "nSamplesTotal": 10, "min": [0], "max": [1], "likelihood": "plates"}"#).unwrap();
+    let result = mcmc(&path, &["--local-workers", "1"]);
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("bad.json: key `likelihood`: \"plates\" is not built in")
+            && stderr.contains("mcmc/plates/*"),
+        "{stderr}"
+    );
 }
 
 /// Starts `mcmc` on a free loopback port and returns it with its endpoint.

@@ -121,40 +121,6 @@ impl SwapScheme {
     }
 }
 
-/// A built-in target density, for running the sampler with an in-process (embedded or local)
-/// worker instead of remote workers that bring their own likelihood.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Likelihood {
-    /// Stateline's demo: a standard normal, negative log-likelihood ½‖x‖² (split evenly over
-    /// the job types). Config value `"gaussian"`.
-    Gaussian,
-    /// Two well-separated modes: the case parallel tempering exists for. Config value
-    /// `"bimodal"`.
-    Bimodal,
-    /// The Rosenbrock banana: a narrow curved ridge that tests proposal adaptation. Config value
-    /// `"rosenbrock"`.
-    Rosenbrock,
-}
-
-impl Likelihood {
-    /// Every built-in likelihood, in the order error messages list them.
-    pub const ALL: [Likelihood; 3] = [
-        Likelihood::Gaussian,
-        Likelihood::Bimodal,
-        Likelihood::Rosenbrock,
-    ];
-
-    /// The likelihood's name in a config file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Gaussian => "gaussian",
-            Self::Bimodal => "bimodal",
-            Self::Rosenbrock => "rosenbrock",
-        }
-    }
-}
-
 /// The parallel-tempering sampler's configuration.
 ///
 /// The keys are Stateline's, spelt as Stateline spells them (camelCase, in JSON and TOML alike,
@@ -224,10 +190,12 @@ pub struct McmcConfig {
     /// `checkpointIntervalSec` (ganger; default 10, in seconds, ≥ 0): the interval between
     /// checkpoints of the sampler's state; 0 disables checkpointing.
     pub checkpoint_interval_sec: f64,
-    /// `likelihood` (ganger; default `"gaussian"`): the built-in likelihood that the embedded
-    /// (in-process worker) mode evaluates: `"gaussian"`, `"bimodal"` or `"rosenbrock"`; see
-    /// [`Likelihood`]. Remote workers bring their own likelihood and ignore it.
-    pub likelihood: Likelihood,
+    /// `likelihood` (ganger; default `"gaussian"`): the likelihood's name. Workers serve its
+    /// terms as the job types `mcmc/NAME/TERM`. Built-in likelihoods (`"gaussian"`,
+    /// `"bimodal"`, `"rosenbrock"`; see [`Builtin`](super::likelihood::Builtin)) can also be
+    /// evaluated in-process; any other name is served by workers that bring their own. Letters,
+    /// digits, `_`, `-` and `.` only.
+    pub likelihood: String,
     /// `maxTemperature` (ganger; default 1000, ≥ 1, and > 1 when `nTemperatures` > 1): the
     /// hottest temperature of the initial ladder, which is geometric from 1 to this value (see
     /// [`initial_temperatures`](Self::initial_temperatures)); adaptation moves the temperatures
@@ -953,6 +921,24 @@ impl<'a> Document<'a> {
         })
     }
 
+    /// A name that can stand in a job type: letters, digits, `_`, `-` and `.`.
+    fn likelihood_name(&mut self, key: &'static str) -> Result<Option<String>, ConfigError> {
+        let Some(value) = self.string(key)? else {
+            return Ok(None);
+        };
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+        if value.is_empty() || !value.chars().all(allowed) {
+            return Err(ConfigError::Invalid {
+                file: self.file.to_owned(),
+                key,
+                reason: format!(
+                    "{value:?} is not a likelihood name: use letters, digits, `_`, `-` and `.` (it becomes the job types `mcmc/NAME/TERM`)"
+                ),
+            });
+        }
+        Ok(Some(value))
+    }
+
     /// Reads every key, applying defaults; [`McmcConfig::validate_as`] checks the values.
     fn into_config(mut self) -> Result<McmcConfig, ConfigError> {
         let n_job_types = self.whole("nJobTypes")?;
@@ -984,7 +970,6 @@ impl<'a> Document<'a> {
         let max = max.ok_or_else(|| self.missing("max", "the upper bound of each parameter"))?;
 
         let swap_scheme_names = SwapScheme::ALL.map(SwapScheme::name);
-        let likelihood_names = Likelihood::ALL.map(Likelihood::name);
         let mut config = McmcConfig {
             n_job_types,
             n_stacks,
@@ -1016,8 +1001,8 @@ impl<'a> Document<'a> {
                 .number("checkpointIntervalSec")?
                 .unwrap_or(DEFAULT_CHECKPOINT_INTERVAL_SEC),
             likelihood: self
-                .choice("likelihood", &likelihood_names)?
-                .map_or(Likelihood::Gaussian, |i| Likelihood::ALL[i]),
+                .likelihood_name("likelihood")?
+                .unwrap_or_else(|| "gaussian".into()),
             max_temperature: self
                 .number("maxTemperature")?
                 .unwrap_or(DEFAULT_MAX_TEMPERATURE),
@@ -1163,7 +1148,7 @@ initial = [0, 0, 0, 0]
         assert_eq!(config.seed, 42);
         assert_eq!(config.swap_scheme, SwapScheme::NonReversible);
         assert_eq!(config.checkpoint_interval_sec, 10.0);
-        assert_eq!(config.likelihood, Likelihood::Gaussian);
+        assert_eq!(config.likelihood, "gaussian");
         assert_eq!(config.max_temperature, 1000.0);
         assert_eq!(config.adaptation_steps, 50_000);
     }
@@ -1246,7 +1231,7 @@ adaptationSteps = 1000
         assert_eq!(config.seed, 7);
         assert_eq!(config.swap_scheme, SwapScheme::Classic);
         assert_eq!(config.checkpoint_interval_sec, 0.0);
-        assert_eq!(config.likelihood, Likelihood::Rosenbrock);
+        assert_eq!(config.likelihood, "rosenbrock");
         assert_eq!(config.max_temperature, 50.0);
         assert_eq!(config.adaptation_steps, 1000);
         assert_eq!(config.initial, Some(vec![0.5, 1.0]));
@@ -1576,8 +1561,8 @@ adaptationSteps = 1000
             ),
             (
                 "likelihood",
-                r#""normal""#,
-                r#"key `likelihood`: unknown value "normal"; expected one of "gaussian", "bimodal", "rosenbrock""#,
+                r#""plates/rotation""#,
+                r#"key `likelihood`: "plates/rotation" is not a likelihood name"#,
             ),
         ] {
             assert_error(demo_with(key, Some(value)), &["config demo.json: ", part]);
