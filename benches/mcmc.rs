@@ -10,7 +10,8 @@
 //! - **distributed**: samples per second summed over all chains, each round's 30 likelihood
 //!   terms evaluated by 2 workers (1 thread each) over ZeroMQ on loopback.
 //!
-//! Medians of 3 runs. `cargo bench --bench mcmc -- --test` runs tiny sizes once, for CI.
+//! Medians of 3 runs. `cargo bench --bench mcmc -- distributed` runs the measurements whose
+//! names contain `distributed`; `cargo bench --bench mcmc -- --test` runs tiny sizes once, for CI.
 
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -63,33 +64,79 @@ fn embedded(steps: u64) -> Result<(f64, f64)> {
     Ok((report.steps_per_sec, report.summary_seconds))
 }
 
-/// Samples per second over all chains with 2 workers evaluating the terms.
-fn distributed(steps: u64) -> Result<f64> {
+/// Where the 2 workers of a distributed run live.
+#[derive(Clone, Copy)]
+enum Workers {
+    /// Threads of this process (`ganger::Worker`).
+    InProcess,
+    /// `ganger-worker` processes.
+    Processes,
+}
+
+/// The release `ganger-worker` binary beside this bench's directory, built if missing.
+fn worker_binary() -> Result<std::path::PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("the bench runs from target/PROFILE/deps")?
+        .join("ganger-worker");
+    if !path.exists() {
+        let status = std::process::Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "ganger-worker"])
+            .status()?;
+        anyhow::ensure!(status.success(), "building ganger-worker failed");
+    }
+    Ok(path)
+}
+
+/// Samples per second over all chains with 2 workers of 1 thread evaluating the terms, and
+/// chains speculating as far as measurement says pays (`speculate`) or not at all.
+fn distributed(steps: u64, workers: Workers, speculate: bool) -> Result<f64> {
     let output = std::env::temp_dir().join(format!("ganger-bench-mcmc-d-{}", std::process::id()));
     let config = demo_config(2 * steps, &output)?;
     let delegator = Delegator::start(DelegatorConfig {
         bind: "tcp://127.0.0.1:0".into(),
         ..DelegatorConfig::default()
     })?;
-    let mut handles = Vec::new();
+    let mut threads = Vec::new();
+    let mut processes = Vec::new();
     for i in 0..2 {
-        let mut worker_config = WorkerConfig::new(delegator.local_endpoint());
-        worker_config.threads = 1;
-        worker_config.name = format!("bench-{i}");
-        let worker = Worker::new(worker_config, Registry::with_builtins())?;
-        handles.push((
-            worker.shutdown_handle(),
-            std::thread::spawn(move || worker.run()),
-        ));
+        match workers {
+            Workers::InProcess => {
+                let mut worker_config = WorkerConfig::new(delegator.local_endpoint());
+                worker_config.threads = 1;
+                worker_config.name = format!("bench-{i}");
+                let worker = Worker::new(worker_config, Registry::with_builtins())?;
+                threads.push((
+                    worker.shutdown_handle(),
+                    std::thread::spawn(move || worker.run()),
+                ));
+            }
+            Workers::Processes => processes.push(
+                std::process::Command::new(worker_binary()?)
+                    .args(["--connect", &delegator.local_endpoint(), "--threads", "1"])
+                    .env("GANGER_LOG", "warn")
+                    .spawn()?,
+            ),
+        }
     }
     let stop = AtomicBool::new(false);
     let mut evaluator = OnWorkers::new(&delegator, "gaussian", 3)?;
+    if !speculate {
+        evaluator.set_speculation(Some(1));
+    }
     let report = run(&config, &mut evaluator, false, &stop)?;
-    for (shutdown, _) in &handles {
+    for (shutdown, _) in &threads {
         shutdown.request();
     }
-    for (_, handle) in handles {
+    for (_, handle) in threads {
         handle.join().ok().context("a worker thread panicked")??;
+    }
+    for mut process in processes {
+        // SIGTERM: the worker says goodbye and exits.
+        unsafe { libc::kill(process.id() as i32, libc::SIGTERM) };
+        process.wait()?;
     }
     std::fs::remove_dir_all(&output).ok();
     Ok(report.steps_per_sec)
@@ -102,35 +149,73 @@ fn median(mut runs: Vec<f64>) -> f64 {
 }
 
 fn main() -> Result<()> {
-    let test = std::env::args().any(|a| a == "--test");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let test = args.iter().any(|a| a == "--test");
+    // Any other argument that is not a flag picks measurements by name.
+    let picked: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let wanted = |name: &str| picked.is_empty() || picked.iter().any(|p| name.contains(p));
     let (repeats, scale) = if test { (1, 1) } else { (3, 100) };
-    let sampler: Vec<f64> = (0..repeats)
-        .map(|_| sampler_alone(2_000 * scale))
-        .collect::<Result<_>>()?;
-    let embedded_runs: Vec<(f64, f64)> = (0..repeats)
-        .map(|_| embedded(1_000 * scale))
-        .collect::<Result<_>>()?;
-    let distributed_runs: Vec<f64> = (0..repeats)
-        .map(|_| distributed(200 * scale / 2))
-        .collect::<Result<_>>()?;
     println!("MCMC on Stateline's demo (4 dims, 3 job types, 2 stacks x 5 temperatures), median of {repeats}");
     println!("| measurement | value |");
     println!("|---|---:|");
-    println!(
-        "| sampler alone, ns per chain step | {:.0} |",
-        median(sampler)
-    );
-    println!(
-        "| embedded, chain steps/s with chain files written | {:.0} |",
-        median(embedded_runs.iter().map(|r| r.0).collect())
-    );
-    println!(
-        "| embedded, seconds for the final summary.json | {:.2} |",
-        median(embedded_runs.iter().map(|r| r.1).collect())
-    );
-    println!(
-        "| distributed (2 workers x 1 thread), samples/s over all chains | {:.0} |",
-        median(distributed_runs)
-    );
+    if wanted("sampler") {
+        let sampler: Vec<f64> = (0..repeats)
+            .map(|_| sampler_alone(2_000 * scale))
+            .collect::<Result<_>>()?;
+        println!(
+            "| sampler alone, ns per chain step | {:.0} |",
+            median(sampler)
+        );
+    }
+    if wanted("embedded") {
+        let embedded_runs: Vec<(f64, f64)> = (0..repeats)
+            .map(|_| embedded(1_000 * scale))
+            .collect::<Result<_>>()?;
+        println!(
+            "| embedded, chain steps/s with chain files written | {:.0} |",
+            median(embedded_runs.iter().map(|r| r.0).collect())
+        );
+        println!(
+            "| embedded, seconds for the final summary.json | {:.2} |",
+            median(embedded_runs.iter().map(|r| r.1).collect())
+        );
+    }
+    let mut unspeculated = None;
+    for (name, workers, speculate) in [
+        (
+            "distributed without speculation (2 in-process workers x 1 thread)",
+            Workers::InProcess,
+            false,
+        ),
+        (
+            "distributed (2 in-process workers x 1 thread)",
+            Workers::InProcess,
+            true,
+        ),
+        (
+            "distributed (2 worker processes x 1 thread)",
+            Workers::Processes,
+            true,
+        ),
+    ] {
+        if wanted(name) {
+            let runs: Vec<f64> = (0..repeats)
+                .map(|_| distributed(200 * scale / 2, workers, speculate))
+                .collect::<Result<_>>()?;
+            let rate = median(runs);
+            let ratio = match unspeculated {
+                None => {
+                    unspeculated = Some(rate);
+                    String::new()
+                }
+                Some(base) => format!(" ({:.2} x without speculation)", rate / base),
+            };
+            println!("| {name}, samples/s over all chains | {rate:.0}{ratio} |");
+        }
+    }
     Ok(())
 }
