@@ -16,10 +16,12 @@ use crossbeam_channel::{Receiver, Sender};
 use ganger_core::protocol::{self, Message, Reject, Reset};
 use ganger_transport::frames::{self, hex, Incoming, SendError};
 use ganger_transport::{wake, RateLimited, WakeReceiver};
+use rustc_hash::FxHashMap;
 use tracing::{debug, info, warn};
 
 use crate::job::JobShared;
-use crate::scheduler::{Action, JobId, Millis, Outcome, Scheduler, Unit, WorkerId};
+use crate::metrics::EngineMetrics;
+use crate::scheduler::{Action, BatchId, JobId, Millis, Outcome, Scheduler, Unit, WorkerId};
 use crate::{DelegatorConfig, DroppedFrames, Stats};
 
 /// Requests from [`Delegator`](crate::Delegator) handles to the loop.
@@ -65,6 +67,9 @@ pub(crate) struct Engine {
     dropped: DroppedFrames,
     warn_limit: RateLimited,
     last_unserved_log: Instant,
+    metrics: EngineMetrics,
+    /// When each batch in flight was sent, for its round trip.
+    sent_at: FxHashMap<BatchId, Instant>,
 }
 
 impl Engine {
@@ -73,6 +78,7 @@ impl Engine {
         wake_rx: WakeReceiver,
         commands_rx: Receiver<Command>,
         config: DelegatorConfig,
+        metrics: EngineMetrics,
     ) -> Self {
         Engine {
             socket,
@@ -87,6 +93,8 @@ impl Engine {
             dropped: DroppedFrames::default(),
             warn_limit: RateLimited::new(Duration::from_secs(1)),
             last_unserved_log: Instant::now(),
+            metrics,
+            sent_at: FxHashMap::default(),
         }
     }
 
@@ -110,6 +118,9 @@ impl Engine {
             let now = self.now();
             if Instant::now() >= next_tick {
                 self.scheduler.tick(now);
+                // Batches whose results never came (their worker died) are not round trips.
+                self.sent_at
+                    .retain(|_, sent| sent.elapsed() < Duration::from_secs(3600));
                 next_tick = Instant::now() + tick;
                 self.log_unserved();
             }
@@ -175,6 +186,10 @@ impl Engine {
     ) -> Option<String> {
         match (worker, message) {
             (Some(worker), Message::Results(results)) => {
+                if let Some(sent) = self.sent_at.remove(&results.batch) {
+                    self.metrics
+                        .observe_round_trip(sent.elapsed().as_secs_f64());
+                }
                 self.scheduler.results(now, worker, &results)
             }
             (Some(worker), Message::Heartbeat) => self.scheduler.heard_from(now, worker),
@@ -326,6 +341,9 @@ impl Engine {
             Action::SendWork { worker, batch } => {
                 let mut frame = Vec::new();
                 if self.scheduler.encode_work(batch, &mut frame) {
+                    let units = self.scheduler.batch_len(batch);
+                    self.metrics.batch_units.observe(units as f64);
+                    self.sent_at.insert(batch, Instant::now());
                     self.send_to(worker, frame);
                 }
             }
@@ -411,6 +429,7 @@ impl Engine {
             workers: self.scheduler.workers().cloned().collect(),
             queue_depths: self.scheduler.queue_depths(),
             open_jobs: self.scheduler.open_jobs(),
+            now: self.now(),
         }
     }
 

@@ -27,10 +27,13 @@
 //! this machine for the embedded default.
 
 mod engine;
+pub mod http;
 mod job;
 pub mod local;
 pub mod mcmc;
+pub mod metrics;
 pub mod scheduler;
+pub mod status;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -136,6 +139,9 @@ pub struct Stats {
     pub queue_depths: Vec<(String, u64)>,
     /// Jobs not yet finished.
     pub open_jobs: usize,
+    /// The engine's clock when the snapshot was taken (milliseconds since it started), the
+    /// reference for [`WorkerInfo::last_seen`].
+    pub now: scheduler::Millis,
 }
 
 /// Units per command when streaming a job's inputs to the engine.
@@ -147,7 +153,28 @@ pub struct Delegator {
     endpoint: String,
     commands_tx: Sender<Command>,
     waker: Waker,
+    metrics: metrics::EngineMetrics,
     engine: Option<JoinHandle<()>>,
+}
+
+/// Asks a running delegator for [`Stats`] from any thread; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct StatsHandle {
+    commands_tx: Sender<Command>,
+    waker: Waker,
+}
+
+impl StatsHandle {
+    /// A snapshot of the delegator's state, taken by its engine thread: a reply proves the
+    /// engine's loop is alive. [`Error::Stopped`] once it has stopped.
+    pub fn stats(&self) -> Result<Stats> {
+        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
+        self.commands_tx
+            .send(Command::Stats { reply_tx })
+            .map_err(|_| Error::Stopped)?;
+        self.waker.wake();
+        reply_rx.recv().map_err(|_| Error::Stopped)
+    }
 }
 
 impl Delegator {
@@ -178,7 +205,8 @@ impl Delegator {
             .unwrap_or_else(|_| config.bind.clone());
         let (waker, wake_rx) = wake_pair()?;
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
-        let engine = Engine::new(socket, wake_rx, commands_rx, config);
+        let metrics = metrics::EngineMetrics::default();
+        let engine = Engine::new(socket, wake_rx, commands_rx, config, metrics.clone());
         let handle = std::thread::Builder::new()
             .name("ganger-delegator".into())
             .spawn(move || {
@@ -191,6 +219,7 @@ impl Delegator {
             endpoint,
             commands_tx,
             waker,
+            metrics,
             engine: Some(handle),
         })
     }
@@ -282,9 +311,20 @@ impl Delegator {
 
     /// A snapshot of counters, workers and queues.
     pub fn stats(&self) -> Result<Stats> {
-        let (reply_tx, reply_rx) = crossbeam_channel::bounded(1);
-        self.command(Command::Stats { reply_tx })?;
-        reply_rx.recv().map_err(|_| Error::Stopped)
+        self.stats_handle().stats()
+    }
+
+    /// A handle that asks for [`Stats`] from another thread.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle {
+            commands_tx: self.commands_tx.clone(),
+            waker: self.waker.clone(),
+        }
+    }
+
+    /// The histograms the engine records (batch sizes, round trips).
+    pub fn metrics(&self) -> &metrics::EngineMetrics {
+        &self.metrics
     }
 
     /// Stops the engine: registered workers are told to start over, and the socket closes.

@@ -7,6 +7,7 @@
 
 mod mcmc_cli;
 mod run;
+mod watch;
 
 /// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
 /// the kernel on free and page-faults them in again, mimalloc keeps and reuses them.
@@ -81,6 +82,13 @@ struct Common {
     /// Log format: `text` or `json`.
     #[arg(long, global = true, env = "GANGER_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Serve the dashboard, /api/status, /metrics and /healthz on this address, or `none`
+    /// [default: 0.0.0.0:8080, skipped with a warning if that port is taken].
+    #[arg(long, global = true, env = "GANGER_HTTP")]
+    http: Option<String>,
+    /// Write the HTTP server's bound address to this file (for scripts and tests).
+    #[arg(long, global = true, env = "GANGER_HTTP_ADDRESS_FILE")]
+    http_address_file: Option<std::path::PathBuf>,
 }
 
 impl Common {
@@ -126,12 +134,14 @@ impl Common {
     fn start_delegator(
         &self,
         n_workers: usize,
+        watch: &watch::Watch,
     ) -> anyhow::Result<(
         ganger_delegator::Delegator,
         Option<ganger_delegator::local::LocalWorkers>,
     )> {
         use anyhow::Context as _;
         let delegator = ganger_delegator::Delegator::start(self.delegator_config()?)?;
+        watch.attach(&delegator);
         if let Some(path) = &self.endpoint_file {
             std::fs::write(path, delegator.endpoint())
                 .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
@@ -174,10 +184,10 @@ impl Common {
 fn main() {
     let cli = Cli::parse();
     ganger_transport::logging::init(&cli.common.log_format);
-    let result = match &cli.command {
-        Command::Run(args) => run::run(&cli.common, args),
-        Command::Mcmc(args) => mcmc_cli::run(&cli.common, args),
-    };
+    let result = watch::Watch::start(&cli.common).and_then(|mut watch| match &cli.command {
+        Command::Run(args) => run::run(&cli.common, args, &mut watch),
+        Command::Mcmc(args) => mcmc_cli::run(&cli.common, args, &mut watch),
+    });
     if let Err(e) = result {
         eprintln!("ganger-delegator: {e:#}");
         std::process::exit(1);

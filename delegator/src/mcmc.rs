@@ -8,4 +8,6 @@ pub mod speculation;
 mod table;
 
 pub use distributed::OnWorkers;
-pub use run::{run, sampler_settings, InProcess, McmcError, RoundEvaluator, RunReport};
+pub use run::{
+    run, run_with_status, sampler_settings, InProcess, McmcError, RoundEvaluator, RunReport,
+};

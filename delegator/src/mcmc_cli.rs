@@ -12,6 +12,7 @@ use ganger_delegator::mcmc::{self, InProcess, OnWorkers};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
 
+use crate::watch::Watch;
 use crate::Common;
 
 /// Arguments of `mcmc`.
@@ -29,7 +30,7 @@ pub(crate) struct McmcArgs {
     spawn_workers: usize,
 }
 
-pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
+pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
     let config = McmcConfig::from_file_contents(&text, &args.config)?;
@@ -66,14 +67,15 @@ pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
             .build_global()
             .context("cannot start the evaluation threads")?;
         let mut evaluator = InProcess::new(builtin.split(n_terms));
-        mcmc::run(&config, &mut evaluator, args.resume, &stop)?
+        mcmc::run_with_status(&config, &mut evaluator, args.resume, &stop, &watch.board)?
     } else {
         // Distributed: workers anywhere serve `mcmc/LIKELIHOOD/*` (or single terms).
-        let (delegator, _workers) = common.start_delegator(args.spawn_workers)?;
+        let (delegator, _workers) = common.start_delegator(args.spawn_workers, watch)?;
         info!(endpoint = %delegator.endpoint(), job_types = %format!("mcmc/{likelihood}/0..{n_terms}"), "waiting for workers");
         let mut evaluator = OnWorkers::new(&delegator, likelihood, n_terms)?;
-        mcmc::run(&config, &mut evaluator, args.resume, &stop)?
+        mcmc::run_with_status(&config, &mut evaluator, args.resume, &stop, &watch.board)?
     };
+    watch.finish_console();
     info!(
         steps = report.steps,
         chain_steps_per_sec = format!("{:.0}", report.steps_per_sec),
@@ -81,6 +83,12 @@ pub(crate) fn run(common: &Common, args: &McmcArgs) -> anyhow::Result<()> {
         "mcmc run {}",
         if report.complete { "done" } else { "stopped" }
     );
+    if common.keep_serving && report.complete {
+        info!("run done; serving until SIGTERM (--keep-serving)");
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
     if !report.complete {
         bail!(
             "stopped at step {} of {}; continue with --resume",

@@ -20,7 +20,9 @@ use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
 
+use crate::watch::Watch;
 use crate::Common;
+use ganger_delegator::status::{RunKind, RunState};
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
@@ -50,10 +52,13 @@ pub(crate) struct RunArgs {
     priority: i32,
 }
 
-pub(crate) fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
+pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow::Result<()> {
     let payloads = read_inputs(args)?;
+    watch
+        .board
+        .begin(RunKind::Run, &args.task, payloads.len() as u64, 1);
     // The workers are declared after the delegator so that they stop first, saying goodbye.
-    let (delegator, _workers) = common.start_delegator(common.local_workers)?;
+    let (delegator, _workers) = common.start_delegator(common.local_workers, watch)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, interrupted.clone())?;
@@ -68,8 +73,15 @@ pub(crate) fn run(common: &Common, args: &RunArgs) -> anyhow::Result<()> {
         },
     )?;
     let mut sink = open_output(&args.output)?;
-    let (completed, failed) = write_outcomes(job, args.ordered, &mut sink, &interrupted, total)?;
+    let (completed, failed) = write_outcomes(job, args.ordered, &mut sink, &interrupted)?;
     sink.flush().context("cannot write the output")?;
+    watch.board.set_progress(completed + failed, failed, total);
+    watch.board.end(if interrupted.load(Ordering::SeqCst) {
+        RunState::Stopped
+    } else {
+        RunState::Done
+    });
+    watch.finish_console();
     let seconds = started.elapsed().as_secs_f64();
     info!(
         units = total,
@@ -135,12 +147,10 @@ fn write_outcomes(
     ordered: bool,
     sink: &mut dyn Write,
     interrupted: &AtomicBool,
-    total: u64,
 ) -> anyhow::Result<(u64, u64)> {
     let mut held: Vec<Option<Outcome>> = Vec::new();
     let mut next_in_order = 0usize;
     let (mut completed, mut failed) = (0u64, 0u64);
-    let mut last_progress = Instant::now();
     loop {
         if interrupted.load(Ordering::SeqCst) {
             break;
@@ -149,7 +159,6 @@ fn write_outcomes(
             Ok(Some(outcome)) => outcome,
             Ok(None) => break,
             Err(()) => {
-                log_progress(&job, &mut last_progress, total);
                 continue;
             }
         };
@@ -171,22 +180,8 @@ fn write_outcomes(
                 next_in_order += 1;
             }
         }
-        log_progress(&job, &mut last_progress, total);
     }
     Ok((completed, failed))
-}
-
-fn log_progress(job: &Job<Value>, last: &mut Instant, total: u64) {
-    if last.elapsed() >= Duration::from_secs(5) {
-        *last = Instant::now();
-        let progress = job.progress();
-        info!(
-            done = progress.done(),
-            total,
-            failed = progress.failed,
-            "progress"
-        );
-    }
 }
 
 fn write_line(sink: &mut dyn Write, outcome: &Outcome) -> anyhow::Result<()> {

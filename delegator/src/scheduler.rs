@@ -177,7 +177,7 @@ pub enum Action {
 }
 
 /// Counters for logs, status pages and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Counters {
     /// Units submitted.
     pub submitted: u64,
@@ -572,6 +572,11 @@ impl Scheduler {
                 self.actions.push(Action::SendWork { worker, batch });
             }
         }
+    }
+
+    /// Units of batch `batch` still outstanding (0 if there is no such lease).
+    pub fn batch_len(&self, batch: BatchId) -> usize {
+        self.leases.get(&batch).map_or(0, |l| l.outstanding)
     }
 
     /// Encodes batch `batch` as a `Work` message into `out`; false if there is no such lease.

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::Value;
 
@@ -16,7 +14,7 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
 }
 
 fn run(args: &[&str]) -> std::process::Output {
-    Command::new(delegator_bin())
+    delegator_command()
         .args(args)
         .arg("--worker-bin")
         .arg(worker_bin())

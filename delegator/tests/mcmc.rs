@@ -4,10 +4,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::delegator_bin;
+use common::delegator_command;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ganger-mcmc-{name}-{}", std::process::id()));
@@ -45,7 +45,7 @@ fn config(dir: &Path, name: &str, output: &Path, samples_total: u64, extra: &str
 }
 
 fn mcmc(config: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(delegator_bin())
+    delegator_command()
         .arg("mcmc")
         .arg("--config")
         .arg(config)
@@ -166,7 +166,7 @@ fn kill_9_then_resume_writes_exactly_what_an_uninterrupted_run_writes() {
     assert!(uninterrupted.status.success());
 
     let config = config(&dir, "interrupted.json", &interrupted, samples, checkpoints);
-    let mut child = Command::new(delegator_bin())
+    let mut child = delegator_command()
         .args(["mcmc", "--local-workers", "1", "--config"])
         .arg(&config)
         .env("GANGER_LOG", "warn")
@@ -237,7 +237,7 @@ fn distributed(config: &Path, dir: &Path) -> (std::process::Child, String) {
         "{}.endpoint",
         config.file_stem().unwrap().to_string_lossy()
     ));
-    let mut child = Command::new(delegator_bin())
+    let mut child = delegator_command()
         .args([
             "mcmc",
             "--bind",

@@ -15,6 +15,10 @@ use tracing::info;
 
 use super::output::{read_states, ChainFiles, ChainWriter, OutputError};
 use super::table::Table;
+use crate::status::{RunKind, RunState, StatusBoard};
+
+/// How often a run publishes its state to the status board.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// Why a run stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +142,25 @@ pub fn checkpoint_path(dir: &Path) -> PathBuf {
 }
 
 /// Runs `config` to its end, evaluating with `evaluator`; continues from the last checkpoint if
-/// `resume` and one exists. Stops early (cleanly, with a checkpoint) once `stop` is set.
+/// `resume` and one exists. Stops early (cleanly, with a checkpoint) once `stop` is set. The
+/// console table goes to stderr.
 pub fn run(
     config: &McmcConfig,
     evaluator: &mut dyn RoundEvaluator,
     resume: bool,
     stop: &AtomicBool,
+) -> Result<RunReport, McmcError> {
+    run_with_status(config, evaluator, resume, stop, &StatusBoard::new())
+}
+
+/// Like [`run`], publishing the run's progress, chains and convergence to `board` every second
+/// and printing the console table through [`StatusBoard::print`].
+pub fn run_with_status(
+    config: &McmcConfig,
+    evaluator: &mut dyn RoundEvaluator,
+    resume: bool,
+    stop: &AtomicBool,
+    board: &StatusBoard,
 ) -> Result<RunReport, McmcError> {
     let dir = PathBuf::from(&config.output_path);
     let settings = sampler_settings(config);
@@ -176,7 +193,15 @@ pub fn run(
     sampler.set_speculation(evaluator.speculation(0));
     let started = Instant::now();
     let first_step = sampler.step();
-    let mut table = Table::new(sampler.n_chains(), config.n_temperatures);
+    let mut table = Table::new(&sampler, config.n_temperatures);
+    board.begin(
+        RunKind::Mcmc,
+        &config.output_path,
+        total,
+        sampler.n_chains() as u64,
+    );
+    board.publish_mcmc(table.status(&sampler, total));
+    let mut last_publish = Instant::now();
     let log_every = Duration::from_secs_f64(config.logging_rate_sec.max(0.01));
     let checkpoint_every = (config.checkpoint_interval_sec > 0.0)
         .then(|| Duration::from_secs_f64(config.checkpoint_interval_sec));
@@ -198,7 +223,12 @@ pub fn run(
         files.write(rows);
         if last_log.elapsed() >= log_every {
             last_log = Instant::now();
-            eprint!("{}", table.render(&sampler, total));
+            board.print(&table.render(&sampler, total));
+        }
+        if last_publish.elapsed() >= PUBLISH_EVERY {
+            last_publish = Instant::now();
+            board.publish_mcmc(table.status(&sampler, total));
+            board.sample_rate();
         }
         if sampler.at_boundary()
             && checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every)
@@ -210,8 +240,14 @@ pub fn run(
     save_checkpoint(&checkpoint, &sampler, &mut files)?;
     let sampling_seconds = started.elapsed().as_secs_f64();
     // A last table, so that even a run shorter than the logging interval shows one.
-    eprint!("{}", table.render(&sampler, total));
+    board.print(&table.render(&sampler, total));
+    board.publish_mcmc(table.status(&sampler, total));
     let complete = sampler.step() >= total;
+    board.end(if complete {
+        RunState::Done
+    } else {
+        RunState::Stopped
+    });
     if complete {
         write_summary(&dir, config, &sampler)?;
     }

@@ -14,6 +14,14 @@ pub fn delegator_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_ganger-delegator"))
 }
 
+/// A command running the delegator binary, with its HTTP server off: tests that want it pass
+/// `--http 127.0.0.1:0` (the default would listen on every interface).
+pub fn delegator_command() -> Command {
+    let mut command = Command::new(delegator_bin());
+    command.env("GANGER_HTTP", "none");
+    command
+}
+
 /// The worker binary beside it, built on demand when only this package's tests were asked for.
 pub fn worker_bin() -> PathBuf {
     static BUILD: Once = Once::new();

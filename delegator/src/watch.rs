@@ -1,0 +1,187 @@
+//! Watching a run: the status board every subcommand publishes to, the HTTP server that serves
+//! it (`--http`), and the terminal: a progress bar with rate and ETA when stderr is a terminal,
+//! a plain progress log line every 10 seconds otherwise (container logs).
+
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use ganger_delegator::http::HttpServer;
+use ganger_delegator::status::{Poller, RunState, Status, StatusBoard};
+use ganger_delegator::Delegator;
+use indicatif::{ProgressBar, ProgressStyle};
+use tracing::{info, warn};
+
+use crate::Common;
+
+/// The HTTP address when `--http` is not given.
+const DEFAULT_HTTP: &str = "0.0.0.0:8080";
+
+/// How often the progress log line is written when stderr is not a terminal.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// The board, the HTTP server and the terminal display of one run.
+pub(crate) struct Watch {
+    pub(crate) board: StatusBoard,
+    _http: Option<HttpServer>,
+    poller: Mutex<Option<Poller>>,
+    console: Option<Console>,
+}
+
+impl Watch {
+    /// Starts the HTTP server (unless `--http none`) and the terminal display.
+    pub(crate) fn start(common: &Common) -> anyhow::Result<Watch> {
+        let board = StatusBoard::new();
+        let http = match common.http.as_deref() {
+            Some("none") => None,
+            Some(address) => Some(
+                HttpServer::start(address, board.clone())
+                    .with_context(|| format!("cannot serve HTTP on {address} (--http)"))?,
+            ),
+            // The default port may be taken (another delegator on this host): carry on without.
+            None => match HttpServer::start(DEFAULT_HTTP, board.clone()) {
+                Ok(server) => Some(server),
+                Err(e) => {
+                    warn!("no HTTP status server: cannot bind {DEFAULT_HTTP}: {e} (choose another with --http ADDR)");
+                    None
+                }
+            },
+        };
+        if let (Some(server), Some(path)) = (&http, &common.http_address_file) {
+            std::fs::write(path, server.address().to_string())
+                .with_context(|| format!("cannot write the HTTP address to {}", path.display()))?;
+        }
+        let console = Console::start(&board);
+        Ok(Watch {
+            board,
+            _http: http,
+            poller: Mutex::new(None),
+            console: Some(console),
+        })
+    }
+
+    /// Publishes `delegator`'s workers, queues, counters and histograms from now on.
+    pub(crate) fn attach(&self, delegator: &Delegator) {
+        self.board.attach_metrics(delegator.metrics().clone());
+        let poller = self.board.spawn_poller(delegator.stats_handle());
+        *self.poller.lock().unwrap_or_else(|p| p.into_inner()) = Some(poller);
+    }
+
+    /// Stops the terminal display (leaving its last state on screen); the HTTP server keeps
+    /// serving until the watch is dropped.
+    pub(crate) fn finish_console(&mut self) {
+        self.console.take();
+    }
+}
+
+/// The terminal display's thread; dropping it draws the last state and stops it.
+struct Console {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Console {
+    fn start(board: &StatusBoard) -> Console {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let board = board.clone();
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:40.cyan/blue} {percent:>3}% {human_pos}/{human_len} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let printer = bar.clone();
+            board.set_printer(Box::new(move |text| printer.suspend(|| eprint!("{text}"))));
+            bar
+        });
+        let thread = std::thread::Builder::new()
+            .name("ganger-console".into())
+            .spawn(move || {
+                let mut last_log = Instant::now();
+                loop {
+                    let stopping = flag.load(Ordering::Relaxed);
+                    let status = board.snapshot();
+                    match &bar {
+                        Some(bar) => draw(bar, &status),
+                        None if stopping || last_log.elapsed() >= LOG_EVERY => {
+                            last_log = Instant::now();
+                            log_line(&status);
+                        }
+                        None => {}
+                    }
+                    if stopping {
+                        if let Some(bar) = &bar {
+                            bar.abandon();
+                        }
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            })
+            .ok();
+        Console { stop, thread }
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn draw(bar: &ProgressBar, status: &Status) {
+    let p = &status.progress;
+    bar.set_length(p.total);
+    bar.set_position(p.done.min(p.total));
+    let eta = match (status.state, p.eta_secs) {
+        (RunState::Running, Some(eta)) => format!(", ETA {}", clock(eta)),
+        (RunState::Running, None) => String::new(),
+        (RunState::Done, _) => ", done".into(),
+        (RunState::Stopped, _) => ", stopped".into(),
+    };
+    let failed = if p.failed > 0 {
+        format!(", {} failed", p.failed)
+    } else {
+        String::new()
+    };
+    bar.set_message(format!(
+        "{} {}, {:.0} {}{eta}{failed}",
+        p.unit, status.name, p.rate, p.rate_unit
+    ));
+}
+
+fn log_line(status: &Status) {
+    let p = &status.progress;
+    if p.total == 0 {
+        return;
+    }
+    info!(
+        done = p.done,
+        total = p.total,
+        unit = %p.unit,
+        percent = format!("{:.1}", 100.0 * p.fraction),
+        rate = format!("{:.0} {}", p.rate, p.rate_unit),
+        eta = p.eta_secs.map(clock).unwrap_or_else(|| "-".into()),
+        failed = p.failed,
+        "progress"
+    );
+}
+
+/// `1h02m03s`-style durations.
+fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match (s / 3600, s % 3600 / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s:02}s"),
+        (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
