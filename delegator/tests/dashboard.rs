@@ -1,0 +1,294 @@
+//! The HTTP API and the dashboard of a real distributed MCMC run, the page rendered by headless
+//! Chromium: what it shows must match `/api/status` and move as the run advances.
+//!
+//! Needs Debian's `chromium` (or `GANGER_CHROMIUM=/path/to/chrome`). Without one the browser
+//! part is skipped with a message, unless `GANGER_REQUIRE_BROWSER=1` (as `.ci/run` sets), which
+//! makes a missing browser a failure.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{delegator_command, worker_bin};
+use serde_json::Value;
+
+/// A plain HTTP/1.0 GET: (status code, body).
+fn get(address: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).expect("the HTTP server accepts");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("a response");
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .expect("headers, then a body");
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("a status line");
+    (code, body.to_owned())
+}
+
+fn status(address: &str) -> Value {
+    let (code, body) = get(address, "/api/status");
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).expect("/api/status is JSON")
+}
+
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("GANGER_CHROMIUM") {
+        return Some(path.into());
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH")?
+                .to_str()?
+                .split(':')
+                .map(|dir| Path::new(dir).join(name))
+                .find(|p| p.is_file())
+        })
+}
+
+/// Runs headless Chromium on the dashboard with `args` (`--dump-dom`, `--screenshot=…`), giving
+/// the page 3 s of its own time to fetch and render; returns its standard output.
+fn browse(browser: &Path, address: &str, args: &[&str]) -> String {
+    let profile = std::env::temp_dir().join(format!("ganger-chromium-{}", std::process::id()));
+    let output = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1280,1600",
+            "--virtual-time-budget=3000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .arg(format!("http://{address}/"))
+        .stderr(Stdio::null())
+        .output()
+        .expect("chromium runs");
+    assert!(output.status.success(), "chromium failed: {output:?}");
+    String::from_utf8(output.stdout).expect("UTF-8")
+}
+
+/// The text of the element with id `id` in a dumped DOM.
+fn text_of(dom: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\"");
+    let start = dom
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in the page"));
+    let after = &dom[start..];
+    let open = after.find('>').unwrap() + 1;
+    let close = after[open..].find('<').unwrap();
+    after[open..open + close].to_owned()
+}
+
+/// A displayed count ("1,234") as a number.
+fn number(text: &str) -> u64 {
+    text.replace(',', "")
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{text:?} is not a count"))
+}
+
+/// Rows in the body of the table with id `id`.
+fn table_rows(dom: &str, id: &str) -> usize {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .expect("the table is there");
+    let table = &dom[start..start + dom[start..].find("</table>").unwrap()];
+    let body = &table[table.find("<tbody>").expect("a body")..];
+    body.matches("<tr>").count()
+}
+
+struct Run {
+    child: Child,
+    address: String,
+    dir: PathBuf,
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A distributed MCMC run much longer than the test, with one local worker process.
+fn start_run() -> Run {
+    let dir = std::env::temp_dir().join(format!("ganger-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("long.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"nJobTypes": 2, "nStacks": 2, "nTemperatures": 3, "nSamplesTotal": 2000000000,
+                "min": [-10, -10], "max": [10, 10], "swapInterval": 10, "loggingRateSec": 3600,
+                "outputPath": "{}"}}"#,
+            dir.join("out").display()
+        ),
+    )
+    .unwrap();
+    let address_file = dir.join("http-address");
+    let child = delegator_command()
+        .args(["mcmc", "--config"])
+        .arg(&config)
+        .args(["--spawn-workers", "1", "--worker-threads", "1"])
+        .args(["--http", "127.0.0.1:0", "--http-address-file"])
+        .arg(&address_file)
+        .arg("--worker-bin")
+        .arg(worker_bin())
+        .env("GANGER_LOG", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the delegator starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = loop {
+        if let Ok(address) = std::fs::read_to_string(&address_file) {
+            if !address.is_empty() {
+                break address;
+            }
+        }
+        assert!(Instant::now() < deadline, "no HTTP address within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = Run {
+        child,
+        address,
+        dir,
+    };
+    // Wait until the run is under way with its worker registered.
+    loop {
+        let s = status(&run.address);
+        if s["mcmc"]["step"].as_u64() > Some(0)
+            && s["workers"].as_array().is_some_and(|w| !w.is_empty())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the run did not start: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run
+}
+
+#[test]
+fn the_api_and_the_dashboard_show_a_live_run() {
+    let run = start_run();
+    let address = run.address.as_str();
+
+    let (code, body) = get(address, "/healthz");
+    assert_eq!((code, body.as_str()), (200, "ok\n"));
+    let s = status(address);
+    assert_eq!(s["kind"], "mcmc");
+    assert_eq!(s["state"], "running");
+    assert_eq!(s["engine_alive"], true);
+    assert_eq!(s["progress"]["total"], 1_000_000_000u64);
+    assert_eq!(s["mcmc"]["chains"].as_array().unwrap().len(), 6);
+    assert_eq!(s["mcmc"]["tiers"].as_array().unwrap().len(), 3);
+    let worker = &s["workers"][0];
+    assert!(
+        worker["job_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "mcmc/gaussian/*"),
+        "{worker}"
+    );
+    assert_eq!(worker["slots"], 1);
+    let (code, metrics) = get(address, "/metrics");
+    assert_eq!(code, 200);
+    for family in [
+        "ganger_units_submitted_total ",
+        "ganger_workers_connected 1.0",
+        "ganger_mcmc_step ",
+        "ganger_batch_round_trip_seconds_count ",
+        "# EOF",
+    ] {
+        assert!(
+            metrics.contains(family),
+            "no {family:?} in /metrics:\n{metrics}"
+        );
+    }
+
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
+            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
+        );
+        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+        return;
+    };
+    let before = status(address);
+    let dom = browse(&browser, address, &["--dump-dom"]);
+    let after = status(address);
+    let updates: u64 = dom
+        .split("data-updates=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .expect("the body counts its updates");
+    assert!(updates >= 1, "the page never loaded /api/status");
+    assert_eq!(text_of(&dom, "kind"), "mcmc");
+    assert_eq!(text_of(&dom, "state"), "running");
+    // What the page shows lies between what the API said just before and just after.
+    let shown = number(&text_of(&dom, "mcmc-step"));
+    let (first, last) = (
+        before["mcmc"]["step"].as_u64().unwrap(),
+        after["mcmc"]["step"].as_u64().unwrap(),
+    );
+    assert!(
+        first <= shown && shown <= last,
+        "{first} <= {shown} <= {last}"
+    );
+    assert_eq!(number(&text_of(&dom, "progress-total")), 1_000_000_000);
+    assert_eq!(
+        number(&text_of(&dom, "workers-count")),
+        after["workers"].as_array().unwrap().len() as u64
+    );
+    assert_eq!(table_rows(&dom, "chains"), 6);
+    assert_eq!(
+        table_rows(&dom, "workers"),
+        after["workers"].as_array().unwrap().len()
+    );
+    assert!(
+        dom.contains("aria-label=\"trace x1\""),
+        "a trace per dimension"
+    );
+
+    // Later, the page shows a later step.
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = browse(&browser, address, &["--dump-dom"]);
+    let shown_later = number(&text_of(&later, "mcmc-step"));
+    assert!(
+        shown_later > shown,
+        "the page did not advance: {shown} then {shown_later}"
+    );
+
+    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    browse(
+        &browser,
+        address,
+        &[&format!("--screenshot={}", screenshot.display())],
+    );
+    let png = std::fs::read(&screenshot).expect("chromium saved the screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 20_000,
+        "{} bytes",
+        png.len()
+    );
+    eprintln!("dashboard screenshot: {}", screenshot.display());
+}
