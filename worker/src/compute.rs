@@ -32,6 +32,8 @@ pub(crate) struct Finished {
     pub(crate) generation: u64,
     pub(crate) n_units: usize,
     pub(crate) errors: usize,
+    /// The last failed unit's error, for the worker's status.
+    pub(crate) last_error: Option<String>,
     pub(crate) frames: Vec<Vec<u8>>,
     /// The frame's header was fine but its units did not decode.
     pub(crate) malformed: bool,
@@ -63,6 +65,7 @@ impl Evaluator {
                 generation: batch.generation,
                 n_units: batch.n_units,
                 errors: 0,
+                last_error: None,
                 frames: Vec::new(),
                 malformed: true,
             };
@@ -94,10 +97,18 @@ impl Evaluator {
             })
             .collect();
         let errors = outcomes.iter().filter(|(_, o)| o.is_err()).count();
+        // Only the last error is kept (for the worker's status); most batches have none.
+        let last_error = match errors {
+            0 => None,
+            _ => outcomes.iter().rev().find_map(|(id, outcome)| {
+                outcome.err().map(|message| format!("unit {id}: {message}"))
+            }),
+        };
         Finished {
             generation: batch.generation,
             n_units: batch.n_units,
             errors,
+            last_error,
             frames: encode_results(batch.batch, elapsed_us, &outcomes, self.max_frame),
             malformed: false,
         }

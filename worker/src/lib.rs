@@ -5,6 +5,8 @@
 //! It reconnects forever with backoff, re-registers when the delegator restarts, turns a panic in
 //! a task into that unit's error, and on [`Shutdown::request`] hands back the units it has not
 //! started before leaving. Killing it at any moment loses nothing: the delegator requeues.
+//! [`Worker::status_handle`] reads its state (connecting, connected, stopping, stopped), its
+//! counters and its last error from any thread, for health checks.
 //!
 //! ```no_run
 //! use ganger_worker::{Registry, Worker, WorkerConfig};
@@ -14,8 +16,10 @@
 //! registry.register("cube", |x: f64| x * x * x);
 //! let worker = Worker::new(WorkerConfig::new("tcp://127.0.0.1:5555"), registry)?;
 //! let stop = worker.shutdown_handle();
+//! let status = worker.status_handle();
 //! std::thread::spawn(move || {
 //!     std::thread::sleep(std::time::Duration::from_secs(60));
+//!     println!("after a minute: {:?}", status.snapshot().state);
 //!     stop.request();
 //! });
 //! let summary = worker.run()?;
@@ -26,15 +30,18 @@
 
 mod compute;
 mod session;
+mod status;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use ganger_core::task::{Registry, Task, TaskResult};
 use ganger_transport::{wake_pair, WakeReceiver, Waker};
 
 use session::Session;
+use status::Board;
+pub use status::{Health, StatusHandle, WorkerState, WorkerStatus};
 
 /// What can stop a worker with an error.
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +185,7 @@ pub struct Worker {
     pub(crate) waker: Waker,
     pub(crate) wake_rx: WakeReceiver,
     pub(crate) shutdown: Arc<ShutdownState>,
+    pub(crate) status: StatusHandle,
 }
 
 impl std::fmt::Debug for Worker {
@@ -194,7 +202,9 @@ impl Worker {
     pub fn new(config: WorkerConfig, registry: Registry) -> Result<Worker> {
         let job_types = config.validate(&registry)?;
         let (waker, wake_rx) = wake_pair().map_err(|e| Error::Start(e.to_string()))?;
+        let board = Board::new(&config.connect, &config.name, &config.host, Instant::now());
         Ok(Worker {
+            status: StatusHandle::new(board),
             config,
             registry: Arc::new(registry),
             job_types,
@@ -212,9 +222,31 @@ impl Worker {
         }
     }
 
+    /// A handle that reads this worker's status from any thread, before, while and after it
+    /// runs; cheap to clone, and cheap to read (one uncontended lock).
+    ///
+    /// The state starts as [`WorkerState::Connecting`] and ends as [`WorkerState::Stopped`]
+    /// when [`Worker::run`] returns, with the error in `last_error` if it returns one.
+    pub fn status_handle(&self) -> StatusHandle {
+        self.status.clone()
+    }
+
     /// Connects and serves until stopped or rejected; blocks the calling thread, which becomes
     /// the owner of the worker's socket.
     pub fn run(self) -> Result<Summary> {
+        let status = self.status.clone();
+        let result = self.serve();
+        status.update(|board| {
+            if let Err(e) = &result {
+                board.error(e.to_string(), Instant::now());
+            }
+            board.stopped();
+        });
+        result
+    }
+
+    /// Everything `run` does but the final status; returns once the socket has closed.
+    fn serve(self) -> Result<Summary> {
         let context = zmq::Context::new();
         let socket = context.socket(zmq::DEALER)?;
         // Queue nothing for a delegator that is not there: a restarted one must not receive

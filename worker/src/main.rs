@@ -3,14 +3,22 @@
 //! Every flag can also be set through the environment variable shown in `--help`, which is how
 //! containers are usually configured. Exit status: 0 after a requested stop (SIGTERM, Ctrl-C),
 //! 2 if the delegator rejected the worker, 1 on any other error.
+//!
+//! `ganger-worker status --status-file PATH` is the health check of a worker started with
+//! `--status-file PATH`: exit status 0 if it is connected and recent, 1 if not, 2 if the file
+//! cannot be read.
 
+mod status_cli;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use ganger_core::task::BUILTIN_TASKS;
 use ganger_worker::{Error, Registry, Worker, WorkerConfig};
 use signal_hook::consts::{SIGINT, SIGTERM};
+use status_cli::{StatusArgs, StatusWriter};
 
 /// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
 /// the kernel on free and page-faults them in again, mimalloc keeps and reuses them.
@@ -19,7 +27,32 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Evaluate work units for a ganger delegator.
 #[derive(Debug, Parser)]
-#[command(version, about, after_help = builtin_help())]
+#[command(
+    version,
+    about,
+    after_help = builtin_help(),
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: Args,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the health of a worker started with --status-file (for HEALTHCHECK and probes).
+    ///
+    /// Prints the status one `key: value` per line. Exit status: 0 if the worker is connected
+    /// and the file is recent, 1 if not (stale, connecting, stopping or stopped), 2 if the file
+    /// cannot be read.
+    Status(StatusArgs),
+}
+
+/// The worker's settings.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Delegator endpoint to connect to.
     #[arg(long, env = "GANGER_CONNECT", default_value = "tcp://127.0.0.1:5555")]
@@ -45,6 +78,10 @@ struct Args {
     /// Log format: `text` or `json`.
     #[arg(long, env = "GANGER_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// Keep the worker's status in this file as JSON, for health checks (`ganger-worker
+    /// status`): rewritten about once a second and on every state change.
+    #[arg(long, env = "GANGER_STATUS_FILE")]
+    status_file: Option<PathBuf>,
 }
 
 fn builtin_help() -> String {
@@ -56,7 +93,11 @@ fn builtin_help() -> String {
 }
 
 fn main() {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Status(status)) => std::process::exit(status_cli::check(&status)),
+        None => cli.run,
+    };
     ganger_transport::logging::init(&args.log_format);
     quiet_task_panics();
     match run(args) {
@@ -85,6 +126,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     config.reconnect_max =
         Duration::try_from_secs_f64(args.reconnect_max_secs).context("--reconnect-max-secs")?;
     let worker = Worker::new(config, Registry::with_builtins())?;
+    let status_writer = match args.status_file {
+        Some(path) => Some(StatusWriter::start(path, worker.status_handle())?),
+        None => None,
+    };
     let stop = worker.shutdown_handle();
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("cannot install signal handlers")?;
@@ -95,7 +140,12 @@ fn run(args: Args) -> anyhow::Result<()> {
                 stop.request();
             }
         })?;
-    let summary = worker.run()?;
+    let result = worker.run();
+    // The worker has stopped (with or without an error): the file now says `stopped`.
+    if let Some(Err(e)) = status_writer.map(StatusWriter::finish) {
+        tracing::warn!("{e:#}");
+    }
+    let summary = result?;
     tracing::info!(
         units = summary.units_done,
         errors = summary.unit_errors,

@@ -6,6 +6,8 @@
 //! ZeroMQ reconnects on its own with exponential backoff; the session re-registers whenever the
 //! delegator asks (`Reset`) or falls silent past its timeout. Evaluation happens on the rayon
 //! pool; this thread only moves frames, so heartbeats go out however long a unit runs.
+//! It also keeps the worker's [`StatusHandle`] current: at once on each event, and its counters
+//! and liveness once per turn (a turn comes at least every 100 ms).
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use ganger_transport::{wake, RateLimited, WakeReceiver};
 use tracing::{debug, info, warn};
 
 use crate::compute::{Batch, Evaluator, Finished};
+use crate::status::StatusHandle;
 use crate::{Error, ShutdownState, Summary, Worker, WorkerConfig};
 
 /// Where the session is in its handshake.
@@ -49,9 +52,12 @@ pub(crate) struct Session {
     outbox: VecDeque<Vec<u8>>,
     last_sent: Instant,
     last_received: Instant,
+    /// When a frame last arrived (unlike `last_received`, not reset by a new session).
+    last_heard: Option<Instant>,
     stopping_since: Option<Instant>,
     summary: Summary,
     warn_limit: RateLimited,
+    status: StatusHandle,
 }
 
 /// Frames read per turn before the loop looks at results and timers again.
@@ -92,15 +98,18 @@ impl Session {
             outbox: VecDeque::new(),
             last_sent: now,
             last_received: now,
+            last_heard: None,
             stopping_since: None,
             summary: Summary::default(),
             warn_limit: RateLimited::new(Duration::from_secs(1)),
+            status: worker.status,
         })
     }
 
     pub(crate) fn run(mut self) -> Result<Summary, Error> {
         info!(connect = %self.config.connect, job_types = ?self.job_types, threads = self.config.threads, "worker starting");
         let result = self.turns();
+        self.publish(Instant::now());
         let grace = self.config.grace.as_millis().min(i32::MAX as u128) as i32;
         let _ = self
             .socket
@@ -132,7 +141,19 @@ impl Session {
             self.timers();
             self.dispatch();
             self.flush();
+            self.publish(Instant::now());
         }
+    }
+
+    /// Copies the counters into the status and marks it as current.
+    fn publish(&self, now: Instant) {
+        self.status.update(|board| {
+            board.sessions = self.summary.sessions;
+            board.units_done = self.summary.units_done;
+            board.unit_errors = self.summary.unit_errors;
+            board.last_heard = self.last_heard;
+            board.updated = now;
+        });
     }
 
     fn poll(&self) -> (bool, bool) {
@@ -171,6 +192,7 @@ impl Session {
                 }
             };
             self.last_received = Instant::now();
+            self.last_heard = Some(self.last_received);
             if parts != 1 {
                 self.malformed(&format!("expected 1 frame, got {parts}"));
                 continue;
@@ -215,6 +237,8 @@ impl Session {
                     "registered with the delegator"
                 );
                 self.evaluator.max_frame = welcome.max_frame.min(usize::MAX as u64) as usize;
+                self.status
+                    .update(|board| board.welcomed(welcome.worker_id));
                 self.state = State::Ready(welcome);
                 self.summary.sessions += 1;
             }
@@ -236,6 +260,9 @@ impl Session {
                     debug!(reason = %reset.reason, "ignoring a reset that predates our hello");
                 } else {
                     info!(reason = %reset.reason, "delegator asked to register again");
+                    let problem = format!("reset by the delegator: {}", reset.reason);
+                    self.status
+                        .update(|board| board.error(problem, Instant::now()));
                     self.restart_session();
                 }
             }
@@ -252,6 +279,9 @@ impl Session {
 
     fn malformed(&mut self, reason: &str) {
         self.summary.dropped_frames += 1;
+        let problem = format!("dropped a frame from the delegator: {reason}");
+        self.status
+            .update(|board| board.error(problem, Instant::now()));
         if let Some(suppressed) = self.warn_limit.allow(Instant::now()) {
             warn!(suppressed, "dropped a frame from the delegator: {reason}");
         }
@@ -272,6 +302,10 @@ impl Session {
             self.running_units -= finished.n_units;
             self.summary.units_done += finished.n_units as u64;
             self.summary.unit_errors += finished.errors as u64;
+            if let Some(problem) = finished.last_error {
+                self.status
+                    .update(|board| board.error(problem, Instant::now()));
+            }
             self.outbox.extend(finished.frames);
         }
     }
@@ -290,10 +324,10 @@ impl Session {
                 let timeout = Duration::from_millis(welcome.timeout_ms);
                 let heartbeat = Duration::from_millis(welcome.heartbeat_ms);
                 if now.duration_since(self.last_received) > timeout {
-                    warn!(
-                        silent_ms = now.duration_since(self.last_received).as_millis() as u64,
-                        "the delegator fell silent; registering again"
-                    );
+                    let silent_ms = now.duration_since(self.last_received).as_millis() as u64;
+                    warn!(silent_ms, "the delegator fell silent; registering again");
+                    let problem = format!("the delegator was silent for {silent_ms} ms");
+                    self.status.update(|board| board.error(problem, now));
                     self.restart_session();
                 } else if now.duration_since(self.last_sent) >= heartbeat && self.outbox.is_empty()
                 {
@@ -323,7 +357,11 @@ impl Session {
                 };
             }
             Err(SendError::WouldBlock) => {}
-            Err(e) => warn!("could not send hello: {e}"),
+            Err(e) => {
+                warn!("could not send hello: {e}");
+                let problem = format!("could not send hello: {e}");
+                self.status.update(|board| board.error(problem, now));
+            }
         }
     }
 
@@ -335,6 +373,7 @@ impl Session {
         // Batches still running belong to the old generation; their results will be discarded.
         self.running_units = 0;
         self.state = State::Connecting { hello_sent: None };
+        self.status.update(|board| board.connecting());
         self.last_received = Instant::now();
         if self.stopping_since.is_none() {
             self.say_hello(Instant::now());
@@ -344,6 +383,7 @@ impl Session {
     /// Starts leaving: hands back every unit not yet started, keeps running the rest.
     fn begin_stop(&mut self) {
         self.stopping_since = Some(Instant::now());
+        self.status.update(|board| board.stopping());
         let returned: Vec<u64> = self
             .pending
             .drain(..)
