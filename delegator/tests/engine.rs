@@ -165,6 +165,10 @@ fn a_panicking_task_fails_only_its_units_after_the_retry_limit() {
     let mut workers: Vec<_> = (0..2)
         .map(|_| WorkerProcess::spawn(&endpoint, &["--threads", "1"]))
         .collect();
+    // Both registered first: retries go to the other worker, and both must survive.
+    wait_for(&delegator, Duration::from_secs(30), "two workers", |s| {
+        s.workers.len() == 2
+    });
     let results = delegator
         .submit::<_, i64>("panic-if-odd", 0..200i64, JobOptions::default())
         .unwrap()
