@@ -172,7 +172,8 @@ impl Common {
             program,
             connect: delegator.local_endpoint(),
             threads: self.worker_threads.unwrap_or((cores / n).max(1)),
-            extra_args: Vec::new(),
+            // They share this process's stderr: keep one log format in it.
+            extra_args: vec!["--log-format".into(), self.log_format.clone()],
         };
         tracing::info!(n, threads = spec.threads, "starting local workers");
         let workers = LocalWorkers::spawn(n, &spec)

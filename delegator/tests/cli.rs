@@ -136,3 +136,41 @@ fn bad_settings_are_rejected_with_the_flag_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn logs_are_json_lines_for_log_shippers_and_end_with_the_final_progress() {
+    let dir = temp_dir("json-log");
+    let output = dir.join("results.jsonl");
+    let result = delegator_command()
+        .args([
+            "run",
+            "--task",
+            "square",
+            "--range",
+            "2000",
+            "--local-workers",
+            "1",
+        ])
+        .args(["--worker-threads", "1", "--log-format", "json", "--output"])
+        .arg(&output)
+        .arg("--worker-bin")
+        .arg(worker_bin())
+        .env("GANGER_LOG", "info")
+        .output()
+        .expect("delegator runs");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .collect();
+    // Not a terminal: no progress bar, but a progress line with the final figures.
+    let progress = lines
+        .iter()
+        .rev()
+        .find(|l| l["fields"]["message"] == "progress")
+        .unwrap_or_else(|| panic!("no progress line in {stderr}"));
+    assert_eq!(progress["fields"]["done"], 2000, "{progress}");
+    assert_eq!(progress["fields"]["total"], 2000, "{progress}");
+    assert_eq!(progress["fields"]["percent"], "100.0", "{progress}");
+}
