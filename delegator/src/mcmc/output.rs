@@ -14,14 +14,23 @@ use std::path::{Path, PathBuf};
 use ganger_core::mcmc::sampler::Row;
 
 /// An I/O failure, with the file it concerns.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[derive(Debug)]
 pub struct OutputError {
     /// The file or folder.
     pub path: PathBuf,
     /// What went wrong.
     pub source: std::io::Error,
 }
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.source)
+    }
+}
+
+/// The message already says what `source` says, so it is not offered again as a cause: an
+/// error chain printed whole (anyhow's `{:#}`) would repeat it.
+impl std::error::Error for OutputError {}
 
 fn at(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     move |source| OutputError {
@@ -384,6 +393,17 @@ mod tests {
         let tiny = read_states(&ChainFiles::path(&dir, 1), 2).unwrap();
         assert_eq!(tiny[0][0], 1e-300);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_output_error_says_its_reason_once_when_printed_as_a_chain() {
+        let path = chain_file("twice", "x0,energy,sigma,beta,accepted,swap_type\n1,2\n");
+        let error = anyhow::Error::from(read_chain(&path).unwrap_err());
+        let message = format!("{error:#}");
+        assert_eq!(
+            message,
+            format!("{}: line 2: expected 6 fields, found 2", path.display())
+        );
     }
 
     /// Writes `text` as a chain file in a fresh folder named after the test.
