@@ -6,6 +6,7 @@
 //! shown in `--help`.
 
 mod mcmc_cli;
+mod plot;
 mod run;
 
 /// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
@@ -34,6 +35,9 @@ enum Command {
     /// Parallel-tempering MCMC from a Stateline-compatible config (JSON or TOML): chain CSVs,
     /// summary.json and checkpoints in the config's outputPath.
     Mcmc(mcmc_cli::McmcArgs),
+    /// Trace plots, marginal histograms and a corner plot of an MCMC run's cold chains, as PNG
+    /// and SVG, in OUTPUT_DIR/plots or --out.
+    Plot(plot::PlotArgs),
 }
 
 /// Settings shared by every subcommand.
@@ -177,6 +181,7 @@ fn main() {
     let result = match &cli.command {
         Command::Run(args) => run::run(&cli.common, args),
         Command::Mcmc(args) => mcmc_cli::run(&cli.common, args),
+        Command::Plot(args) => plot::run(args),
     };
     if let Err(e) = result {
         eprintln!("ganger-delegator: {e:#}");
