@@ -6,6 +6,7 @@
 //! shown in `--help`.
 
 mod mcmc_cli;
+mod plot;
 mod run;
 mod watch;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Parallel-tempering MCMC from a Stateline-compatible config (JSON or TOML): chain CSVs,
     /// summary.json and checkpoints in the config's outputPath.
     Mcmc(mcmc_cli::McmcArgs),
+    /// Trace plots, marginal histograms and a corner plot of an MCMC run's cold chains, as PNG
+    /// and SVG, in OUTPUT_DIR/plots or --out.
+    Plot(plot::PlotArgs),
 }
 
 /// Settings shared by every subcommand.
@@ -185,10 +189,15 @@ impl Common {
 fn main() {
     let cli = Cli::parse();
     ganger_transport::logging::init(&cli.common.log_format);
-    let result = watch::Watch::start(&cli.common).and_then(|mut watch| match &cli.command {
-        Command::Run(args) => run::run(&cli.common, args, &mut watch),
-        Command::Mcmc(args) => mcmc_cli::run(&cli.common, args, &mut watch),
-    });
+    let result = match &cli.command {
+        // Plotting reads files: no server, no progress display.
+        Command::Plot(args) => plot::run(args),
+        command => watch::Watch::start(&cli.common).and_then(|mut watch| match command {
+            Command::Run(args) => run::run(&cli.common, args, &mut watch),
+            Command::Mcmc(args) => mcmc_cli::run(&cli.common, args, &mut watch),
+            Command::Plot(_) => unreachable!("handled above"),
+        }),
+    };
     if let Err(e) = result {
         eprintln!("ganger-delegator: {e:#}");
         std::process::exit(1);

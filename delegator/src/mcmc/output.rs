@@ -8,20 +8,29 @@
 //! the same values write the same bytes.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use ganger_core::mcmc::sampler::Row;
 
 /// An I/O failure, with the file it concerns.
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: {source}")]
+#[derive(Debug)]
 pub struct OutputError {
     /// The file or folder.
     pub path: PathBuf,
     /// What went wrong.
     pub source: std::io::Error,
 }
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.source)
+    }
+}
+
+/// The message already says what `source` says, so it is not offered again as a cause: an
+/// error chain printed whole (anyhow's `{:#}`) would repeat it.
+impl std::error::Error for OutputError {}
 
 fn at(path: &Path) -> impl FnOnce(std::io::Error) -> OutputError + '_ {
     move |source| OutputError {
@@ -154,24 +163,192 @@ impl ChainFiles {
     }
 }
 
-/// Reads column `columns` (dimensions) of a chain file back, for the summary.
-pub fn read_states(path: &Path, n_dims: usize) -> Result<Vec<Vec<f64>>, OutputError> {
-    let text = std::fs::read_to_string(path).map_err(at(path))?;
-    let mut columns = vec![Vec::new(); n_dims];
-    for (number, line) in text.lines().enumerate().skip(1) {
-        let mut fields = line.split(',');
-        for column in columns.iter_mut() {
-            let value = fields
-                .next()
-                .and_then(|f| f.parse::<f64>().ok())
-                .ok_or_else(|| OutputError {
-                    path: path.to_owned(),
-                    source: std::io::Error::other(format!("line {}: not a sample row", number + 1)),
-                })?;
-            column.push(value);
+/// The columns after the dimensions, in order.
+const TAIL_COLUMNS: [&str; 5] = ["energy", "sigma", "beta", "accepted", "swap_type"];
+
+/// What the header and first row of a chain file say, read without the rest of the file.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChainHead {
+    /// Dimensions (`x0`, `x1`, …) in the header.
+    pub n_dims: usize,
+    /// `beta` of the first row (1 for a cold chain); `None` while the file has no complete row.
+    pub first_beta: Option<f64>,
+}
+
+/// Reads the header and the first row of a chain file, e.g. to find the cold chains cheaply.
+pub fn read_chain_head(path: &Path) -> Result<ChainHead, OutputError> {
+    let mut reader = ChainReader::open(path)?;
+    let first_beta = reader.next_row()?.then_some(reader.beta);
+    Ok(ChainHead {
+        n_dims: reader.n_dims,
+        first_beta,
+    })
+}
+
+/// Reads every dimension of a chain file back, column by column (`states[dimension][step]`).
+///
+/// A final line without its newline is what a killed run leaves behind: it is kept if it is a
+/// whole row and ignored otherwise. Any other malformed line is an error naming the line.
+pub fn read_chain(path: &Path) -> Result<Vec<Vec<f64>>, OutputError> {
+    let mut reader = ChainReader::open(path)?;
+    let mut states = vec![Vec::new(); reader.n_dims];
+    while reader.next_row()? {
+        for (column, &x) in states.iter_mut().zip(&reader.values) {
+            column.push(x);
         }
     }
-    Ok(columns)
+    Ok(states)
+}
+
+/// Reads the dimensions of a chain file back, for the summary; the file must have `n_dims`.
+pub fn read_states(path: &Path, n_dims: usize) -> Result<Vec<Vec<f64>>, OutputError> {
+    let states = read_chain(path)?;
+    if states.len() != n_dims {
+        return Err(malformed(
+            path,
+            1,
+            format!("has {} dimensions, expected {n_dims}", states.len()),
+        ));
+    }
+    Ok(states)
+}
+
+/// A chain file read line by line, checking each row.
+struct ChainReader<'a> {
+    path: &'a Path,
+    reader: BufReader<File>,
+    n_dims: usize,
+    /// The current line's number, counting the header as line 1.
+    line_number: usize,
+    line: Vec<u8>,
+    /// The current row's dimensions.
+    values: Vec<f64>,
+    /// The current row's inverse temperature.
+    beta: f64,
+}
+
+impl<'a> ChainReader<'a> {
+    fn open(path: &'a Path) -> Result<ChainReader<'a>, OutputError> {
+        let file = File::open(path).map_err(at(path))?;
+        let mut reader = ChainReader {
+            path,
+            reader: BufReader::with_capacity(1 << 16, file),
+            n_dims: 0,
+            line_number: 0,
+            line: Vec::new(),
+            values: Vec::new(),
+            beta: f64::NAN,
+        };
+        reader.read_line()?;
+        if reader.line.is_empty() {
+            return Err(malformed(path, 1, "empty file, expected a header".into()));
+        }
+        let header = String::from_utf8_lossy(&reader.line).into_owned();
+        reader.n_dims = parse_header(&header).ok_or_else(|| {
+            malformed(
+                path,
+                1,
+                format!(
+                    "header `{header}` is not x0,x1,…,{}",
+                    TAIL_COLUMNS.join(",")
+                ),
+            )
+        })?;
+        Ok(reader)
+    }
+
+    /// Reads the next line into `self.line` without its line ending; returns whether it had
+    /// one (false for a cut-off final line, and at the end of the file with `self.line` empty).
+    fn read_line(&mut self) -> Result<bool, OutputError> {
+        use std::io::BufRead;
+        self.line.clear();
+        self.reader
+            .read_until(b'\n', &mut self.line)
+            .map_err(at(self.path))?;
+        self.line_number += 1;
+        let complete = self.line.last() == Some(&b'\n');
+        if complete {
+            self.line.pop();
+            if self.line.last() == Some(&b'\r') {
+                self.line.pop();
+            }
+        }
+        Ok(complete)
+    }
+
+    /// Parses the next row (its dimensions into `self.values`); false at the end of the file.
+    fn next_row(&mut self) -> Result<bool, OutputError> {
+        let complete = self.read_line()?;
+        if self.line.is_empty() && !complete {
+            return Ok(false);
+        }
+        match parse_row(&self.line, self.n_dims, &mut self.values) {
+            Ok(beta) => {
+                self.beta = beta;
+                Ok(true)
+            }
+            // A run killed mid-write leaves a cut-off last line.
+            Err(_) if !complete => Ok(false),
+            Err(reason) => Err(malformed(self.path, self.line_number, reason)),
+        }
+    }
+}
+
+/// The number of dimensions a header names, if it is a chain file's header.
+fn parse_header(header: &str) -> Option<usize> {
+    let names: Vec<&str> = header.split(',').collect();
+    let n_dims = names.len().checked_sub(TAIL_COLUMNS.len())?;
+    let dims_ok = names[..n_dims]
+        .iter()
+        .enumerate()
+        .all(|(i, name)| name.strip_prefix('x') == Some(&i.to_string()));
+    (dims_ok && names[n_dims..] == TAIL_COLUMNS).then_some(n_dims)
+}
+
+/// Parses one row, its dimensions into `values`, checking every field; returns its beta.
+fn parse_row(line: &[u8], n_dims: usize, values: &mut Vec<f64>) -> Result<f64, String> {
+    let line = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
+    let n_fields = line.split(',').count();
+    if n_fields != n_dims + TAIL_COLUMNS.len() {
+        return Err(format!(
+            "expected {} fields, found {n_fields}",
+            n_dims + TAIL_COLUMNS.len()
+        ));
+    }
+    values.clear();
+    let mut beta = f64::NAN;
+    let mut fields = line.split(',');
+    for (column, field) in fields.by_ref().take(n_dims + 3).enumerate() {
+        let value = field.parse::<f64>().map_err(|_| {
+            let name = match column.checked_sub(n_dims) {
+                Some(tail) => TAIL_COLUMNS[tail].to_string(),
+                None => format!("x{column}"),
+            };
+            format!("{name} is `{field}`, not a number")
+        })?;
+        match column.checked_sub(n_dims) {
+            None => values.push(value),
+            Some(2) => beta = value,
+            Some(_) => {}
+        }
+    }
+    for (name, allowed) in [("accepted", "01"), ("swap_type", "012")] {
+        let field = fields.next().unwrap_or_default();
+        if field.len() != 1 || !allowed.contains(field) {
+            return Err(format!("{name} is `{field}`, expected one of {allowed}"));
+        }
+    }
+    Ok(beta)
+}
+
+fn malformed(path: &Path, line: usize, reason: String) -> OutputError {
+    OutputError {
+        path: path.to_owned(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("line {line}: {reason}"),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +393,91 @@ mod tests {
         let tiny = read_states(&ChainFiles::path(&dir, 1), 2).unwrap();
         assert_eq!(tiny[0][0], 1e-300);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_output_error_says_its_reason_once_when_printed_as_a_chain() {
+        let path = chain_file("twice", "x0,energy,sigma,beta,accepted,swap_type\n1,2\n");
+        let error = anyhow::Error::from(read_chain(&path).unwrap_err());
+        let message = format!("{error:#}");
+        assert_eq!(
+            message,
+            format!("{}: line 2: expected 6 fields, found 2", path.display())
+        );
+    }
+
+    /// Writes `text` as a chain file in a fresh folder named after the test.
+    fn chain_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ganger-read-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("0.csv");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const HEADER: &str = "x0,x1,energy,sigma,beta,accepted,swap_type\n";
+
+    #[test]
+    fn a_cut_off_last_line_is_ignored_and_a_whole_one_kept() {
+        let cut = chain_file(
+            "cut",
+            &format!("{HEADER}1.5,2.5,0.1,0.3,1.0,1,0\n3.5,4.5,0.2,0.3,1.0,0,1\n5.5,6"),
+        );
+        assert_eq!(
+            read_chain(&cut).unwrap(),
+            vec![vec![1.5, 3.5], vec![2.5, 4.5]]
+        );
+        let whole = chain_file("whole", &format!("{HEADER}1.5,2.5,0.1,0.3,1.0,1,0"));
+        assert_eq!(read_chain(&whole).unwrap(), vec![vec![1.5], vec![2.5]]);
+        let head = read_chain_head(&whole).unwrap();
+        assert_eq!(
+            head,
+            ChainHead {
+                n_dims: 2,
+                first_beta: Some(1.0)
+            }
+        );
+    }
+
+    #[test]
+    fn a_malformed_row_is_reported_with_its_file_and_line() {
+        let path = chain_file(
+            "malformed",
+            &format!("{HEADER}1,2,0.1,0.3,0.5,1,0\n1,oops,0.1,0.3,0.5,1,0\n1,2,0.1,0.3,0.5,1,0\n"),
+        );
+        let message = read_chain(&path).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&path.display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("line 3: x1 is `oops`"), "{message}");
+        let short = chain_file("short", &format!("{HEADER}1,2,0.1,0.3,0.5,1\n"));
+        let message = read_chain(&short).unwrap_err().to_string();
+        assert!(
+            message.contains("line 2: expected 7 fields, found 6"),
+            "{message}"
+        );
+        let flag = chain_file("flag", &format!("{HEADER}1,2,0.1,0.3,0.5,1,7\n"));
+        let message = read_chain(&flag).unwrap_err().to_string();
+        assert!(message.contains("line 2: swap_type is `7`"), "{message}");
+        // The first row of a hot chain is read without the rest.
+        assert_eq!(read_chain_head(&path).unwrap().first_beta, Some(0.5));
+    }
+
+    #[test]
+    fn a_file_without_the_chain_header_is_rejected() {
+        for (name, text) in [
+            ("empty", ""),
+            ("foreign", "a,b,c\n1,2,3\n"),
+            ("gap", "x0,x2,energy,sigma,beta,accepted,swap_type\n"),
+        ] {
+            let path = chain_file(name, text);
+            let message = read_chain(&path).unwrap_err().to_string();
+            assert!(message.contains("line 1:"), "{name}: {message}");
+        }
+        let empty = chain_file("no-rows", HEADER);
+        assert_eq!(read_chain(&empty).unwrap(), vec![Vec::<f64>::new(); 2]);
+        assert_eq!(read_chain_head(&empty).unwrap().first_beta, None);
     }
 }
 

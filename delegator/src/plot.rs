@@ -1,0 +1,95 @@
+//! `ganger-delegator plot`: trace plots, marginal histograms and a corner plot of an MCMC run's
+//! cold chains, each as PNG and SVG, without Python.
+
+mod data;
+mod figure;
+mod histograms;
+mod reduce;
+mod trace;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context as _};
+use clap::Args;
+
+use data::ColdChains;
+use figure::write_figure;
+use histograms::{Corner, Marginals};
+use trace::Traces;
+
+/// Arguments of `plot`.
+#[derive(Debug, Args)]
+pub(crate) struct PlotArgs {
+    /// The run's output folder (the config's outputPath), holding the chain files 0.csv, 1.csv, …
+    /// The cold chains are those whose first row has beta = 1; a cut-off last line is ignored.
+    output_dir: PathBuf,
+    /// Folder for the plots, created if missing [default: OUTPUT_DIR/plots].
+    #[arg(long, env = "GANGER_PLOT_OUT")]
+    out: Option<PathBuf>,
+    /// Steps dropped from the start of every cold chain before the marginals and the corner plot
+    /// are drawn (the trace plots shade them) [default: the first 10 % of the steps].
+    #[arg(long, env = "GANGER_BURN_IN")]
+    burn_in: Option<usize>,
+}
+
+/// Writes trace, marginals and corner plots (PNG and SVG) and prints their paths.
+pub(crate) fn run(args: &PlotArgs) -> anyhow::Result<()> {
+    figure::register_font()?;
+    let chains = ColdChains::read(&args.output_dir)?;
+    let shortest = chains.min_steps();
+    if shortest == 0 {
+        bail!(
+            "{}: the cold chains have no complete row yet",
+            args.output_dir.display()
+        );
+    }
+    let burn_in = args.burn_in.unwrap_or(shortest / 10);
+    if burn_in >= shortest {
+        bail!(
+            "--burn-in {burn_in} leaves no samples: the shortest cold chain has {shortest} steps"
+        );
+    }
+    let out = match &args.out {
+        Some(out) => out.clone(),
+        None => args.output_dir.join("plots"),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+
+    let run = describe(&args.output_dir, &chains);
+    let n_steps = chains.max_steps();
+    let traces = Traces::new(
+        &chains,
+        burn_in,
+        format!("{run}, {n_steps} steps, burn-in {burn_in}"),
+    );
+    let after_burn_in = format!("{run}, steps {burn_in} to {n_steps}");
+    let marginals = Marginals::new(&chains, burn_in, after_burn_in.clone());
+    let corner = Corner::new(&chains, burn_in, &marginals, after_burn_in);
+    // The figures are independent; drawing them side by side halves the wait on two cores.
+    let written = std::thread::scope(|scope| {
+        let traces = scope.spawn(|| write_figure(&traces, &out));
+        let marginals = scope.spawn(|| write_figure(&marginals, &out));
+        let corner = write_figure(&corner, &out);
+        [traces.join(), marginals.join()]
+            .into_iter()
+            .map(|figure| figure.expect("drawing a figure panicked"))
+            .chain([corner])
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    for path in written.iter().flatten() {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+/// What every figure's title starts with: the run's folder and its cold chains.
+fn describe(dir: &Path, chains: &ColdChains) -> String {
+    let indices: Vec<String> = chains.chains.iter().map(|c| c.index.to_string()).collect();
+    let name = dir.file_name().unwrap_or(dir.as_os_str());
+    format!(
+        "{}: cold chain{} {}",
+        name.to_string_lossy(),
+        if indices.len() == 1 { "" } else { "s" },
+        indices.join(", "),
+    )
+}
