@@ -1,4 +1,4 @@
-# ganger's image: the delegator and the worker, one image for both roles.
+# ganger's image: the delegator and the worker, one image for both roles (docs/deploying.md).
 #
 #   docker build -t ganger .
 #   docker run --rm -p 8080:8080 ganger                              # the MCMC demo
@@ -6,7 +6,8 @@
 #
 # The Compose, Kubernetes and Marathon files rely on what this file promises: the binaries in
 # /usr/local/bin, the demo config in /opt/ganger, user ganger (uid 10001), /data, tini as init,
-# GANGER_STATUS_FILE, ports 5555 and 8080.
+# GANGER_STATUS_FILE, ports 5555 and 8080. delegator/tests/deployment checks those promises,
+# and .ci/run builds the release binaries from the build context as this file does.
 
 FROM rust:1.95-slim-bookworm AS build
 # libzmq is compiled from source by the zmq-sys crate (through zeromq-src and cc) as C++: the
