@@ -9,6 +9,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod compose;
 mod dockerfile;
 mod help;
 mod image;
