@@ -14,6 +14,7 @@ mod dockerfile;
 mod help;
 mod image;
 mod image_build;
+mod kubernetes;
 mod settings;
 
 use std::path::{Path, PathBuf};
