@@ -44,6 +44,11 @@ impl LocalWorkers {
                 .arg("--name")
                 .arg(format!("local-{i}"))
                 .args(&spec.extra_args)
+                // A status file names one worker; several sharing the delegator's would
+                // overwrite each other's and could make a delegator container's health check
+                // judge its local workers instead of the delegator (the image sets this variable
+                // for worker containers).
+                .env_remove("GANGER_STATUS_FILE")
                 .stdin(Stdio::null());
             die_with_parent(&mut command);
             workers.children.push(command.spawn()?);

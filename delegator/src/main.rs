@@ -7,6 +7,7 @@
 
 mod mcmc_cli;
 mod plot;
+mod probe;
 mod run;
 mod watch;
 
@@ -39,6 +40,9 @@ enum Command {
     /// Trace plots, marginal histograms and a corner plot of an MCMC run's cold chains, as PNG
     /// and SVG, in OUTPUT_DIR/plots or --out.
     Plot(plot::PlotArgs),
+    /// Check a delegator's health (for HEALTHCHECK and probes): GET its /healthz and exit 0 on
+    /// 200, 1 otherwise with one line saying why.
+    Probe(probe::ProbeArgs),
 }
 
 /// Settings shared by every subcommand.
@@ -190,12 +194,14 @@ fn main() {
     let cli = Cli::parse();
     ganger_transport::logging::init(&cli.common.log_format);
     let result = match &cli.command {
-        // Plotting reads files: no server, no progress display.
+        // Plotting reads files and probing asks another delegator: no server, no progress
+        // display (a probe must not take the port it is about to ask).
         Command::Plot(args) => plot::run(args),
+        Command::Probe(args) => probe::run(&cli.common, args),
         command => watch::Watch::start(&cli.common).and_then(|mut watch| match command {
             Command::Run(args) => run::run(&cli.common, args, &mut watch),
             Command::Mcmc(args) => mcmc_cli::run(&cli.common, args, &mut watch),
-            Command::Plot(_) => unreachable!("handled above"),
+            Command::Plot(_) | Command::Probe(_) => unreachable!("handled above"),
         }),
     };
     if let Err(e) = result {

@@ -22,6 +22,7 @@ use trace::Traces;
 pub(crate) struct PlotArgs {
     /// The run's output folder (the config's outputPath), holding the chain files 0.csv, 1.csv, …
     /// The cold chains are those whose first row has beta = 1; a cut-off last line is ignored.
+    #[arg(env = "GANGER_PLOT_DIR")]
     output_dir: PathBuf,
     /// Folder for the plots, created if missing [default: OUTPUT_DIR/plots].
     #[arg(long, env = "GANGER_PLOT_OUT")]

@@ -96,6 +96,39 @@ fn run_over_a_range_writes_every_index_once() {
     assert!(seen.iter().all(|s| *s));
 }
 
+/// The image sets `GANGER_STATUS_FILE` for worker containers; local workers started by a
+/// delegator in such a container must not all write (and then claim) that one file.
+#[test]
+fn local_workers_do_not_inherit_the_status_file() {
+    let dir = temp_dir("status-file");
+    let status_file = dir.join("ganger-worker.json");
+    let result = delegator_command()
+        .args(["run", "--task", "square", "--range", "100", "--output"])
+        .arg(dir.join("results.jsonl"))
+        .args([
+            "--local-workers",
+            "2",
+            "--worker-threads",
+            "1",
+            "--worker-bin",
+        ])
+        .arg(worker_bin())
+        .env("GANGER_LOG", "warn")
+        .env("GANGER_STATUS_FILE", &status_file)
+        .output()
+        .expect("delegator runs");
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(
+        !status_file.exists(),
+        "a local worker wrote {}",
+        status_file.display()
+    );
+}
+
 #[test]
 fn a_malformed_input_file_is_named_with_its_line() {
     let dir = temp_dir("bad");
