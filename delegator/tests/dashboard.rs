@@ -7,34 +7,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{delegator_command, worker_bin};
+use common::{delegator_command, http_get as get, worker_bin};
 use serde_json::Value;
-
-/// A plain HTTP/1.0 GET: (status code, body).
-fn get(address: &str, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(address).expect("the HTTP server accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("a response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("headers, then a body");
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
-    (code, body.to_owned())
-}
 
 fn status(address: &str) -> Value {
     let (code, body) = get(address, "/api/status");

@@ -264,24 +264,9 @@ impl Drop for DelegatorTask {
     }
 }
 
-/// A plain HTTP/1.0 GET: (status code, body).
+/// [`http_get`](crate::common::http_get) with the body trimmed.
 pub fn http_get(address: &str, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).expect("the HTTP server accepts");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("a response");
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .expect("headers, then a body");
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("a status line");
+    let (code, body) = crate::common::http_get(address, path);
     (code, body.trim().to_owned())
 }
 
