@@ -21,12 +21,15 @@ pub fn unit_payload<'a>(
     n_terms: usize,
     points: impl ExactSizeIterator<Item = &'a [f64]>,
 ) -> crate::payload::Payload {
-    use rmp::encode::{write_array_len, write_f64, write_uint};
-    let mut out = crate::payload::Payload::new();
+    unit_payload_with(term, n_terms, &encode_points(points))
+}
+
+/// The points part of [`unit_payload`], `[[x0, x1, …], …]`: a round encodes its points once and
+/// hands the bytes to every term's unit through [`unit_payload_with`].
+pub fn encode_points<'a>(points: impl ExactSizeIterator<Item = &'a [f64]>) -> Vec<u8> {
+    use rmp::encode::{write_array_len, write_f64};
+    let mut out = Vec::new();
     // Writing to memory cannot fail.
-    let _ = write_array_len(&mut out, 3);
-    let _ = write_uint(&mut out, term as u64);
-    let _ = write_uint(&mut out, n_terms as u64);
     let _ = write_array_len(&mut out, points.len() as u32);
     for x in points {
         let _ = write_array_len(&mut out, x.len() as u32);
@@ -34,6 +37,17 @@ pub fn unit_payload<'a>(
             let _ = write_f64(&mut out, v);
         }
     }
+    out
+}
+
+/// [`unit_payload`] from points already encoded by [`encode_points`].
+pub fn unit_payload_with(term: usize, n_terms: usize, points: &[u8]) -> crate::payload::Payload {
+    use rmp::encode::{write_array_len, write_uint};
+    let mut out = crate::payload::Payload::with_capacity(12 + points.len());
+    let _ = write_array_len(&mut out, 3);
+    let _ = write_uint(&mut out, term as u64);
+    let _ = write_uint(&mut out, n_terms as u64);
+    out.extend_from_slice(points);
     out
 }
 

@@ -11,7 +11,9 @@ use std::time::Instant;
 
 use tracing::warn;
 
-use ganger_core::mcmc::likelihood::{job_type_name, read_energies, unit_payload};
+use ganger_core::mcmc::likelihood::{
+    encode_points, job_type_name, read_energies, unit_payload_with,
+};
 use ganger_core::mcmc::sampler::Sampler;
 
 use super::run::{McmcError, RoundEvaluator};
@@ -126,11 +128,16 @@ impl RoundEvaluator for OnWorkers<'_> {
         self.bounds.clear();
         self.bounds
             .extend((0..=n_units).map(|i| i * n_points / n_units));
+        // Every term evaluates the same points: encode them once.
+        let encoded: Vec<Vec<u8>> = self
+            .bounds
+            .windows(2)
+            .map(|w| encode_points(points[w[0]..w[1]].iter().copied()))
+            .collect();
         for (term, job) in self.jobs.iter().enumerate() {
-            let payloads = self
-                .bounds
-                .windows(2)
-                .map(|w| unit_payload(term, n_terms, points[w[0]..w[1]].iter().copied()))
+            let payloads = encoded
+                .iter()
+                .map(|points| unit_payload_with(term, n_terms, points))
                 .collect();
             job.extend(payloads)
                 .map_err(|e| McmcError::Evaluation(e.to_string()))?;
