@@ -3,8 +3,13 @@
 //! Inputs are JSON lines (one JSON value per non-blank line, the n-th value being input n) or a
 //! range of integers; each output line is `{"index": n, "output": VALUE}` or
 //! `{"index": n, "error": "MESSAGE"}`, in completion order unless `--ordered`.
+//!
+//! An output file is also the run's journal (see [`journal`]): after a crash or `kill -9`, the
+//! same command with `--resume` evaluates only the inputs without a result.
 
-use std::fs::File;
+mod journal;
+
+use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +23,12 @@ use ganger_delegator::scheduler::Outcome;
 use ganger_delegator::{Job, JobOptions};
 use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::watch::Watch;
 use crate::Common;
 use ganger_delegator::status::{RunKind, RunState};
+use journal::{Journal, RunIdentity};
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
@@ -50,20 +56,38 @@ pub(crate) struct RunArgs {
     /// Job priority; higher runs first when several jobs share the workers.
     #[arg(long, env = "GANGER_PRIORITY", default_value_t = 0)]
     priority: i32,
+    /// Continue an interrupted run writing to the same --output file: inputs whose results it
+    /// holds are not evaluated again (from the beginning if there are none).
+    #[arg(long, env = "GANGER_RESUME")]
+    resume: bool,
 }
 
 pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow::Result<()> {
     let payloads = read_inputs(args)?;
-    watch
-        .board
-        .begin(RunKind::Run, &args.task, payloads.len() as u64, 1);
+    let total = payloads.len() as u64;
+    // Before any worker starts: an unwritable output is an error now, not after the work.
+    let mut output = Output::open(args, &payloads)?;
+    // Only inputs without a result yet are submitted; `missing[i]` is the i-th one's index.
+    let missing: Vec<u64> = (0..total)
+        .filter(|&index| !output.has(index as usize))
+        .collect();
+    let payloads: Vec<Payload> = if missing.len() as u64 == total {
+        payloads
+    } else {
+        missing
+            .iter()
+            .map(|&index| payloads[index as usize].clone())
+            .collect()
+    };
+    watch.board.begin(RunKind::Run, &args.task, total, 1);
+    let (already, already_failed) = (output.already, output.already_failed);
+    watch.board.set_progress(already, already_failed, total);
     // The workers are declared after the delegator so that they stop first, saying goodbye.
     let (delegator, _workers) = common.start_delegator(common.local_workers, watch)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, interrupted.clone())?;
     }
-    let total = payloads.len() as u64;
     let started = Instant::now();
     let job: Job<Value> = delegator.submit_payloads(
         &args.task,
@@ -72,27 +96,41 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
             priority: args.priority,
         },
     )?;
-    let mut sink = open_output(&args.output)?;
-    let (completed, failed) = write_outcomes(job, args.ordered, &mut sink, &interrupted)?;
-    sink.flush().context("cannot write the output")?;
-    watch.board.set_progress(completed + failed, failed, total);
-    watch.board.end(if interrupted.load(Ordering::SeqCst) {
+    let (completed, failed) = write_outcomes(job, &missing, &mut output, &interrupted)?;
+    let stopped = interrupted.load(Ordering::SeqCst);
+    let resumable = output.is_journal();
+    output.finish(!stopped)?;
+    let done = already + completed + failed;
+    watch
+        .board
+        .set_progress(done, already_failed + failed, total);
+    watch.board.end(if stopped {
         RunState::Stopped
     } else {
         RunState::Done
     });
     watch.finish_console();
     let seconds = started.elapsed().as_secs_f64();
+    let evaluated = completed + failed;
     info!(
         units = total,
+        already_done = already,
+        evaluated,
         completed,
         failed,
         seconds = format!("{seconds:.3}"),
-        units_per_sec = format!("{:.0}", total as f64 / seconds.max(1e-9)),
+        units_per_sec = format!("{:.0}", evaluated as f64 / seconds.max(1e-9)),
         "job done"
     );
-    if interrupted.load(Ordering::SeqCst) {
-        bail!("interrupted after {} of {total} units", completed + failed);
+    if stopped {
+        bail!(
+            "interrupted after {done} of {total} units{}",
+            if resumable {
+                "; continue with --resume"
+            } else {
+                ""
+            }
+        );
     }
     if common.keep_serving {
         info!("job done; serving until SIGTERM (--keep-serving)");
@@ -129,27 +167,153 @@ fn read_inputs(args: &RunArgs) -> anyhow::Result<Vec<Payload>> {
     Ok(payloads)
 }
 
-fn open_output(path: &Path) -> anyhow::Result<Box<dyn Write>> {
+/// Where results go: a stream (standard output, a device, a pipe) or a journalled file.
+struct Output {
+    sink: Sink,
+    ordered: bool,
+    /// With `--ordered`, each input's result line once known (from a previous attempt too).
+    lines: Vec<Option<String>>,
+    /// The first index not yet written to an ordered stream.
+    next_in_order: usize,
+    /// Results a previous attempt left, and how many of those failed.
+    already: u64,
+    already_failed: u64,
+}
+
+enum Sink {
+    Stream {
+        path: PathBuf,
+        writer: Box<dyn Write>,
+    },
+    Journal(Journal),
+}
+
+impl Output {
+    /// Opens `--output`: a regular file (or a new one) is journalled; anything else is a stream.
+    fn open(args: &RunArgs, payloads: &[Payload]) -> anyhow::Result<Output> {
+        let path = &args.output;
+        let is_stream = path == Path::new("-")
+            || std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_file());
+        let n_inputs = if args.ordered { payloads.len() } else { 0 };
+        let mut output = Output {
+            sink: Sink::Stream {
+                path: path.clone(),
+                writer: Box::new(std::io::sink()),
+            },
+            ordered: args.ordered,
+            lines: vec![None; n_inputs],
+            next_in_order: 0,
+            already: 0,
+            already_failed: 0,
+        };
+        if is_stream {
+            if args.resume {
+                warn!(output = %path.display(), "--resume: the output is not a regular file, so every input is evaluated");
+            }
+            output.sink = Sink::Stream {
+                path: path.clone(),
+                writer: open_stream(path)?,
+            };
+            return Ok(output);
+        }
+        let identity = RunIdentity::of(&args.task, payloads);
+        let (journal, done) = Journal::open(path, args.ordered, &identity, args.resume)?;
+        output.already = done.count;
+        output.already_failed = done.failed;
+        if args.ordered {
+            output.lines = done.lines;
+        } else {
+            // Only which inputs are done matters: their lines are in the output already.
+            output.lines = done
+                .lines
+                .into_iter()
+                .map(|l| l.map(|_| String::new()))
+                .collect();
+        }
+        output.sink = Sink::Journal(journal);
+        Ok(output)
+    }
+
+    fn has(&self, index: usize) -> bool {
+        self.lines.get(index).is_some_and(Option::is_some)
+    }
+
+    fn is_journal(&self) -> bool {
+        matches!(self.sink, Sink::Journal(_))
+    }
+
+    /// Takes the result line of input `index`.
+    fn write(&mut self, index: usize, line: String) -> anyhow::Result<()> {
+        match &mut self.sink {
+            Sink::Journal(journal) => {
+                journal.append(&line)?;
+                journal.sync_if_due()?;
+                if self.ordered {
+                    self.lines[index] = Some(line);
+                } else if let Some(slot) = self.lines.get_mut(index) {
+                    *slot = Some(String::new());
+                }
+            }
+            Sink::Stream { path, writer } if !self.ordered => {
+                writeln!(writer, "{line}")
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Sink::Stream { path, writer } => {
+                if self.lines.len() <= index {
+                    self.lines.resize(index + 1, None);
+                }
+                self.lines[index] = Some(line);
+                while let Some(Some(line)) =
+                    self.lines.get_mut(self.next_in_order).map(Option::take)
+                {
+                    writeln!(writer, "{line}")
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                    self.next_in_order += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Called while waiting for results: keeps the journal's unsynced tail short.
+    fn idle(&mut self) -> anyhow::Result<()> {
+        match &mut self.sink {
+            Sink::Journal(journal) => journal.sync_if_due(),
+            Sink::Stream { .. } => Ok(()),
+        }
+    }
+
+    /// Flushes and syncs everything; once `complete`, writes an ordered output.
+    fn finish(self, complete: bool) -> anyhow::Result<()> {
+        match self.sink {
+            Sink::Journal(mut journal) if !complete => journal.sync(),
+            Sink::Journal(journal) => journal.finish(&self.lines),
+            Sink::Stream { path, mut writer } => writer
+                .flush()
+                .with_context(|| format!("cannot write {}", path.display())),
+        }
+    }
+}
+
+fn open_stream(path: &Path) -> anyhow::Result<Box<dyn Write>> {
     if path == Path::new("-") {
         return Ok(Box::new(BufWriter::new(std::io::stdout())));
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
-    }
-    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
     Ok(Box::new(BufWriter::new(file)))
 }
 
-/// Writes every outcome; returns (completed, failed).
+/// Writes every outcome (`missing[i]` is the input index of the job's unit i); returns
+/// (completed, failed).
 fn write_outcomes(
     mut job: Job<Value>,
-    ordered: bool,
-    sink: &mut dyn Write,
+    missing: &[u64],
+    output: &mut Output,
     interrupted: &AtomicBool,
 ) -> anyhow::Result<(u64, u64)> {
-    let mut held: Vec<Option<Outcome>> = Vec::new();
-    let mut next_in_order = 0usize;
     let (mut completed, mut failed) = (0u64, 0u64);
     loop {
         if interrupted.load(Ordering::SeqCst) {
@@ -159,6 +323,7 @@ fn write_outcomes(
             Ok(Some(outcome)) => outcome,
             Ok(None) => break,
             Err(()) => {
+                output.idle()?;
                 continue;
             }
         };
@@ -167,33 +332,20 @@ fn write_outcomes(
         } else {
             failed += 1;
         }
-        if !ordered {
-            write_line(sink, &outcome)?;
-        } else {
-            let index = outcome.index as usize;
-            if held.len() <= index {
-                held.resize_with(index + 1, || None);
-            }
-            held[index] = Some(outcome);
-            while let Some(Some(outcome)) = held.get_mut(next_in_order).map(Option::take) {
-                write_line(sink, &outcome)?;
-                next_in_order += 1;
-            }
-        }
+        let index = missing[outcome.index as usize];
+        output.write(index as usize, result_line(index, &outcome)?)?;
     }
     Ok((completed, failed))
 }
 
-fn write_line(sink: &mut dyn Write, outcome: &Outcome) -> anyhow::Result<()> {
+fn result_line(index: u64, outcome: &Outcome) -> anyhow::Result<String> {
     let line = match &outcome.result {
         Ok(bytes) => {
             let output: Value = payload::from_bytes(bytes)
                 .unwrap_or_else(|e| Value::String(format!("<undecodable output: {e}>")));
-            serde_json::json!({ "index": outcome.index, "output": output })
+            serde_json::json!({ "index": index, "output": output })
         }
-        Err(failure) => serde_json::json!({ "index": outcome.index, "error": failure.to_string() }),
+        Err(failure) => serde_json::json!({ "index": index, "error": failure.to_string() }),
     };
-    serde_json::to_writer(&mut *sink, &line)?;
-    sink.write_all(b"\n").context("cannot write the output")?;
-    Ok(())
+    Ok(serde_json::to_string(&line)?)
 }
