@@ -63,7 +63,7 @@ impl ChainFiles {
 
     /// Creates `dir` if needed and a fresh file with a header per chain.
     pub fn create(dir: &Path, n_chains: usize, n_dims: usize) -> Result<ChainFiles, OutputError> {
-        std::fs::create_dir_all(dir).map_err(at(dir))?;
+        create_output_dir(dir)?;
         let mut header: String = (0..n_dims).map(|i| format!("x{i},")).collect();
         header.push_str("energy,sigma,beta,accepted,swap_type\n");
         let mut files = ChainFiles {
@@ -161,6 +161,26 @@ impl ChainFiles {
         }
         Ok(lengths)
     }
+}
+
+/// Creates the output folder, saying so when that is what failed: `File exists` alone does not
+/// tell that a file stands where the folder should be.
+pub fn create_output_dir(dir: &Path) -> Result<(), OutputError> {
+    let failed = |e: std::io::Error| OutputError {
+        path: dir.to_owned(),
+        source: std::io::Error::new(e.kind(), format!("cannot create the output folder: {e}")),
+    };
+    if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+        return Err(failed(std::io::Error::other(
+            "a file of that name is in the way",
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(failed)
+}
+
+/// Fsyncs a folder, so that the files created or renamed in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), OutputError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
 }
 
 /// The columns after the dimensions, in order.
@@ -487,6 +507,9 @@ mod tests {
 #[derive(Debug)]
 pub struct ChainWriter {
     pending: Vec<ganger_core::mcmc::sampler::Row>,
+    /// Set by the writer thread when a write fails, so that the run stops at once rather than
+    /// at its next checkpoint.
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
     requests_tx: Option<crossbeam_channel::Sender<WriterRequest>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -504,15 +527,23 @@ impl ChainWriter {
     pub fn new(mut files: ChainFiles) -> ChainWriter {
         // Bounded, so that a slow disk slows the sampler instead of filling memory.
         let (requests_tx, requests_rx) = crossbeam_channel::bounded::<WriterRequest>(64);
+        let failed_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread_failed_flag = failed_flag.clone();
         let thread = std::thread::Builder::new()
             .name("ganger-chain-writer".into())
             .spawn(move || {
                 let mut failed: Option<OutputError> = None;
+                let mut ever_failed = false;
                 for request in requests_rx {
                     match request {
                         WriterRequest::Rows(rows) => {
                             if failed.is_none() {
                                 failed = files.write(&rows).err();
+                                if failed.is_some() {
+                                    ever_failed = true;
+                                    thread_failed_flag
+                                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                                }
                             }
                         }
                         WriterRequest::Sync(reply_tx) => {
@@ -520,14 +551,26 @@ impl ChainWriter {
                                 Some(error) => Err(error),
                                 None => files.sync(),
                             };
+                            ever_failed |= result.is_err();
                             let _ = reply_tx.send(result);
                         }
                     }
+                }
+                // Dropping a BufWriter would flush and swallow the error. A run syncs before
+                // it ends, so this only writes rows after the last checkpoint of a run that
+                // stopped on another error (a resume cuts them off anyway); still, say so if
+                // it fails. A write error was reported already.
+                if ever_failed {
+                    return;
+                }
+                if let Err(e) = files.flush() {
+                    tracing::warn!("rows after the last checkpoint not written: {e}");
                 }
             })
             .expect("the writer thread starts");
         ChainWriter {
             pending: Vec::with_capacity(WRITER_BATCH_ROWS),
+            failed: failed_flag,
             requests_tx: Some(requests_tx),
             thread: Some(thread),
         }
@@ -539,6 +582,11 @@ impl ChainWriter {
         if self.pending.len() >= WRITER_BATCH_ROWS {
             self.send_pending();
         }
+    }
+
+    /// Whether a write has failed since the last [`sync`](ChainWriter::sync) (which reports it).
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until every row queued so far is written and fsynced; returns the files' lengths,
@@ -557,7 +605,10 @@ impl ChainWriter {
         if !sent {
             return Err(gone());
         }
-        reply_rx.recv().map_err(|_| gone())?
+        let result = reply_rx.recv().map_err(|_| gone())?;
+        self.failed
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        result
     }
 
     fn send_pending(&mut self) {

@@ -13,7 +13,7 @@ use ganger_core::mcmc::sampler::{Sampler, SamplerSettings, Swaps};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::output::{read_states, ChainFiles, ChainWriter, OutputError};
+use super::output::{read_states, sync_dir, ChainFiles, ChainWriter, OutputError};
 use super::table::Table;
 use crate::status::{RunKind, RunState, StatusBoard};
 
@@ -210,6 +210,10 @@ pub fn run_with_status(
         if stop.load(Ordering::SeqCst) {
             break;
         }
+        if files.has_failed() {
+            // A full disk or a lost file: stop now, with the last checkpoint intact.
+            files.sync()?;
+        }
         let energies = evaluator.evaluate(&sampler)?;
         let rows = sampler.complete(&energies);
         let speculation = evaluator.speculation(rows.len());
@@ -312,11 +316,8 @@ fn save_checkpoint(
         file.sync_all().map_err(io)?;
     }
     std::fs::rename(&temporary, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        if let Ok(dir) = std::fs::File::open(dir) {
-            let _ = dir.sync_all();
-        }
-    }
+    // The rename, and the chain files' own entries, must survive a crash too.
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
     Ok(())
 }
 
@@ -395,12 +396,26 @@ fn write_summary(dir: &Path, config: &McmcConfig, sampler: &Sampler) -> Result<(
         dimensions,
     };
     let path = dir.join("summary.json");
+    let temporary = dir.join("summary.json.tmp");
     let mut text = serde_json::to_string_pretty(&summary).map_err(|e| McmcError::Checkpoint {
         path: path.clone(),
         reason: e.to_string(),
     })?;
     text.push('\n');
-    std::fs::write(&path, text).map_err(|source| OutputError { path, source })?;
+    // Through a synced temporary file: a crash leaves no half summary beside finished chains.
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| OutputError { path, source }
+    };
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
+        file.write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io(&temporary))?;
+    }
+    std::fs::rename(&temporary, &path).map_err(io(&path))?;
+    sync_dir(dir)?;
     Ok(())
 }
 

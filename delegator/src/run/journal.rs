@@ -113,6 +113,12 @@ impl Journal {
         resume: bool,
     ) -> anyhow::Result<(Journal, Done)> {
         if let Some(dir) = parent(output) {
+            if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+                bail!(
+                    "cannot create the folder {}: a file of that name is in the way",
+                    dir.display()
+                );
+            }
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
