@@ -81,7 +81,7 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
     };
     watch.board.begin(RunKind::Run, &args.task, total, 1);
     let (already, already_failed) = (output.already, output.already_failed);
-    watch.board.set_progress(already, already_failed, total);
+    watch.board.set_already_done(already, already_failed);
     // The workers are declared after the delegator so that they stop first, saying goodbye.
     let (delegator, _workers) = common.start_delegator(common.local_workers, watch)?;
     let interrupted = Arc::new(AtomicBool::new(false));

@@ -279,6 +279,8 @@ struct State {
     progress: ProgressStatus,
     /// Samples per step counted in the rate (the chains, for MCMC).
     per_step: u64,
+    /// Units (and failed units) a resumed job found done, added to the engine's counters.
+    already_done: (u64, u64),
     engine: Option<(Instant, Stats)>,
     has_engine: bool,
     metrics: Option<EngineMetrics>,
@@ -312,6 +314,7 @@ impl StatusBoard {
                         ..ProgressStatus::default()
                     },
                     per_step: 1,
+                    already_done: (0, 0),
                     engine: None,
                     has_engine: false,
                     metrics: None,
@@ -367,6 +370,15 @@ impl StatusBoard {
         state.progress.total = total;
     }
 
+    /// Declares units a resumed job found done (`failed` of them failed): they count in its
+    /// progress on top of what the engine reports.
+    pub fn set_already_done(&self, done: u64, failed: u64) {
+        let mut state = self.state();
+        state.already_done = (done, failed);
+        state.progress.done = done;
+        state.progress.failed = failed;
+    }
+
     /// Takes an MCMC driver's latest status.
     pub fn publish_mcmc(&self, mut mcmc: McmcStatus) {
         let mut state = self.state();
@@ -385,9 +397,10 @@ impl StatusBoard {
         let mut state = self.state();
         if state.kind == RunKind::Run {
             let c = &stats.counters;
-            state.progress.done = c.completed + c.failed;
-            state.progress.failed = c.failed;
-            state.progress.total = c.submitted;
+            let (already, already_failed) = state.already_done;
+            state.progress.done = already + c.completed + c.failed;
+            state.progress.failed = already_failed + c.failed;
+            state.progress.total = already + c.submitted;
         }
         state.has_engine = true;
         state.engine = Some((Instant::now(), stats));
@@ -888,6 +901,21 @@ mod tests {
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["kind"], "run");
         assert_eq!(json["workers"][0]["job_types"][0], "square");
+    }
+
+    #[test]
+    fn a_resumed_job_counts_the_units_it_found_done() {
+        let board = StatusBoard::new();
+        board.begin(RunKind::Run, "square", 1000, 1);
+        board.set_already_done(900, 3);
+        assert_eq!(board.snapshot().progress.done, 900);
+        // The engine has 100 units of its own, 50 of them done and 1 failed.
+        board.publish_engine(stats(49));
+        let s = board.snapshot();
+        assert_eq!(
+            (s.progress.done, s.progress.total, s.progress.failed),
+            (950, 1000, 4)
+        );
     }
 
     #[test]
