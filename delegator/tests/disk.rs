@@ -162,7 +162,16 @@ fn a_run_writing_to_dev_full_stops_with_the_file_named_and_leaves_no_worker_busy
             }
         }
     };
-    let mut worker = WorkerProcess::spawn(&endpoint, &["--threads", "1"]);
+    let status_file = dir.join("worker.json");
+    let mut worker = WorkerProcess::spawn(
+        &endpoint,
+        &[
+            "--threads",
+            "1",
+            "--status-file",
+            status_file.to_str().unwrap(),
+        ],
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while delegator.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the run did not stop");
@@ -178,8 +187,27 @@ fn a_run_writing_to_dev_full_stops_with_the_file_named_and_leaves_no_worker_busy
         )),
         "{stderr}"
     );
-    // The delegator told the worker to start over on its way out: the worker is idle, alive,
-    // and ready for the next delegator.
+    // The failure came mid-run (the worker had evaluated units), and the worker, alive, is
+    // back to looking for a delegator: it holds no work of the stopped run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status: Value = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or(Value::Null);
+        if status["state"] == "connecting" {
+            assert!(
+                status["units_done"].as_u64().unwrap_or(0) > 0,
+                "the run failed before any work: {status}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker still serves: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(worker.is_running());
 }
 
