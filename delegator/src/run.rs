@@ -97,10 +97,11 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
         },
     )?;
     let (completed, failed) = write_outcomes(job, &missing, &mut output, &interrupted)?;
-    let stopped = interrupted.load(Ordering::SeqCst);
+    let done = already + completed + failed;
+    // The engine may also end a job early (it stopped): that is no finished run either.
+    let stopped = interrupted.load(Ordering::SeqCst) || done < total;
     let resumable = output.is_journal();
     output.finish(!stopped)?;
-    let done = already + completed + failed;
     watch
         .board
         .set_progress(done, already_failed + failed, total);
@@ -124,7 +125,7 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
     );
     if stopped {
         bail!(
-            "interrupted after {done} of {total} units{}",
+            "stopped after {done} of {total} units{}",
             if resumable {
                 "; continue with --resume"
             } else {
@@ -171,6 +172,8 @@ fn read_inputs(args: &RunArgs) -> anyhow::Result<Vec<Payload>> {
 struct Output {
     sink: Sink,
     ordered: bool,
+    /// Whether each input has a result in the journal (empty for a stream).
+    has: Vec<bool>,
     /// With `--ordered`, each input's result line once known (from a previous attempt too).
     lines: Vec<Option<String>>,
     /// The first index not yet written to an ordered stream.
@@ -201,6 +204,7 @@ impl Output {
                 writer: Box::new(std::io::sink()),
             },
             ordered: args.ordered,
+            has: Vec::new(),
             lines: vec![None; n_inputs],
             next_in_order: 0,
             already: 0,
@@ -220,22 +224,16 @@ impl Output {
         let (journal, done) = Journal::open(path, args.ordered, &identity, args.resume)?;
         output.already = done.count;
         output.already_failed = done.failed;
+        output.has = done.has;
         if args.ordered {
             output.lines = done.lines;
-        } else {
-            // Only which inputs are done matters: their lines are in the output already.
-            output.lines = done
-                .lines
-                .into_iter()
-                .map(|l| l.map(|_| String::new()))
-                .collect();
         }
         output.sink = Sink::Journal(journal);
         Ok(output)
     }
 
     fn has(&self, index: usize) -> bool {
-        self.lines.get(index).is_some_and(Option::is_some)
+        self.has.get(index).copied().unwrap_or(false)
     }
 
     fn is_journal(&self) -> bool {
@@ -248,10 +246,9 @@ impl Output {
             Sink::Journal(journal) => {
                 journal.append(&line)?;
                 journal.sync_if_due()?;
+                self.has[index] = true;
                 if self.ordered {
                     self.lines[index] = Some(line);
-                } else if let Some(slot) = self.lines.get_mut(index) {
-                    *slot = Some(String::new());
                 }
             }
             Sink::Stream { path, writer } if !self.ordered => {

@@ -57,7 +57,10 @@ impl RunIdentity {
 /// The results a previous attempt of this run left, by input index.
 #[derive(Debug, Default)]
 pub(crate) struct Done {
-    /// The result line of each input already done (without its newline).
+    /// Whether each input has a result.
+    pub has: Vec<bool>,
+    /// With `--ordered`, the result line of each input already done (without its newline);
+    /// empty otherwise (those lines are in the output already).
     pub lines: Vec<Option<String>>,
     /// How many inputs are done.
     pub count: u64,
@@ -66,9 +69,14 @@ pub(crate) struct Done {
 }
 
 impl Done {
-    fn new(n_inputs: u64) -> Done {
+    fn new(n_inputs: u64, keep_lines: bool) -> Done {
         Done {
-            lines: vec![None; n_inputs as usize],
+            has: vec![false; n_inputs as usize],
+            lines: if keep_lines {
+                vec![None; n_inputs as usize]
+            } else {
+                Vec::new()
+            },
             count: 0,
             failed: 0,
         }
@@ -169,7 +177,7 @@ impl Journal {
                 let file = create(&path)?;
                 sync_folder(&path)?;
                 write_atomically(&sidecar, &serde_json::to_vec_pretty(identity)?)?;
-                (file, Done::new(identity.inputs))
+                (file, Done::new(identity.inputs, ordered))
             }
         };
         let mut writer = BufWriter::with_capacity(1 << 16, file);
@@ -288,15 +296,20 @@ fn read_previous(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", source.display())),
     };
-    let (done, valid_length) = parse_results(&bytes, identity.inputs, &source)?;
+    let (done, valid_length) = parse_results(&bytes, identity.inputs, ordered, &source)?;
     Ok(Some((source, done, valid_length)))
 }
 
 /// Reads result lines; returns them and the byte length of the lines kept. The last line is
 /// dropped if it is cut off or unreadable (what a crash mid-write leaves); any other bad line
 /// is an error naming it.
-fn parse_results(bytes: &[u8], n_inputs: u64, path: &Path) -> anyhow::Result<(Done, u64)> {
-    let mut done = Done::new(n_inputs);
+fn parse_results(
+    bytes: &[u8],
+    n_inputs: u64,
+    keep_lines: bool,
+    path: &Path,
+) -> anyhow::Result<(Done, u64)> {
+    let mut done = Done::new(n_inputs, keep_lines);
     let mut offset = 0usize;
     let mut line_number = 0usize;
     while offset < bytes.len() {
@@ -310,13 +323,15 @@ fn parse_results(bytes: &[u8], n_inputs: u64, path: &Path) -> anyhow::Result<(Do
         match parse_line(line, n_inputs) {
             Ok(_) if end.is_none() => break,
             Ok((index, failed)) => {
-                if done.lines[index].is_some() {
+                if std::mem::replace(&mut done.has[index], true) {
                     bail!(
                         "{}:{line_number}: index {index} appears a second time",
                         path.display()
                     );
                 }
-                done.lines[index] = Some(String::from_utf8_lossy(line).into_owned());
+                if keep_lines {
+                    done.lines[index] = Some(String::from_utf8_lossy(line).into_owned());
+                }
                 done.count += 1;
                 done.failed += u64::from(failed);
             }
@@ -407,15 +422,18 @@ mod tests {
     fn a_torn_or_unreadable_last_line_is_dropped_and_the_rest_kept() {
         let text =
             b"{\"index\":1,\"output\":1}\n{\"index\":0,\"error\":\"boom\"}\n{\"index\":2,\"out";
-        let (done, length) = parse_results(text, 3, &path()).unwrap();
+        let (done, length) = parse_results(text, 3, true, &path()).unwrap();
         assert_eq!((done.count, done.failed), (2, 1));
+        assert_eq!(done.has, [true, true, false]);
         assert!(done.lines[0].is_some() && done.lines[1].is_some() && done.lines[2].is_none());
         assert_eq!(length as usize, text.len() - b"{\"index\":2,\"out".len());
         // A whole last line without its newline is still cut: the next append must start a line.
-        let (done, length) = parse_results(b"{\"index\":0,\"output\":0}", 1, &path()).unwrap();
+        let (done, length) =
+            parse_results(b"{\"index\":0,\"output\":0}", 1, true, &path()).unwrap();
         assert_eq!((done.count, length), (0, 0));
         // Zeros where an unsynced tail was (as some file systems leave after a power cut).
-        let (done, _) = parse_results(b"{\"index\":0,\"output\":0}\n\0\0\0\n", 2, &path()).unwrap();
+        let (done, _) =
+            parse_results(b"{\"index\":0,\"output\":0}\n\0\0\0\n", 2, false, &path()).unwrap();
         assert_eq!(done.count, 1);
     }
 
@@ -424,6 +442,7 @@ mod tests {
         let message = parse_results(
             b"{\"index\":0,\"output\":0}\noops\n{\"index\":1,\"output\":1}\n",
             2,
+            false,
             &path(),
         )
         .unwrap_err()
@@ -435,6 +454,7 @@ mod tests {
         let message = parse_results(
             b"{\"index\":0,\"output\":0}\n{\"index\":0,\"output\":0}\n{\"index\":1,\"output\":1}\n",
             2,
+            false,
             &path(),
         )
         .unwrap_err()
@@ -443,6 +463,7 @@ mod tests {
         let message = parse_results(
             b"{\"index\":5,\"output\":0}\n{\"index\":1,\"output\":1}\n",
             2,
+            false,
             &path(),
         )
         .unwrap_err()
