@@ -222,6 +222,24 @@ fn in_tmpfs(dir: &Path, size: &str, script: &str) -> Option<std::process::Output
         eprintln!("skipped: mounting a tmpfs needs root");
         return None;
     }
+    // Containers may forbid new mount namespaces even to root.
+    match Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .output()
+    {
+        Ok(probe) if probe.status.success() => {}
+        Ok(probe) => {
+            eprintln!(
+                "skipped: no mount namespace here: {}",
+                String::from_utf8_lossy(&probe.stderr).trim()
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!("skipped: cannot run unshare: {e}");
+            return None;
+        }
+    }
     let mount_point = dir.join("mnt");
     std::fs::create_dir_all(&mount_point).unwrap();
     let full_script =
@@ -235,21 +253,16 @@ fn in_tmpfs(dir: &Path, size: &str, script: &str) -> Option<std::process::Output
         .env("WORKER", worker_bin())
         .env("GANGER_HTTP", "none")
         .env("GANGER_LOG", "warn")
-        .output();
-    match output {
-        Ok(output) if output.status.code() == Some(77) => {
-            eprintln!(
-                "skipped: cannot mount a tmpfs here: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-            None
-        }
-        Ok(output) => Some(output),
-        Err(e) => {
-            eprintln!("skipped: cannot run unshare: {e}");
-            None
-        }
+        .output()
+        .expect("unshare ran a moment ago");
+    if output.status.code() == Some(77) {
+        eprintln!(
+            "skipped: cannot mount a tmpfs here: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        return None;
     }
+    Some(output)
 }
 
 fn read(path: &Path) -> String {
