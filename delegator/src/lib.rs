@@ -27,6 +27,8 @@
 //! this machine for the embedded default.
 
 mod engine;
+#[doc(hidden)]
+pub mod harness;
 pub mod http;
 mod job;
 pub mod local;
