@@ -26,6 +26,7 @@
 //! the socket and carries out the scheduler's decisions; [`local`] starts worker processes on
 //! this machine for the embedded default.
 
+mod budget;
 mod engine;
 #[doc(hidden)]
 pub mod harness;
@@ -46,6 +47,7 @@ use ganger_transport::{wake_pair, Waker};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use budget::QueueBudget;
 use engine::{Command, Engine};
 use job::JobShared;
 pub use job::{Job, Progress, UnitError};
@@ -139,6 +141,9 @@ pub struct Stats {
     pub workers: Vec<WorkerInfo>,
     /// Units queued per job type.
     pub queue_depths: Vec<(String, u64)>,
+    /// Payload bytes of the units queued and not leased, across jobs (capped by
+    /// [`SchedulerConfig::max_queued_bytes`]).
+    pub queued_bytes: u64,
     /// Jobs not yet finished.
     pub open_jobs: usize,
     /// The engine's clock when the snapshot was taken (milliseconds since it started), the
@@ -156,6 +161,7 @@ pub struct Delegator {
     commands_tx: Sender<Command>,
     waker: Waker,
     metrics: metrics::EngineMetrics,
+    budget: Arc<QueueBudget>,
     engine: Option<JoinHandle<()>>,
 }
 
@@ -208,7 +214,15 @@ impl Delegator {
         let (waker, wake_rx) = wake_pair()?;
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         let metrics = metrics::EngineMetrics::default();
-        let engine = Engine::new(socket, wake_rx, commands_rx, config, metrics.clone());
+        let budget = Arc::new(QueueBudget::new(config.scheduler.max_queued_bytes));
+        let engine = Engine::new(
+            socket,
+            wake_rx,
+            commands_rx,
+            config,
+            metrics.clone(),
+            budget.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("ganger-delegator".into())
             .spawn(move || {
@@ -222,6 +236,7 @@ impl Delegator {
             commands_tx,
             waker,
             metrics,
+            budget,
             engine: Some(handle),
         })
     }
@@ -308,6 +323,7 @@ impl Delegator {
             shared,
             self.commands_tx.clone(),
             self.waker.clone(),
+            self.budget.clone(),
         ))
     }
 

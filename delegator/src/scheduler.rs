@@ -92,6 +92,9 @@ pub struct SchedulerConfig {
     pub max_frame: u64,
     /// Most workers registered at once; a `hello` beyond it is rejected; default 10,000.
     pub max_workers: usize,
+    /// Most payload bytes of units queued but not yet leased, across jobs; producers wait
+    /// (back-pressure) while more would be queued, bytes; default 1 GiB.
+    pub max_queued_bytes: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -106,6 +109,7 @@ impl Default for SchedulerConfig {
             in_flight_ms: 20,
             max_frame: 64 << 20,
             max_workers: 10_000,
+            max_queued_bytes: 1 << 30,
         }
     }
 }
