@@ -253,6 +253,11 @@ impl Delegator {
 
     /// Submits a job: every input is encoded as a payload and evaluated by the task `job_type`;
     /// outputs are decoded as `O`.
+    ///
+    /// Inputs are streamed to the engine in chunks from this thread, which waits whenever
+    /// [`SchedulerConfig::max_queued_bytes`] of units are queued and not yet leased (see
+    /// [`Job::extend`]): a job far larger than that cap returns once workers have taken all but
+    /// the last of it.
     pub fn submit<I, O>(
         &self,
         job_type: &str,
