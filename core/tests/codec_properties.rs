@@ -284,3 +284,22 @@ fn the_counting_allocator_counts() {
         "{allocated}"
     );
 }
+
+/// The fuzz seeds (`fuzz/corpus/decode`) are valid frames, so that the fuzzer starts from every
+/// message type rather than from garbage.
+#[test]
+fn the_fuzz_seeds_decode() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/decode");
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).expect("the seed corpus exists") {
+        let path = entry.unwrap().path();
+        let frame = std::fs::read(&path).unwrap();
+        let message = decode(&frame).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        seen.insert(message.type_name());
+    }
+    assert_eq!(
+        seen.len(),
+        8,
+        "one seed per message type at least: {seen:?}"
+    );
+}
