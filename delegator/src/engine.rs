@@ -19,6 +19,7 @@ use ganger_transport::{wake, RateLimited, WakeReceiver};
 use rustc_hash::FxHashMap;
 use tracing::{debug, info, warn};
 
+use crate::budget::QueueBudget;
 use crate::job::JobShared;
 use crate::metrics::EngineMetrics;
 use crate::scheduler::{Action, BatchId, JobId, Millis, Outcome, Scheduler, Unit, WorkerId};
@@ -70,6 +71,10 @@ pub(crate) struct Engine {
     metrics: EngineMetrics,
     /// When each batch in flight was sent, for its round trip.
     sent_at: FxHashMap<BatchId, Instant>,
+    /// Producers' back-pressure, told after each turn how much is queued.
+    budget: Arc<QueueBudget>,
+    /// Payload bytes read from `Extend` commands, ever.
+    taken_in: u64,
 }
 
 impl Engine {
@@ -79,6 +84,7 @@ impl Engine {
         commands_rx: Receiver<Command>,
         config: DelegatorConfig,
         metrics: EngineMetrics,
+        budget: Arc<QueueBudget>,
     ) -> Self {
         Engine {
             socket,
@@ -95,6 +101,8 @@ impl Engine {
             last_unserved_log: Instant::now(),
             metrics,
             sent_at: FxHashMap::default(),
+            budget,
+            taken_in: 0,
         }
     }
 
@@ -126,7 +134,10 @@ impl Engine {
             }
             self.scheduler.fill(now);
             self.carry_out_actions();
+            self.budget
+                .report(self.taken_in, self.scheduler.queued_bytes());
         }
+        self.budget.close();
         self.farewell();
     }
 
@@ -309,6 +320,7 @@ impl Engine {
                 let _ = reply_tx.send(job);
             }
             Command::Extend { job, units } => {
+                self.taken_in += units.iter().map(|u| u.payload.len() as u64).sum::<u64>();
                 self.scheduler.extend_units(job, units);
             }
             Command::Seal { job } => self.scheduler.seal(job),
@@ -428,6 +440,7 @@ impl Engine {
             dropped: self.dropped.clone(),
             workers: self.scheduler.workers().cloned().collect(),
             queue_depths: self.scheduler.queue_depths(),
+            queued_bytes: self.scheduler.queued_bytes(),
             open_jobs: self.scheduler.open_jobs(),
             now: self.now(),
         }

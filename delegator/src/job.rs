@@ -14,6 +14,7 @@ use ganger_core::payload::{self, Payload};
 use ganger_transport::Waker;
 use serde::de::DeserializeOwned;
 
+use crate::budget::QueueBudget;
 use crate::engine::Command;
 use crate::scheduler::{self, JobId, Outcome, UnitFailure};
 use crate::Error;
@@ -73,6 +74,7 @@ pub struct Job<O> {
     shared: Arc<JobShared>,
     commands_tx: Sender<Command>,
     waker: Waker,
+    budget: Arc<QueueBudget>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -104,10 +106,17 @@ impl<O> Job<O> {
 impl<O> Job<O> {
     /// Adds inputs to an open job (see [`Delegator::open`](crate::Delegator::open)); they are
     /// numbered after the ones already added, here on the caller's thread.
+    ///
+    /// Waits while the delegator's queue holds
+    /// [`max_queued_bytes`](crate::SchedulerConfig::max_queued_bytes) of units not yet leased
+    /// (back-pressure), until workers take enough of them; a chunk larger than the whole cap
+    /// waits for an empty queue.
     pub fn extend(&self, payloads: Vec<Payload>) -> Result<(), Error> {
         if payloads.is_empty() {
             return Ok(());
         }
+        let bytes = payloads.iter().map(|p| p.len() as u64).sum();
+        self.budget.acquire(bytes)?;
         let n = payloads.len() as u64;
         let first = self.shared.total.fetch_add(n, Ordering::Relaxed);
         let units = scheduler::numbered_units(self.id, first, payloads);
@@ -136,6 +145,7 @@ impl<O: DeserializeOwned> Job<O> {
         shared: Arc<JobShared>,
         commands_tx: Sender<Command>,
         waker: Waker,
+        budget: Arc<QueueBudget>,
     ) -> Self {
         Job {
             id,
@@ -144,6 +154,7 @@ impl<O: DeserializeOwned> Job<O> {
             shared,
             commands_tx,
             waker,
+            budget,
             _output: PhantomData,
         }
     }

@@ -26,7 +26,10 @@
 //! the socket and carries out the scheduler's decisions; [`local`] starts worker processes on
 //! this machine for the embedded default.
 
+mod budget;
 mod engine;
+#[doc(hidden)]
+pub mod harness;
 pub mod http;
 mod job;
 pub mod local;
@@ -44,6 +47,7 @@ use ganger_transport::{wake_pair, Waker};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use budget::QueueBudget;
 use engine::{Command, Engine};
 use job::JobShared;
 pub use job::{Job, Progress, UnitError};
@@ -137,6 +141,9 @@ pub struct Stats {
     pub workers: Vec<WorkerInfo>,
     /// Units queued per job type.
     pub queue_depths: Vec<(String, u64)>,
+    /// Payload bytes of the units queued and not leased, across jobs (capped by
+    /// [`SchedulerConfig::max_queued_bytes`]).
+    pub queued_bytes: u64,
     /// Jobs not yet finished.
     pub open_jobs: usize,
     /// The engine's clock when the snapshot was taken (milliseconds since it started), the
@@ -154,6 +161,7 @@ pub struct Delegator {
     commands_tx: Sender<Command>,
     waker: Waker,
     metrics: metrics::EngineMetrics,
+    budget: Arc<QueueBudget>,
     engine: Option<JoinHandle<()>>,
 }
 
@@ -206,7 +214,15 @@ impl Delegator {
         let (waker, wake_rx) = wake_pair()?;
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         let metrics = metrics::EngineMetrics::default();
-        let engine = Engine::new(socket, wake_rx, commands_rx, config, metrics.clone());
+        let budget = Arc::new(QueueBudget::new(config.scheduler.max_queued_bytes));
+        let engine = Engine::new(
+            socket,
+            wake_rx,
+            commands_rx,
+            config,
+            metrics.clone(),
+            budget.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("ganger-delegator".into())
             .spawn(move || {
@@ -220,6 +236,7 @@ impl Delegator {
             commands_tx,
             waker,
             metrics,
+            budget,
             engine: Some(handle),
         })
     }
@@ -236,6 +253,11 @@ impl Delegator {
 
     /// Submits a job: every input is encoded as a payload and evaluated by the task `job_type`;
     /// outputs are decoded as `O`.
+    ///
+    /// Inputs are streamed to the engine in chunks from this thread, which waits whenever
+    /// [`SchedulerConfig::max_queued_bytes`] of units are queued and not yet leased (see
+    /// [`Job::extend`]): a job far larger than that cap returns once workers have taken all but
+    /// the last of it.
     pub fn submit<I, O>(
         &self,
         job_type: &str,
@@ -306,6 +328,7 @@ impl Delegator {
             shared,
             self.commands_tx.clone(),
             self.waker.clone(),
+            self.budget.clone(),
         ))
     }
 

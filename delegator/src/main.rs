@@ -81,6 +81,26 @@ struct Common {
     /// Largest frame accepted from a worker, bytes.
     #[arg(long, global = true, env = "GANGER_MAX_FRAME_BYTES", default_value_t = 64 << 20)]
     max_frame_bytes: u64,
+    /// Most units in one batch, on top of the worker's slots + prefetch and adaptive batching.
+    #[arg(
+        long,
+        global = true,
+        env = "GANGER_MAX_BATCH_UNITS",
+        default_value_t = 65_536
+    )]
+    max_batch_units: u32,
+    /// Most workers registered at once; a hello beyond it gets a reject naming the limit.
+    #[arg(
+        long,
+        global = true,
+        env = "GANGER_MAX_WORKERS",
+        default_value_t = 10_000
+    )]
+    max_workers: usize,
+    /// Most payload bytes of units queued but not yet leased, across jobs; submitting waits
+    /// while the queue is this full.
+    #[arg(long, global = true, env = "GANGER_MAX_QUEUED_BYTES", default_value_t = 1 << 30)]
+    max_queued_bytes: u64,
     /// Keep serving after the job is done (until SIGTERM), e.g. for inspection.
     #[arg(long, global = true, env = "GANGER_KEEP_SERVING")]
     keep_serving: bool,
@@ -113,6 +133,15 @@ impl Common {
             self.max_frame_bytes >= 4096,
             "--max-frame-bytes must be at least 4096"
         );
+        anyhow::ensure!(
+            self.max_batch_units > 0,
+            "--max-batch-units must be at least 1"
+        );
+        anyhow::ensure!(self.max_workers > 0, "--max-workers must be at least 1");
+        anyhow::ensure!(
+            self.max_queued_bytes > 0,
+            "--max-queued-bytes must be at least 1"
+        );
         let bind = match &self.bind {
             Some(bind) => bind.clone(),
             None if self.local_workers > 0 => "tcp://127.0.0.1:0".into(),
@@ -130,6 +159,9 @@ impl Common {
                 },
                 max_frame: self.max_frame_bytes,
                 max_batch_bytes: (self.max_frame_bytes / 4) as usize,
+                max_batch_units: self.max_batch_units,
+                max_workers: self.max_workers,
+                max_queued_bytes: self.max_queued_bytes,
                 ..SchedulerConfig::default()
             },
         })

@@ -90,6 +90,11 @@ pub struct SchedulerConfig {
     pub in_flight_ms: u64,
     /// The largest frame the delegator accepts, bytes (told to workers); default 64 MiB.
     pub max_frame: u64,
+    /// Most workers registered at once; a `hello` beyond it is rejected; default 10,000.
+    pub max_workers: usize,
+    /// Most payload bytes of units queued but not yet leased, across jobs; producers wait
+    /// (back-pressure) while more would be queued, bytes; default 1 GiB.
+    pub max_queued_bytes: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -103,6 +108,8 @@ impl Default for SchedulerConfig {
             max_batch_bytes: 16 << 20,
             in_flight_ms: 20,
             max_frame: 64 << 20,
+            max_workers: 10_000,
+            max_queued_bytes: 1 << 30,
         }
     }
 }
@@ -197,6 +204,9 @@ pub struct Counters {
     pub batches: u64,
     /// Workers lost to a timeout.
     pub timeouts: u64,
+    /// Hellos refused because `max_workers` workers were registered.
+    #[serde(default)]
+    pub workers_refused: u64,
 }
 
 /// A registered worker, as the status API shows it.
@@ -241,6 +251,9 @@ pub struct Scheduler {
     retries: FxHashMap<u64, RetryState>,
     actions: Vec<Action>,
     counters: Counters,
+    /// Payload bytes of units queued but not leased, across jobs: the memory a producer's
+    /// back-pressure bounds.
+    queued_bytes: u64,
 }
 
 #[derive(Debug)]
@@ -302,6 +315,7 @@ impl Scheduler {
             retries: FxHashMap::default(),
             actions: Vec::new(),
             counters: Counters::default(),
+            queued_bytes: 0,
         }
     }
 
@@ -330,6 +344,14 @@ impl Scheduler {
         }
         if hello.job_types.is_empty() {
             return Err("the worker serves no job types".to_owned());
+        }
+        if self.workers.len() >= self.config.max_workers {
+            self.counters.workers_refused += 1;
+            return Err(format!(
+                "worker limit reached: {} workers are registered, the most this delegator \
+                 accepts (--max-workers)",
+                self.workers.len()
+            ));
         }
         let id = self.next_worker;
         self.next_worker += 1;
@@ -384,10 +406,12 @@ impl Scheduler {
     pub fn results(&mut self, now: Millis, worker: WorkerId, results: &Results<'_>) {
         self.heard_from(now, worker);
         let mut deliveries = Deliveries::expecting(results.results.len());
-        let mut lease = self
-            .leases
-            .remove(&results.batch)
-            .filter(|l| l.worker == worker);
+        // Only the lease's holder may take it out of the table: results naming another
+        // worker's batch are late or bogus, and must not end that worker's lease.
+        let mut lease = match self.leases.get(&results.batch) {
+            Some(l) if l.worker == worker => self.leases.remove(&results.batch),
+            _ => None,
+        };
         let (mut answered, mut errors) = (0u64, 0u64);
         for result in &results.results {
             let taken = lease.as_mut().and_then(|l| l.take(result.id));
@@ -538,6 +562,7 @@ impl Scheduler {
             return false;
         }
         j.total += units.len() as u64;
+        self.queued_bytes += payload_bytes(&units);
         j.queue.push_back(units);
         j.done.resize(j.total.div_ceil(64) as usize, 0);
         self.counters.submitted += j.total - before;
@@ -554,7 +579,8 @@ impl Scheduler {
 
     /// Abandons a job: its queued units are dropped and results for it are ignored.
     pub fn cancel(&mut self, job: JobId) {
-        if self.jobs.remove(&job).is_some() {
+        if let Some(j) = self.jobs.remove(&job) {
+            self.queued_bytes -= j.queued_bytes();
             self.job_order.retain(|&id| id != job);
             self.retries.retain(|&id, _| split_unit_id(id).0 != job);
         }
@@ -646,6 +672,174 @@ impl Scheduler {
     /// Number of jobs not yet done.
     pub fn open_jobs(&self) -> usize {
         self.jobs.len()
+    }
+
+    /// Payload bytes of the units queued and not leased, across jobs (units resolved while
+    /// queued, by a late result, count until they are skipped at the front of the queue).
+    pub fn queued_bytes(&self) -> u64 {
+        self.queued_bytes
+    }
+
+    /// Failed attempts recorded for the open unit `id` (0 if none or resolved).
+    #[doc(hidden)]
+    pub fn attempts(&self, id: u64) -> usize {
+        self.retries.get(&id).map_or(0, |r| r.errors.len())
+    }
+
+    /// Batches currently leased, by id.
+    #[doc(hidden)]
+    pub fn leased_batches(&self) -> Vec<BatchId> {
+        let mut batches: Vec<BatchId> = self.leases.keys().copied().collect();
+        batches.sort_unstable();
+        batches
+    }
+
+    /// Checks the scheduler's invariants (see the module documentation); the property tests
+    /// and fuzz targets call it after every event. O(units), so not for production use.
+    #[doc(hidden)]
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut seen: HashSet<u64> = HashSet::new();
+        let mut in_flight: HashMap<WorkerId, u64> = HashMap::new();
+        let mut leased_ids: HashSet<u64> = HashSet::new();
+        for (batch, lease) in &self.leases {
+            let w = self.workers.get(&lease.worker).ok_or_else(|| {
+                format!("batch {batch} is leased to unknown worker {}", lease.worker)
+            })?;
+            let outstanding = lease.units.iter().flatten().count();
+            if outstanding != lease.outstanding || outstanding == 0 {
+                return Err(format!(
+                    "batch {batch}: {outstanding} units outstanding, lease says {}",
+                    lease.outstanding
+                ));
+            }
+            if lease.units.len() > self.config.max_batch_units as usize {
+                return Err(format!(
+                    "batch {batch} has {} units, over max_batch_units {}",
+                    lease.units.len(),
+                    self.config.max_batch_units
+                ));
+            }
+            if !w.serves[lease.job_type as usize] {
+                return Err(format!(
+                    "batch {batch} went to a worker that does not serve it"
+                ));
+            }
+            *in_flight.entry(lease.worker).or_default() += outstanding as u64;
+            for unit in lease.units.iter().flatten() {
+                if !seen.insert(unit.id) {
+                    return Err(format!("unit {:#x} is leased twice", unit.id));
+                }
+                leased_ids.insert(unit.id);
+            }
+        }
+        if self.worker_order.len() != self.workers.len()
+            || self
+                .worker_order
+                .iter()
+                .any(|id| !self.workers.contains_key(id))
+        {
+            return Err("worker_order and workers disagree".into());
+        }
+        for (id, w) in &self.workers {
+            let held = in_flight.get(id).copied().unwrap_or(0);
+            if held != w.info.in_flight {
+                return Err(format!(
+                    "worker {id} holds {held} units, its in_flight says {}",
+                    w.info.in_flight
+                ));
+            }
+            if held > w.capacity {
+                return Err(format!(
+                    "worker {id} holds {held} units, over its capacity {}",
+                    w.capacity
+                ));
+            }
+            if w.serves.len() != self.job_types.len() {
+                return Err(format!("worker {id} has a stale job type table"));
+            }
+        }
+        if self.workers.len() > self.config.max_workers {
+            return Err(format!(
+                "{} workers registered, over max_workers {}",
+                self.workers.len(),
+                self.config.max_workers
+            ));
+        }
+        if self.job_order.len() != self.jobs.len()
+            || self.job_order.iter().any(|id| !self.jobs.contains_key(id))
+        {
+            return Err("job_order and jobs disagree".into());
+        }
+        let mut queued_bytes = 0;
+        for (&job_id, job) in &self.jobs {
+            let queued: Vec<&Unit> = job.queue.iter().chain(&job.retry).collect();
+            if queued.len() != job.queue.len() + job.retry.len() {
+                return Err(format!("job {job_id}: queue length is off"));
+            }
+            let mut open: HashSet<u64> = HashSet::new();
+            for unit in queued {
+                queued_bytes += unit.payload.len() as u64;
+                let (j, index) = split_unit_id(unit.id);
+                if j != job_id || index >= job.total {
+                    return Err(format!("job {job_id} queues foreign unit {:#x}", unit.id));
+                }
+                if !seen.insert(unit.id) {
+                    return Err(format!(
+                        "unit {:#x} is both queued and leased, or queued twice",
+                        unit.id
+                    ));
+                }
+                if !job.is_done(index) {
+                    open.insert(index);
+                }
+            }
+            let done: u64 = job.done.iter().map(|w| u64::from(w.count_ones())).sum();
+            if done != job.resolved {
+                return Err(format!(
+                    "job {job_id}: {done} units done, resolved says {}",
+                    job.resolved
+                ));
+            }
+            if (job.total..job.done.len() as u64 * 64).any(|index| job.is_done(index)) {
+                return Err(format!("job {job_id}: a unit past its total is done"));
+            }
+            for index in 0..job.total {
+                if job.is_done(index) {
+                    continue;
+                }
+                let leased = leased_ids.contains(&unit_id(job_id, index));
+                if leased == open.contains(&index) {
+                    return Err(format!(
+                        "job {job_id} unit {index} is open but {}",
+                        if leased {
+                            "both queued and leased"
+                        } else {
+                            "neither queued nor leased"
+                        }
+                    ));
+                }
+            }
+            if job.sealed && job.resolved == job.total {
+                return Err(format!("job {job_id} is finished but still open"));
+            }
+        }
+        if queued_bytes != self.queued_bytes {
+            return Err(format!(
+                "queued bytes gauge says {}, the queues hold {queued_bytes}",
+                self.queued_bytes
+            ));
+        }
+        for (&id, retry) in &self.retries {
+            let (job, index) = split_unit_id(id);
+            let open = self.jobs.get(&job).is_some_and(|j| !j.is_done(index));
+            let n = retry.errors.len();
+            if !open || n == 0 || n >= self.config.max_attempts as usize {
+                return Err(format!(
+                    "retry state of unit {id:#x} with {n} errors, open: {open}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn intern(&mut self, job_type: &str) -> u32 {
@@ -755,6 +949,7 @@ impl Scheduler {
                     skipped.push_back(unit);
                 } else {
                     bytes += unit.payload.len();
+                    self.queued_bytes -= unit.payload.len() as u64;
                     units.push(Some(unit));
                 }
             }
@@ -765,6 +960,7 @@ impl Scheduler {
                     break;
                 };
                 let (_, index) = split_unit_id(unit.id);
+                self.queued_bytes -= unit.payload.len() as u64;
                 if job.is_done(index) {
                     continue;
                 }
@@ -790,6 +986,7 @@ impl Scheduler {
         for (job, mut units) in by_job {
             if let Some(j) = self.jobs.get_mut(&job) {
                 units.retain(|u| !j.is_done(split_unit_id(u.id).1));
+                self.queued_bytes += payload_bytes(&units);
                 j.queue.push_front(units);
             }
         }
@@ -819,6 +1016,7 @@ impl Scheduler {
             self.resolve(unit.id, Err(UnitFailure { errors }), deliveries);
         } else if let Some(j) = self.jobs.get_mut(&job) {
             self.counters.retried += 1;
+            self.queued_bytes += unit.payload.len() as u64;
             j.retry.push_back(unit);
         }
     }
@@ -881,7 +1079,10 @@ impl Scheduler {
             .get(&job)
             .is_some_and(|j| j.sealed && j.resolved == j.total)
         {
-            self.jobs.remove(&job);
+            // Units resolved by a late result while queued may still sit in the queue.
+            if let Some(j) = self.jobs.remove(&job) {
+                self.queued_bytes -= j.queued_bytes();
+            }
             self.job_order.retain(|&id| id != job);
             self.actions.push(Action::JobDone(job));
         }
@@ -896,6 +1097,10 @@ impl Scheduler {
             self.worker_lost(worker, "said goodbye");
         }
     }
+}
+
+fn payload_bytes<'a>(units: impl IntoIterator<Item = &'a Unit>) -> u64 {
+    units.into_iter().map(|u| u.payload.len() as u64).sum()
 }
 
 /// Outcomes gathered while handling one event, grouped by job (usually one job, so a short
@@ -928,6 +1133,11 @@ impl Deliveries {
 }
 
 impl Job {
+    /// Payload bytes of the units in its queues.
+    fn queued_bytes(&self) -> u64 {
+        self.queue.payload_bytes() + payload_bytes(&self.retry)
+    }
+
     fn is_done(&self, index: u64) -> bool {
         self.done
             .get((index / 64) as usize)

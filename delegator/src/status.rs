@@ -146,6 +146,10 @@ pub struct CountersStatus {
     pub units: crate::Counters,
     /// Frames from peers dropped as bad input, all causes.
     pub dropped_frames: u64,
+    /// Payload bytes of units queued but not yet leased (a gauge, capped by
+    /// `--max-queued-bytes`).
+    #[serde(default)]
+    pub queued_bytes: u64,
 }
 
 /// Batch round trips.
@@ -614,6 +618,7 @@ fn engine_parts(stats: &Stats) -> (Vec<WorkerStatus>, Vec<QueueStatus>, Counters
             + d.rejected
             + d.unregistered
             + d.unexpected,
+        queued_bytes: stats.queued_bytes,
     };
     (workers, queues, counters)
 }
@@ -724,6 +729,12 @@ impl Collector for StatusCollector {
             "ganger_worker_slots",
             "Units the registered workers evaluate at once",
             slots as f64,
+        )?;
+        Self::gauge(
+            e,
+            "ganger_queued_bytes",
+            "Payload bytes of units queued but not yet leased",
+            s.counters.queued_bytes as f64,
         )?;
         let in_flight: u64 = s.workers.iter().map(|w| w.in_flight).sum();
         Self::gauge(
@@ -866,6 +877,7 @@ mod tests {
                 malformed: 2,
                 ..DroppedFrames::default()
             },
+            queued_bytes: 0,
             workers: vec![WorkerInfo {
                 id: 7,
                 name: "w7".into(),

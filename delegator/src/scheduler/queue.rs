@@ -48,6 +48,16 @@ impl UnitQueue {
         self.len
     }
 
+    /// The queued units, front first.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Unit> {
+        self.chunks.iter().flat_map(|chunk| chunk.as_slice())
+    }
+
+    /// Payload bytes of the queued units.
+    pub(super) fn payload_bytes(&self) -> u64 {
+        super::payload_bytes(self.iter())
+    }
+
     /// Whether no unit is queued.
     pub(super) fn is_empty(&self) -> bool {
         self.len == 0

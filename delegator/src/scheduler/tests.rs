@@ -410,3 +410,110 @@ fn a_lost_worker_is_forgotten_and_a_cancelled_job_is_dropped() {
     let actions = answer(&mut s, 1, w2, batch, &ids, echo);
     assert!(delivered(&actions).is_empty());
 }
+
+/// Found by the property tests: a `results` naming a batch leased to another worker took that
+/// lease out of the table and dropped it, so its units were neither queued nor leased, and were
+/// lost for good if their real holder then died.
+#[test]
+fn results_for_another_workers_batch_keep_its_lease() {
+    let mut s = fixed(2);
+    let holder = register(&mut s, &["t"], 2, 0);
+    let job = job(&mut s, "t", 0, 2);
+    let (_, batch, ids) = sent(&mut s, 0).remove(0);
+    let intruder = register(&mut s, &["t"], 1, 0);
+    let actions = answer(&mut s, 1, intruder, batch, &ids, |_| Err("x".into()));
+    assert!(delivered(&actions).is_empty());
+    assert_eq!(s.lease_worker(batch), Some(holder));
+    assert_eq!(s.lease_units(batch), ids);
+    s.check_invariants().unwrap();
+    // The holder dies: its units go to the intruder, and the job still completes.
+    s.worker_lost(holder, "gone");
+    let (worker, batch, ids) = sent(&mut s, 2).remove(0);
+    assert_eq!(worker, intruder);
+    let mut outcomes = delivered(&answer(&mut s, 3, intruder, batch, &ids, echo));
+    let (_, batch, ids) = sent(&mut s, 4).remove(0);
+    let actions = answer(&mut s, 5, intruder, batch, &ids, echo);
+    outcomes.extend(delivered(&actions));
+    assert_eq!(outcomes.len(), 2);
+    assert!(actions.contains(&Action::JobDone(job)));
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn a_hello_beyond_max_workers_is_refused_and_the_others_are_unaffected() {
+    let mut s = Scheduler::new(SchedulerConfig {
+        max_workers: 2,
+        ..SchedulerConfig::default()
+    });
+    let first = register(&mut s, &["t"], 1, 0);
+    let second = register(&mut s, &["t"], 1, 0);
+    let reason = s.hello(0, &hello(&["t"], 1, 0)).unwrap_err();
+    assert!(reason.contains("--max-workers"), "{reason}");
+    assert!(reason.contains("2 workers"), "{reason}");
+    assert_eq!(s.counters().workers_refused, 1);
+    let ids: Vec<WorkerId> = s.workers().map(|w| w.id).collect();
+    assert_eq!(ids, vec![first, second]);
+    // A place frees up when one leaves.
+    s.worker_lost(first, "gone");
+    assert!(s.hello(0, &hello(&["t"], 1, 0)).is_ok());
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn no_batch_exceeds_max_batch_units() {
+    for batching in [Batching::Fixed(1000), Batching::default()] {
+        let mut s = Scheduler::new(SchedulerConfig {
+            batching,
+            max_batch_units: 7,
+            ..SchedulerConfig::default()
+        });
+        let w = register(&mut s, &["t"], 64, 1000);
+        job(&mut s, "t", 0, 5000);
+        let mut now = 0;
+        while s.open_jobs() > 0 {
+            now += 1;
+            for (_, batch, ids) in sent(&mut s, now) {
+                assert!(ids.len() <= 7, "{} units in a batch", ids.len());
+                // Fast answers make adaptive batching ask for ever larger batches.
+                let owned: Vec<_> = ids.iter().map(|&id| (id, echo(id))).collect();
+                let results = Results {
+                    batch,
+                    elapsed_us: 1,
+                    results: owned
+                        .iter()
+                        .map(|(id, o)| UnitResultRef {
+                            id: *id,
+                            outcome: o.as_ref().map(Vec::as_slice).map_err(String::as_str),
+                        })
+                        .collect(),
+                };
+                s.results(now, w, &results);
+            }
+            s.check_invariants().unwrap();
+        }
+        assert_eq!(s.counters().completed, 5000);
+    }
+}
+
+#[test]
+fn queued_bytes_count_units_until_leased_cancelled_or_done() {
+    let mut s = fixed(2);
+    let a = s.submit("t", 0);
+    assert!(s.extend(a, (0..10).map(|_| Payload::from_slice(&[0; 100]))));
+    let b = s.submit("t", 0);
+    assert!(s.extend(b, (0..5).map(|_| Payload::from_slice(&[0; 10]))));
+    assert_eq!(s.queued_bytes(), 1050);
+    let w = register(&mut s, &["t"], 2, 0);
+    let (_, batch, ids) = sent(&mut s, 0).remove(0);
+    assert_eq!(ids.len(), 2);
+    assert_eq!(s.queued_bytes(), 850, "leased units leave the queue");
+    // A failure puts the unit back, in the retry queue.
+    answer(&mut s, 1, w, batch, &ids[..1], |_| Err("x".into()));
+    assert_eq!(s.queued_bytes(), 950);
+    // A lost worker's units come back.
+    s.worker_lost(w, "gone");
+    assert_eq!(s.queued_bytes(), 1050);
+    s.cancel(a);
+    assert_eq!(s.queued_bytes(), 50, "a cancelled job's units are dropped");
+    s.check_invariants().unwrap();
+}
