@@ -206,7 +206,15 @@ impl Delegator {
         let (waker, wake_rx) = wake_pair()?;
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         let metrics = metrics::EngineMetrics::default();
-        let engine = Engine::new(socket, wake_rx, commands_rx, config, metrics.clone());
+        let monitor = engine::Monitor::attach(&context, &socket)?;
+        let engine = Engine::new(
+            socket,
+            monitor,
+            wake_rx,
+            commands_rx,
+            config,
+            metrics.clone(),
+        );
         let handle = std::thread::Builder::new()
             .name("ganger-delegator".into())
             .spawn(move || {

@@ -197,6 +197,9 @@ pub struct Counters {
     pub batches: u64,
     /// Workers lost to a timeout.
     pub timeouts: u64,
+    /// Workers lost because their connection closed (a send to them found no peer).
+    #[serde(default)]
+    pub disconnects: u64,
 }
 
 /// A registered worker, as the status API shows it.
@@ -470,6 +473,15 @@ impl Scheduler {
             worker,
             reason: reason.to_owned(),
         });
+    }
+
+    /// Drops a worker whose connection closed (its process died or it disconnected) and
+    /// requeues its units; counted in [`Counters::disconnects`].
+    pub fn worker_disconnected(&mut self, worker: WorkerId) {
+        if self.workers.contains_key(&worker) {
+            self.counters.disconnects += 1;
+            self.worker_lost(worker, "connection closed");
+        }
     }
 
     /// Expires silent workers and schedules heartbeats to idle ones.
