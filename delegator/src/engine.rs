@@ -6,6 +6,10 @@
 //! reads every waiting frame and feeds it to the [`Scheduler`], takes [`Command`]s from
 //! [`Delegator`](crate::Delegator) handles, lets the scheduler tick and fill, and carries out
 //! its actions (send work, heartbeats and resets; deliver outcomes to jobs).
+//! A monitor on the ROUTER (see [`monitor`]) turns a closed connection into probes that notice
+//! a dead worker within milliseconds rather than at its heartbeat timeout.
+
+mod monitor;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -15,7 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use ganger_core::protocol::{self, Message, Reject, Reset};
 use ganger_transport::frames::{self, hex, Incoming, SendError};
-use ganger_transport::{wake, RateLimited, WakeReceiver};
+use ganger_transport::{RateLimited, WakeReceiver};
 use rustc_hash::FxHashMap;
 use tracing::{debug, info, warn};
 
@@ -24,6 +28,8 @@ use crate::job::JobShared;
 use crate::metrics::EngineMetrics;
 use crate::scheduler::{Action, BatchId, JobId, Millis, Outcome, Scheduler, Unit, WorkerId};
 use crate::{DelegatorConfig, DroppedFrames, Stats};
+
+pub(crate) use monitor::Monitor;
 
 /// Requests from [`Delegator`](crate::Delegator) handles to the loop.
 pub(crate) enum Command {
@@ -57,6 +63,8 @@ const UNSERVED_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 pub(crate) struct Engine {
     socket: zmq::Socket,
+    monitor: Monitor,
+    probes: monitor::ProbeSchedule,
     wake_rx: WakeReceiver,
     commands_rx: Receiver<Command>,
     scheduler: Scheduler,
@@ -80,6 +88,7 @@ pub(crate) struct Engine {
 impl Engine {
     pub(crate) fn new(
         socket: zmq::Socket,
+        monitor: Monitor,
         wake_rx: WakeReceiver,
         commands_rx: Receiver<Command>,
         config: DelegatorConfig,
@@ -88,6 +97,8 @@ impl Engine {
     ) -> Self {
         Engine {
             socket,
+            monitor,
+            probes: monitor::ProbeSchedule::default(),
             wake_rx,
             commands_rx,
             scheduler: Scheduler::new(config.scheduler.clone()),
@@ -111,19 +122,29 @@ impl Engine {
         let tick = Duration::from_millis((self.config.scheduler.heartbeat_ms / 4).clamp(5, 250));
         let mut next_tick = Instant::now();
         loop {
-            let timeout = next_tick.saturating_duration_since(Instant::now());
-            let (socket_ready, wake_ready) =
-                wake::poll(&self.socket, zmq::POLLIN, &self.wake_rx, timeout);
-            if socket_ready.contains(zmq::POLLIN) {
+            let mut timeout = next_tick
+                .saturating_duration_since(Instant::now())
+                .as_millis() as i64;
+            if let Some(due) = self.probes.next_due() {
+                timeout = timeout.min(due.saturating_sub(self.now()) as i64);
+            }
+            let ready = monitor::poll(&self.socket, &self.monitor, &self.wake_rx, timeout);
+            if ready.router.contains(zmq::POLLIN) {
                 self.read_frames();
             }
-            if wake_ready {
+            if ready.monitor && self.monitor.read_events() > 0 {
+                self.probes.disconnected(self.now());
+            }
+            if ready.woken {
                 self.wake_rx.drain();
             }
             if !self.take_commands() {
                 break;
             }
             let now = self.now();
+            if self.probes.take_due(now) {
+                self.probe_workers();
+            }
             if Instant::now() >= next_tick {
                 self.scheduler.tick(now);
                 // Batches whose results never came (their worker died) are not round trips.
@@ -359,11 +380,7 @@ impl Engine {
                     self.send_to(worker, frame);
                 }
             }
-            Action::SendHeartbeat(worker) => {
-                let mut frame = Vec::with_capacity(16);
-                protocol::encode(&Message::Heartbeat, &mut frame);
-                self.send_to(worker, frame);
-            }
+            Action::SendHeartbeat(worker) => self.send_heartbeat(worker),
             Action::Forget { worker, reason } => {
                 if let Some(peer) = self.addresses.remove(&worker) {
                     self.peers.remove(&peer);
@@ -389,6 +406,21 @@ impl Engine {
         }
     }
 
+    fn send_heartbeat(&mut self, worker: WorkerId) {
+        let mut frame = Vec::with_capacity(16);
+        protocol::encode(&Message::Heartbeat, &mut frame);
+        self.send_to(worker, frame);
+    }
+
+    /// After a connection closed: a heartbeat to every registered worker, so that a send to the
+    /// one whose connection it was fails (`send_to` then drops it and requeues its units).
+    fn probe_workers(&mut self) {
+        let workers: Vec<WorkerId> = self.addresses.keys().copied().collect();
+        for worker in workers {
+            self.send_heartbeat(worker);
+        }
+    }
+
     fn send_to(&mut self, worker: WorkerId, frame: Vec<u8>) {
         let Some(peer) = self.addresses.get(&worker).cloned() else {
             return;
@@ -398,8 +430,7 @@ impl Engine {
             Err(SendError::Unreachable) => {
                 // The ROUTER forgets a peer as soon as its connection closes: a faster death
                 // notice than any heartbeat timeout.
-                self.scheduler
-                    .worker_lost(worker, "connection closed (unreachable)");
+                self.scheduler.worker_disconnected(worker);
             }
             Err(e) => warn!(worker, "send failed: {e}"),
         }

@@ -215,8 +215,10 @@ impl Delegator {
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         let metrics = metrics::EngineMetrics::default();
         let budget = Arc::new(QueueBudget::new(config.scheduler.max_queued_bytes));
+        let monitor = engine::Monitor::attach(&context, &socket)?;
         let engine = Engine::new(
             socket,
+            monitor,
             wake_rx,
             commands_rx,
             config,

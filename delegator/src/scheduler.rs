@@ -207,6 +207,9 @@ pub struct Counters {
     /// Hellos refused because `max_workers` workers were registered.
     #[serde(default)]
     pub workers_refused: u64,
+    /// Workers lost because their connection closed (a send to them found no peer).
+    #[serde(default)]
+    pub disconnects: u64,
 }
 
 /// A registered worker, as the status API shows it.
@@ -494,6 +497,15 @@ impl Scheduler {
             worker,
             reason: reason.to_owned(),
         });
+    }
+
+    /// Drops a worker whose connection closed (its process died or it disconnected) and
+    /// requeues its units; counted in [`Counters::disconnects`].
+    pub fn worker_disconnected(&mut self, worker: WorkerId) {
+        if self.workers.contains_key(&worker) {
+            self.counters.disconnects += 1;
+            self.worker_lost(worker, "connection closed");
+        }
     }
 
     /// Expires silent workers and schedules heartbeats to idle ones.
