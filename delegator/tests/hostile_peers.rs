@@ -80,6 +80,7 @@ fn garbage_wrong_versions_and_oversize_frames_are_answered_dropped_and_counted()
         job_types: vec!["square".into()],
         slots: 1,
         prefetch: 0,
+        nonce: None,
     }));
     let (kind, reason) = client.exchange(&[&hello]);
     assert_eq!(kind, "reject");
@@ -153,6 +154,7 @@ fn hello(name: &str) -> Vec<u8> {
         job_types: vec!["square".into()],
         slots: 1,
         prefetch: 0,
+        nonce: None,
     }))
 }
 

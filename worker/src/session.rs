@@ -345,6 +345,7 @@ impl Session {
             job_types: self.job_types.clone(),
             slots: self.config.threads as u32,
             prefetch: self.config.prefetch,
+            nonce: None,
         };
         let mut frame = Vec::new();
         protocol::encode(&Message::Hello(hello), &mut frame);

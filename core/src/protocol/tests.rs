@@ -17,6 +17,7 @@ fn every_message_round_trips() {
         job_types: vec!["noop".into(), "spin".into()],
         slots: 8,
         prefetch: 1024,
+        nonce: Some([9; 32]),
     }));
     round_trip(&Message::Welcome(Welcome {
         worker_id: 3,
