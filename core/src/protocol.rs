@@ -184,6 +184,9 @@ pub struct Goodbye {
 pub struct Challenge {
     /// 32 random bytes.
     pub nonce: [u8; secure::NONCE_LEN],
+    /// SHA-256 of the `hello` frame this answers, so that a worker that said hello twice
+    /// answers only the challenge to its latest one.
+    pub hello_digest: [u8; 32],
 }
 
 /// The worker's proof that it knows the cluster secret (since version 2).

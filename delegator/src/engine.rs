@@ -7,6 +7,8 @@
 //! [`Delegator`](crate::Delegator) handles, lets the scheduler tick and fill, and carries out
 //! its actions (send work, heartbeats and resets; deliver outcomes to jobs).
 
+mod auth;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -70,6 +72,8 @@ pub(crate) struct Engine {
     metrics: EngineMetrics,
     /// When each batch in flight was sent, for its round trip.
     sent_at: FxHashMap<BatchId, Instant>,
+    /// Handshakes and session keys (protocol version 2).
+    gate: auth::Gate,
 }
 
 impl Engine {
@@ -80,7 +84,9 @@ impl Engine {
         config: DelegatorConfig,
         metrics: EngineMetrics,
     ) -> Self {
+        let pending_timeout = Duration::from_millis(config.scheduler.timeout_ms);
         Engine {
+            gate: auth::Gate::new(config.secret.clone(), pending_timeout),
             socket,
             wake_rx,
             commands_rx,
@@ -122,6 +128,7 @@ impl Engine {
                 self.sent_at
                     .retain(|_, sent| sent.elapsed() < Duration::from_secs(3600));
                 next_tick = Instant::now() + tick;
+                self.gate.expire();
                 self.log_unserved();
             }
             self.scheduler.fill(now);
@@ -162,6 +169,9 @@ impl Engine {
             return self.drop_frame(&mut incoming, worker, "oversize", reason);
         }
         let now = self.now();
+        if self.gate.guards(&incoming.body) {
+            return self.handle_guarded(now, incoming, worker);
+        }
         // The decoded message borrows from the frame, so errors are resolved before acting on it.
         let outcome = match protocol::decode(&incoming.body) {
             Err(e) => Err((e.kind(), e.to_string())),
@@ -200,6 +210,12 @@ impl Engine {
                     "worker said goodbye"
                 );
                 self.scheduler.goodbye(now, worker, &goodbye)
+            }
+            (_, Message::Hello(hello)) if hello.nonce.is_some() && self.gate.refuses_nonce() => {
+                self.dropped.rejected += 1;
+                let reason = auth::HAS_NO_SECRET.to_owned();
+                self.send_reject(peer, reason.clone());
+                return Some(reason);
             }
             (registered, Message::Hello(hello)) => {
                 if let Some(old) = registered {
@@ -361,6 +377,7 @@ impl Engine {
                     } else {
                         info!(worker, "worker left");
                     }
+                    self.gate.forget(&peer);
                 }
             }
             Action::Deliver { job, outcomes } => {
@@ -381,6 +398,7 @@ impl Engine {
         let Some(peer) = self.addresses.get(&worker).cloned() else {
             return;
         };
+        let frame = self.gate.outgoing(&peer, frame);
         match frames::send_routed(&self.socket, &peer, frame) {
             Ok(()) => {}
             Err(SendError::Unreachable) => {
@@ -396,6 +414,7 @@ impl Engine {
     fn send(&mut self, peer: &[u8], message: &Message<'_>) {
         let mut frame = Vec::with_capacity(64);
         protocol::encode(message, &mut frame);
+        let frame = self.gate.outgoing(peer, frame);
         if let Err(e) = frames::send_routed(&self.socket, peer, frame) {
             debug!(peer = %hex(peer), "could not send {}: {e}", message.type_name());
         }

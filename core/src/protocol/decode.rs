@@ -138,6 +138,7 @@ struct Fields<'a> {
     returned: Option<Vec<u64>>,
     nonce: Option<[u8; 32]>,
     proof: Option<[u8; 32]>,
+    hello_digest: Option<[u8; 32]>,
 }
 
 struct Reader<'a> {
@@ -190,6 +191,7 @@ impl<'a> Reader<'a> {
             }
             "nonce" => f.nonce = Some(self.bin32("nonce")?),
             "proof" => f.proof = Some(self.bin32("proof")?),
+            "hello_digest" => f.hello_digest = Some(self.bin32("hello_digest")?),
             _ => self.skip(0)?,
         }
         Ok(())
@@ -483,6 +485,7 @@ fn build(f: Fields<'_>) -> Result<Message<'_>, DecodeError> {
         }),
         "challenge" => Message::Challenge(Challenge {
             nonce: need(f.nonce, "challenge", "nonce")?,
+            hello_digest: need(f.hello_digest, "challenge", "hello_digest")?,
         }),
         "auth" => Message::Auth(Auth {
             proof: need(f.proof, "auth", "proof")?,

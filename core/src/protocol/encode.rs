@@ -20,10 +20,12 @@ pub fn encode(message: &Message<'_>, out: &mut Vec<u8>) {
         }
         Message::Goodbye(goodbye) => encode_goodbye(goodbye, out),
         Message::Challenge(challenge) => {
-            map_len(out, 2);
+            map_len(out, 3);
             type_key(out, "challenge");
             str(out, "nonce");
             bin(out, &challenge.nonce);
+            str(out, "hello_digest");
+            bin(out, &challenge.hello_digest);
         }
         Message::Auth(auth) => {
             map_len(out, 2);

@@ -87,7 +87,12 @@ impl Secret {
         Ok(Secret(Zeroizing::new(trimmed.to_vec())))
     }
 
-    /// Private on purpose: only this module's key derivation reads the bytes.
+    /// The secret's bytes, to hand it to a child process (the delegator's local workers get
+    /// it through their environment). Never log or send them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
     fn bytes(&self) -> &[u8] {
         &self.0
     }
@@ -165,6 +170,11 @@ impl Handshake {
             sealer: Sealer::new(seal_key),
             opener: Opener::new(open_key),
         }
+    }
+
+    /// SHA-256 of the `hello` frame, as a `challenge` echoes it.
+    pub fn hello_digest(&self) -> [u8; 32] {
+        self.hello_digest
     }
 
     fn session_keys(&self, secret: &Secret) -> Zeroizing<[u8; 64]> {

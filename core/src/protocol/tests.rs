@@ -29,6 +29,11 @@ fn every_message_round_trips() {
         reason: "no".into(),
         protocol: 1,
     }));
+    round_trip(&Message::Challenge(Challenge {
+        nonce: [1; 32],
+        hello_digest: [2; 32],
+    }));
+    round_trip(&Message::Auth(Auth { proof: [3; 32] }));
     round_trip(&Message::Reset(Reset {
         reason: "who?".into(),
     }));
