@@ -59,6 +59,7 @@ fn trial(worker: &std::path::Path) -> Result<f64> {
             timeout_ms: 120_000,
             ..SchedulerConfig::default()
         },
+        ..DelegatorConfig::default()
     })?;
     let mut victim = std::process::Command::new(worker)
         .args(["--connect", &delegator.local_endpoint(), "--threads", "1"])

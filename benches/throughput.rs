@@ -14,6 +14,9 @@
 //!   warm-up's rate to take about 2 s. A measurement is the time from `submit` until every
 //!   outcome has been received by iterating the `Job`; the median of 3 is reported, in units
 //!   per second and as a ratio to the baseline's round trips per second.
+//! - **ganger with a secret**: unbatched (fixed batch 1) and batched (adaptive) again, with a
+//!   cluster secret on both sides, so every frame after the handshake is sealed
+//!   (ChaCha20-Poly1305); reported as the ratio encrypted / plain of the two medians.
 //!
 //! `cargo bench --bench throughput -- --test` runs every measurement once with tiny sizes, so
 //! CI can check that the bench still works in a few seconds. Other arguments are ignored.
@@ -22,6 +25,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context as _, Result};
+use ganger::delegator::Secret;
 use ganger::delegator::{Batching, SchedulerConfig};
 use ganger::{DelegatorConfig, JobOptions, LocalCluster, Registry};
 
@@ -125,16 +129,20 @@ fn main() -> Result<()> {
         plan.baseline_window.as_secs_f64()
     );
 
+    // The secret's runs are interleaved with the plain ones so that drift in the machine's
+    // load affects both sides of each ratio alike.
     let settings = [
-        ("fixed batch 1", Batching::Fixed(1)),
-        ("fixed batch 16", Batching::Fixed(16)),
-        ("fixed batch 256", Batching::Fixed(256)),
-        ("adaptive (default)", Batching::default()),
+        ("fixed batch 1", Batching::Fixed(1), false),
+        ("fixed batch 1 + secret", Batching::Fixed(1), true),
+        ("fixed batch 16", Batching::Fixed(16), false),
+        ("fixed batch 256", Batching::Fixed(256), false),
+        ("adaptive (default)", Batching::default(), false),
+        ("adaptive + secret", Batching::default(), true),
     ];
     let mut rows = Vec::with_capacity(settings.len());
-    for (name, batching) in settings {
+    for (name, batching, secure) in settings {
         let (units, rates) =
-            ganger_setting(&plan, batching).with_context(|| format!("ganger, {name}"))?;
+            ganger_setting(&plan, batching, secure).with_context(|| format!("ganger, {name}"))?;
         let each: Vec<String> = rates.iter().map(|&rate| thousands(rate)).collect();
         eprintln!(
             "  {name}: {units} units/job, runs: {} units/s",
@@ -174,6 +182,25 @@ fn main() -> Result<()> {
             thousands(row.rate),
             row.rate / baseline
         );
+    }
+    println!();
+    println!("cost of encryption (median with a secret / median without):");
+    for (plain, sealed, what) in [
+        (
+            "fixed batch 1",
+            "fixed batch 1 + secret",
+            "unbatched (batch 1)",
+        ),
+        (
+            "adaptive (default)",
+            "adaptive + secret",
+            "batched (adaptive)",
+        ),
+    ] {
+        let rate = |setting: &str| rows.iter().find(|r| r.setting == setting).map(|r| r.rate);
+        if let (Some(plain), Some(sealed)) = (rate(plain), rate(sealed)) {
+            println!("  {what}: encrypted/plain = {:.3}", sealed / plain);
+        }
     }
     Ok(())
 }
@@ -263,17 +290,23 @@ fn drive_dealer(dealer: &zmq::Socket, plan: &Plan) -> Result<f64> {
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
-/// Starts a cluster with `batching`, warms it up, and returns the units per measured job and
+/// Starts a cluster with `batching` (and a secret if `secure`), warms it up, and returns the units per measured job and
 /// the units per second of each measurement.
-fn ganger_setting(plan: &Plan, batching: Batching) -> Result<(u64, Vec<f64>)> {
+fn ganger_setting(plan: &Plan, batching: Batching, secure: bool) -> Result<(u64, Vec<f64>)> {
     let mut registry = Registry::with_builtins();
     registry.retain(|name| name == "noop");
+    let secret = match secure {
+        true => Some(Secret::new(b"a throughput benchmark's secret, 32+ bytes")?),
+        false => None,
+    };
     let config = DelegatorConfig {
         bind: "tcp://127.0.0.1:0".into(),
         scheduler: SchedulerConfig {
             batching,
             ..Default::default()
         },
+        secret,
+        ..DelegatorConfig::default()
     };
     let cluster = LocalCluster::with_config(config, WORKERS, THREADS_PER_WORKER, registry)?;
     let warmup_rate = warm_up(&cluster, plan)?;

@@ -6,14 +6,29 @@
 //! On a cluster, start the workers yourself instead, on any host that can reach the delegator:
 //!
 //! ```sh
+//! export GANGER_SECRET=$(ganger-delegator secret)    # the same value on every host
 //! cargo run --release --example remote -- tcp://0.0.0.0:5555 --no-local-workers   # on the delegator host
 //! cargo run --release --example remote -- worker tcp://DELEGATOR_HOST:5555         # on each worker host
 //! ```
+//!
+//! Both sides read the cluster secret from `GANGER_SECRET` when it is set (the delegator refuses a
+//! non-loopback bind without one); the local workers inherit it.
 
 use std::process::{Child, Command};
 
 use anyhow::Context as _;
+use ganger::delegator::Secret;
 use ganger::{Delegator, DelegatorConfig, JobOptions, Registry, Worker, WorkerConfig};
+
+/// The cluster secret from `GANGER_SECRET`, if set.
+fn secret() -> anyhow::Result<Option<Secret>> {
+    match std::env::var("GANGER_SECRET") {
+        Ok(value) => Ok(Some(
+            Secret::new(value.as_bytes()).context("GANGER_SECRET")?,
+        )),
+        Err(_) => Ok(None),
+    }
+}
 
 /// Primes in `[from, to)` by trial division: deliberately CPU-bound.
 fn count_primes((from, to): (u64, u64)) -> u64 {
@@ -32,7 +47,9 @@ fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("worker") {
         let endpoint = args.get(1).context("usage: remote worker ENDPOINT")?;
-        let worker = Worker::new(WorkerConfig::new(endpoint.as_str()), registry())?;
+        let mut config = WorkerConfig::new(endpoint.as_str());
+        config.secret = secret()?;
+        let worker = Worker::new(config, registry())?;
         let summary = worker.run()?;
         println!("worker done: {} units", summary.units_done);
         return Ok(());
@@ -43,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or("tcp://127.0.0.1:5555".into());
     let delegator = Delegator::start(DelegatorConfig {
         bind: bind.clone(),
+        secret: secret()?,
         ..DelegatorConfig::default()
     })
     .with_context(|| format!("cannot bind {bind}"))?;

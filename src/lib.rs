@@ -84,13 +84,15 @@ impl LocalCluster {
         Self::with_config(config, n_workers, threads, registry)
     }
 
-    /// Like [`LocalCluster::start`] with delegator settings of your choosing.
+    /// Like [`LocalCluster::start`] with delegator settings of your choosing. With a
+    /// [`secret`](DelegatorConfig::secret), the workers get it too (and every frame is sealed).
     pub fn with_config(
         config: DelegatorConfig,
         n_workers: usize,
         threads: usize,
         registry: Registry,
     ) -> Result<LocalCluster, Error> {
+        let secret = config.secret.clone();
         let delegator = Delegator::start(config)?;
         let mut cluster = LocalCluster {
             workers: Vec::with_capacity(n_workers),
@@ -100,6 +102,7 @@ impl LocalCluster {
             let mut worker_config = WorkerConfig::new(cluster.delegator().local_endpoint());
             worker_config.threads = threads;
             worker_config.name = format!("in-process-{i}");
+            worker_config.secret = secret.clone();
             let worker = Worker::new(worker_config, registry.clone())?;
             let shutdown = worker.shutdown_handle();
             let handle = std::thread::Builder::new()

@@ -8,6 +8,7 @@
 
 mod decode;
 mod encode;
+pub mod secure;
 #[cfg(test)]
 mod tests;
 
@@ -25,7 +26,7 @@ pub fn job_type_matches(declared: &str, job_type: &str) -> bool {
 }
 
 /// The protocol version this build speaks; a [`Hello`] with another version is rejected.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// One protocol message, borrowing byte and string fields from the frame it was decoded from.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,11 @@ pub enum Message<'a> {
     /// Worker → delegator: the worker is leaving and hands back units it will not start
     /// (since version 1).
     Goodbye(Goodbye),
+    /// Delegator → worker, answers a [`Hello`] that carries a nonce with the delegator's own
+    /// (since version 2).
+    Challenge(Challenge),
+    /// Worker → delegator, proves knowledge of the cluster secret (since version 2).
+    Auth(Auth),
 }
 
 impl Message<'_> {
@@ -63,6 +69,8 @@ impl Message<'_> {
             Message::Results(_) => "results",
             Message::Heartbeat => "heartbeat",
             Message::Goodbye(_) => "goodbye",
+            Message::Challenge(_) => "challenge",
+            Message::Auth(_) => "auth",
         }
     }
 }
@@ -83,6 +91,9 @@ pub struct Hello {
     /// How many units beyond `slots` the worker accepts queued, so that it never waits for work.
     /// The delegator never has more than `slots + prefetch` units out at this worker.
     pub prefetch: u32,
+    /// 32 random bytes from a worker that holds the cluster secret and asks to authenticate
+    /// (since version 2); `None` for a plaintext session.
+    pub nonce: Option<[u8; secure::NONCE_LEN]>,
 }
 
 impl Hello {
@@ -166,4 +177,21 @@ pub struct UnitResultRef<'a> {
 pub struct Goodbye {
     /// Ids of leased units the worker has not started and hands back.
     pub returned: Vec<u64>,
+}
+
+/// The delegator's half of the handshake's randomness (since version 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// 32 random bytes.
+    pub nonce: [u8; secure::NONCE_LEN],
+    /// SHA-256 of the `hello` frame this answers, so that a worker that said hello twice
+    /// answers only the challenge to its latest one.
+    pub hello_digest: [u8; 32],
+}
+
+/// The worker's proof that it knows the cluster secret (since version 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Auth {
+    /// HMAC-SHA256 over the handshake; see [`secure::Handshake::proof`].
+    pub proof: [u8; secure::PROOF_LEN],
 }

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use ganger_core::protocol::{
-    decode, encode, Goodbye, Hello, Message, Reject, Reset, Results, UnitRef, UnitResultRef,
-    Welcome, Work,
+    decode, encode, Auth, Challenge, Goodbye, Hello, Message, Reject, Reset, Results, UnitRef,
+    UnitResultRef, Welcome, Work,
 };
 use proptest::prelude::*;
 
@@ -83,6 +83,8 @@ enum Owned {
     Results(u64, u64, Vec<(u64, Result<Vec<u8>, String>)>),
     Heartbeat,
     Goodbye(Goodbye),
+    Challenge(Challenge),
+    Auth(Auth),
 }
 
 impl Owned {
@@ -119,6 +121,8 @@ impl Owned {
             }),
             Owned::Heartbeat => Message::Heartbeat,
             Owned::Goodbye(g) => Message::Goodbye(g.clone()),
+            Owned::Challenge(c) => Message::Challenge(c.clone()),
+            Owned::Auth(a) => Message::Auth(a.clone()),
         }
     }
 }
@@ -140,18 +144,29 @@ fn owned_message() -> impl Strategy<Value = Owned> {
             text(),
             prop::collection::vec(text(), 0..5),
             any::<u32>(),
-            any::<u32>()
+            any::<u32>(),
+            any::<Option<[u8; 32]>>()
         )
-            .prop_map(|(protocol, name, host, job_types, slots, prefetch)| {
-                Owned::Hello(Hello {
-                    protocol,
-                    name,
-                    host,
-                    job_types,
-                    slots,
-                    prefetch,
-                })
-            }),
+            .prop_map(
+                |(protocol, name, host, job_types, slots, prefetch, nonce)| {
+                    Owned::Hello(Hello {
+                        protocol,
+                        name,
+                        host,
+                        job_types,
+                        slots,
+                        prefetch,
+                        nonce,
+                    })
+                }
+            ),
+        any::<([u8; 32], [u8; 32])>().prop_map(|(nonce, hello_digest)| {
+            Owned::Challenge(Challenge {
+                nonce,
+                hello_digest,
+            })
+        }),
+        any::<[u8; 32]>().prop_map(|proof| Owned::Auth(Auth { proof })),
         (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
             |(worker_id, heartbeat_ms, timeout_ms, max_frame)| Owned::Welcome(Welcome {
                 worker_id,

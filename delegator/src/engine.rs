@@ -11,6 +11,8 @@
 
 mod monitor;
 
+mod auth;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -83,6 +85,8 @@ pub(crate) struct Engine {
     budget: Arc<QueueBudget>,
     /// Payload bytes read from `Extend` commands, ever.
     taken_in: u64,
+    /// Handshakes and session keys (protocol version 2).
+    gate: auth::Gate,
 }
 
 impl Engine {
@@ -95,7 +99,9 @@ impl Engine {
         metrics: EngineMetrics,
         budget: Arc<QueueBudget>,
     ) -> Self {
+        let pending_timeout = Duration::from_millis(config.scheduler.timeout_ms);
         Engine {
+            gate: auth::Gate::new(config.secret.clone(), pending_timeout),
             socket,
             monitor,
             probes: monitor::ProbeSchedule::default(),
@@ -151,6 +157,7 @@ impl Engine {
                 self.sent_at
                     .retain(|_, sent| sent.elapsed() < Duration::from_secs(3600));
                 next_tick = Instant::now() + tick;
+                self.gate.expire();
                 self.log_unserved();
             }
             self.scheduler.fill(now);
@@ -194,6 +201,9 @@ impl Engine {
             return self.drop_frame(&mut incoming, worker, "oversize", reason);
         }
         let now = self.now();
+        if self.gate.guards(&incoming.body) {
+            return self.handle_guarded(now, incoming, worker);
+        }
         // The decoded message borrows from the frame, so errors are resolved before acting on it.
         let outcome = match protocol::decode(&incoming.body) {
             Err(e) => Err((e.kind(), e.to_string())),
@@ -232,6 +242,12 @@ impl Engine {
                     "worker said goodbye"
                 );
                 self.scheduler.goodbye(now, worker, &goodbye)
+            }
+            (_, Message::Hello(hello)) if hello.nonce.is_some() && self.gate.refuses_nonce() => {
+                self.dropped.rejected += 1;
+                let reason = auth::HAS_NO_SECRET.to_owned();
+                self.send_reject(peer, reason.clone());
+                return Some(reason);
             }
             (registered, Message::Hello(hello)) => {
                 if let Some(old) = registered {
@@ -390,6 +406,7 @@ impl Engine {
                     } else {
                         info!(worker, "worker left");
                     }
+                    self.gate.forget(&peer);
                 }
             }
             Action::Deliver { job, outcomes } => {
@@ -425,6 +442,7 @@ impl Engine {
         let Some(peer) = self.addresses.get(&worker).cloned() else {
             return;
         };
+        let frame = self.gate.outgoing(&peer, frame);
         match frames::send_routed(&self.socket, &peer, frame) {
             Ok(()) => {}
             Err(SendError::Unreachable) => {
@@ -439,6 +457,7 @@ impl Engine {
     fn send(&mut self, peer: &[u8], message: &Message<'_>) {
         let mut frame = Vec::with_capacity(64);
         protocol::encode(message, &mut frame);
+        let frame = self.gate.outgoing(peer, frame);
         if let Err(e) = frames::send_routed(&self.socket, peer, frame) {
             debug!(peer = %hex(peer), "could not send {}: {e}", message.type_name());
         }

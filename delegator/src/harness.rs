@@ -213,6 +213,7 @@ impl Harness {
                     job_types: types,
                     slots: *slots,
                     prefetch: *prefetch,
+                    nonce: None,
                 };
                 self.send(*peer, &Message::Hello(hello));
             }
@@ -333,6 +334,7 @@ impl Harness {
             job_types: vec!["*".into()],
             slots: 64,
             prefetch: 1024,
+            nonce: None,
         };
         self.send(good, &Message::Hello(hello));
         self.settle()?;

@@ -43,6 +43,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::Sender;
 use ganger_core::payload::{self, Payload, PayloadError};
+pub use ganger_core::protocol::secure::Secret;
 use ganger_transport::{wake_pair, Waker};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -76,6 +77,16 @@ pub enum Error {
     /// The engine thread has stopped; the delegator can take no more requests.
     #[error("the delegator has stopped")]
     Stopped,
+    /// A non-loopback address without a secret and without the explicit opt-out.
+    #[error(
+        "refusing to bind {endpoint} without a cluster secret: anyone who can reach it could \
+         take work units or send false results; give a secret (--secret-file or GANGER_SECRET; \
+         `ganger-delegator secret` makes one) or pass --insecure (GANGER_INSECURE=true)"
+    )]
+    InsecureBind {
+        /// The endpoint as given.
+        endpoint: String,
+    },
     /// The delegator stopped before the job finished.
     #[error("the job ended with {missing} unit(s) without an outcome")]
     Incomplete {
@@ -95,6 +106,12 @@ pub struct DelegatorConfig {
     pub bind: String,
     /// Scheduling settings (heartbeats, retries, batching, frame limit).
     pub scheduler: SchedulerConfig,
+    /// The cluster secret; default none. With one, workers must prove they know it and every
+    /// frame after the handshake is encrypted and authenticated (protocol version 2).
+    pub secret: Option<Secret>,
+    /// Allow binding a non-loopback address without a secret (anyone who reaches it could
+    /// take work or send false results); default false. Warns at start-up.
+    pub insecure: bool,
 }
 
 impl Default for DelegatorConfig {
@@ -102,8 +119,49 @@ impl Default for DelegatorConfig {
         DelegatorConfig {
             bind: "tcp://*:5555".into(),
             scheduler: SchedulerConfig::default(),
+            secret: None,
+            insecure: false,
         }
     }
+}
+
+impl DelegatorConfig {
+    /// Refuses a non-loopback bind without a secret unless [`insecure`](Self::insecure) is set
+    /// (then it warns). Loopback (`127.0.0.0/8`, `localhost`, `[::1]`), `ipc://` and
+    /// `inproc://` endpoints need no secret.
+    pub fn check_bind_policy(&self) -> Result<()> {
+        if self.secret.is_some() || is_local_endpoint(&self.bind) {
+            return Ok(());
+        }
+        if !self.insecure {
+            return Err(Error::InsecureBind {
+                endpoint: self.bind.clone(),
+            });
+        }
+        tracing::warn!(
+            endpoint = %self.bind,
+            "binding a non-loopback address without a secret (--insecure): anyone who can reach \
+             it can take work units or send false results"
+        );
+        Ok(())
+    }
+}
+
+/// Whether an endpoint can only be reached from this machine.
+pub fn is_local_endpoint(endpoint: &str) -> bool {
+    if endpoint.starts_with("ipc://") || endpoint.starts_with("inproc://") {
+        return true;
+    }
+    let Some(address) = endpoint.strip_prefix("tcp://") else {
+        return false;
+    };
+    // ZeroMQ's `tcp://[interface;]host:port`: what is bound is the part before the port.
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Options of one job.
@@ -128,6 +186,14 @@ pub struct DroppedFrames {
     pub unregistered: u64,
     /// Delegator-to-worker message types sent by a worker.
     pub unexpected: u64,
+    /// Frames from peers that had not authenticated (or plaintext inside a sealed session),
+    /// hellos without a nonce, and failed proofs, when a secret is configured (since version 2).
+    pub unauthenticated: u64,
+    /// Sealed frames whose counter was not above the last one accepted (since version 2).
+    pub replayed: u64,
+    /// Sealed frames that failed authentication: tampered, forged, or truncated (since
+    /// version 2).
+    pub bad_seal: u64,
 }
 
 /// A snapshot of the delegator's state.
@@ -188,6 +254,7 @@ impl StatsHandle {
 impl Delegator {
     /// Binds the endpoint and starts the engine thread.
     pub fn start(config: DelegatorConfig) -> Result<Delegator> {
+        config.check_bind_policy()?;
         let context = zmq::Context::new();
         let socket = context.socket(zmq::ROUTER)?;
         // Sends to a departed peer fail loudly (EHOSTUNREACH) instead of vanishing.

@@ -20,6 +20,9 @@ pub struct LocalWorkerSpec {
     pub threads: usize,
     /// Extra arguments for each worker.
     pub extra_args: Vec<String>,
+    /// The cluster secret, passed in each worker's environment (`GANGER_SECRET`), never on its
+    /// command line (which any local user can read).
+    pub secret: Option<ganger_core::protocol::secure::Secret>,
 }
 
 /// Running local worker processes; dropping this stops them.
@@ -49,7 +52,17 @@ impl LocalWorkers {
                 // judge its local workers instead of the delegator (the image sets this variable
                 // for worker containers).
                 .env_remove("GANGER_STATUS_FILE")
+                // The worker takes its secret one way only: the one given here.
+                .env_remove("GANGER_SECRET_FILE")
+                .env_remove("GANGER_SECRET")
                 .stdin(Stdio::null());
+            if let Some(secret) = &spec.secret {
+                use std::os::unix::ffi::OsStrExt as _;
+                command.env(
+                    "GANGER_SECRET",
+                    std::ffi::OsStr::from_bytes(secret.expose()),
+                );
+            }
             die_with_parent(&mut command);
             workers.children.push(command.spawn()?);
         }

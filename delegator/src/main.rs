@@ -43,6 +43,28 @@ enum Command {
     /// Check a delegator's health (for HEALTHCHECK and probes): GET its /healthz and exit 0 on
     /// 200, 1 otherwise with one line saying why.
     Probe(probe::ProbeArgs),
+    /// Make a cluster secret: 32 random bytes as 64 hex digits, printed or written to a new
+    /// file readable only by its owner.
+    Secret(SecretArgs),
+}
+
+/// Arguments of `secret`.
+#[derive(Debug, Args)]
+struct SecretArgs {
+    /// Write the secret to this new file (mode 0600; an existing file is never overwritten)
+    /// instead of printing it.
+    #[arg(long, env = "GANGER_SECRET_OUT")]
+    out: Option<std::path::PathBuf>,
+}
+
+/// `ganger-delegator secret`.
+fn make_secret(args: &SecretArgs) -> anyhow::Result<()> {
+    let secret = ganger_transport::secret::generate()?;
+    match &args.out {
+        Some(path) => ganger_transport::secret::write_new(path, &secret)?,
+        None => println!("{secret}"),
+    }
+    Ok(())
 }
 
 /// Settings shared by every subcommand.
@@ -117,6 +139,15 @@ struct Common {
     /// Write the HTTP server's bound address to this file (for scripts and tests).
     #[arg(long, global = true, env = "GANGER_HTTP_ADDRESS_FILE")]
     http_address_file: Option<std::path::PathBuf>,
+    /// File holding the cluster secret (at least 16 bytes; `ganger-delegator secret` makes
+    /// one): workers must prove they know it, and every frame is encrypted [default: the value
+    /// of the variable GANGER_SECRET, else none].
+    #[arg(long, global = true, env = "GANGER_SECRET_FILE")]
+    secret_file: Option<std::path::PathBuf>,
+    /// Allow binding a non-loopback address without a secret (warns at start-up): anyone who
+    /// can reach the port could take work units or send false results.
+    #[arg(long, global = true, env = "GANGER_INSECURE")]
+    insecure: bool,
 }
 
 impl Common {
@@ -164,6 +195,8 @@ impl Common {
                 max_queued_bytes: self.max_queued_bytes,
                 ..SchedulerConfig::default()
             },
+            secret: ganger_transport::secret::load(self.secret_file.as_deref())?,
+            insecure: self.insecure,
         })
     }
 }
@@ -180,13 +213,25 @@ impl Common {
         Option<ganger_delegator::local::LocalWorkers>,
     )> {
         use anyhow::Context as _;
-        let delegator = ganger_delegator::Delegator::start(self.delegator_config()?)?;
+        let mut config = self.delegator_config()?;
+        if n_workers > 0 && config.secret.is_none() {
+            // The embedded default needs no configured secret: the local workers get this
+            // run's own, through their environment.
+            let secret = ganger_transport::secret::generate()?;
+            config.secret = Some(ganger_delegator::Secret::new(secret.as_bytes())?);
+            tracing::info!(
+                "using a secret made for this run for the local workers: remote workers cannot \
+                 join unless a secret is configured (--secret-file or GANGER_SECRET)"
+            );
+        }
+        let secret = config.secret.clone();
+        let delegator = ganger_delegator::Delegator::start(config)?;
         watch.attach(&delegator);
         if let Some(path) = &self.endpoint_file {
             std::fs::write(path, delegator.endpoint())
                 .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
         }
-        let workers = self.spawn_workers(n_workers, &delegator)?;
+        let workers = self.spawn_workers(n_workers, &delegator, secret)?;
         Ok((delegator, workers))
     }
 
@@ -195,6 +240,7 @@ impl Common {
         &self,
         n: usize,
         delegator: &ganger_delegator::Delegator,
+        secret: Option<ganger_delegator::Secret>,
     ) -> anyhow::Result<Option<ganger_delegator::local::LocalWorkers>> {
         use anyhow::Context as _;
         use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
@@ -214,6 +260,7 @@ impl Common {
             threads: self.worker_threads.unwrap_or((cores / n).max(1)),
             // They share this process's stderr: keep one log format in it.
             extra_args: vec!["--log-format".into(), self.log_format.clone()],
+            secret,
         };
         tracing::info!(n, threads = spec.threads, "starting local workers");
         let workers = LocalWorkers::spawn(n, &spec)
@@ -230,10 +277,13 @@ fn main() {
         // display (a probe must not take the port it is about to ask).
         Command::Plot(args) => plot::run(args),
         Command::Probe(args) => probe::run(&cli.common, args),
+        Command::Secret(args) => make_secret(args),
         command => watch::Watch::start(&cli.common).and_then(|mut watch| match command {
             Command::Run(args) => run::run(&cli.common, args, &mut watch),
             Command::Mcmc(args) => mcmc_cli::run(&cli.common, args, &mut watch),
-            Command::Plot(_) | Command::Probe(_) => unreachable!("handled above"),
+            Command::Plot(_) | Command::Probe(_) | Command::Secret(_) => {
+                unreachable!("handled above")
+            }
         }),
     };
     if let Err(e) = result {

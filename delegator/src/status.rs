@@ -150,6 +150,10 @@ pub struct CountersStatus {
     /// `--max-queued-bytes`).
     #[serde(default)]
     pub queued_bytes: u64,
+    /// Of those, frames from peers that had not authenticated, and sealed frames replayed or
+    /// failing authentication (protocol version 2, with a secret).
+    #[serde(default)]
+    pub unauthenticated_frames: u64,
 }
 
 /// Batch round trips.
@@ -617,7 +621,11 @@ fn engine_parts(stats: &Stats) -> (Vec<WorkerStatus>, Vec<QueueStatus>, Counters
             + d.oversize
             + d.rejected
             + d.unregistered
-            + d.unexpected,
+            + d.unexpected
+            + d.unauthenticated
+            + d.replayed
+            + d.bad_seal,
+        unauthenticated_frames: d.unauthenticated + d.replayed + d.bad_seal,
         queued_bytes: stats.queued_bytes,
     };
     (workers, queues, counters)
@@ -707,6 +715,11 @@ impl Collector for StatusCollector {
                 "ganger_frames_dropped",
                 "Frames from peers dropped as bad input",
                 s.counters.dropped_frames,
+            ),
+            (
+                "ganger_frames_unauthenticated",
+                "Frames dropped because their peer had not authenticated, or replayed or forged",
+                s.counters.unauthenticated_frames,
             ),
         ] {
             Self::counter(e, name, help, value)?;
@@ -875,6 +888,8 @@ mod tests {
             },
             dropped: DroppedFrames {
                 malformed: 2,
+                unauthenticated: 3,
+                replayed: 1,
                 ..DroppedFrames::default()
             },
             queued_bytes: 0,
@@ -908,7 +923,8 @@ mod tests {
         assert_eq!(s.progress.fraction, 0.5);
         assert_eq!(s.workers[0].last_heartbeat_ms_ago, 100);
         assert_eq!(s.queues[0].depth, 42);
-        assert_eq!(s.counters.dropped_frames, 2);
+        assert_eq!(s.counters.dropped_frames, 6);
+        assert_eq!(s.counters.unauthenticated_frames, 4);
         assert!(s.engine_alive);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["kind"], "run");

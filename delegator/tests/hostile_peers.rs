@@ -65,9 +65,15 @@ fn garbage_wrong_versions_and_oversize_frames_are_answered_dropped_and_counted()
         .unwrap();
 
     let client = RawClient::connect(&endpoint);
-    let (kind, reason) = client.exchange(&[b"\xc1\xff garbage"]);
+    let (kind, reason) = client.exchange(&[b"\xc0\xff garbage"]);
     assert_eq!(kind, "reject");
     assert!(reason.contains("expected a map"), "{reason}");
+
+    // 0xc1 (never MessagePack) starts a sealed frame: with no session here, the answer is a
+    // plaintext reset, so that a worker whose connection was re-established shakes hands again.
+    let (kind, reason) = client.exchange(&[b"\xc1\xff garbage"]);
+    assert_eq!(kind, "reset");
+    assert!(reason.contains("unknown session"), "{reason}");
 
     let (kind, reason) = client.exchange(&[b"\x81\xa4type\xa5shout"]);
     assert_eq!(kind, "reject");
@@ -80,6 +86,7 @@ fn garbage_wrong_versions_and_oversize_frames_are_answered_dropped_and_counted()
         job_types: vec!["square".into()],
         slots: 1,
         prefetch: 0,
+        nonce: None,
     }));
     let (kind, reason) = client.exchange(&[&hello]);
     assert_eq!(kind, "reject");
@@ -153,6 +160,7 @@ fn hello(name: &str) -> Vec<u8> {
         job_types: vec!["square".into()],
         slots: 1,
         prefetch: 0,
+        nonce: None,
     }))
 }
 

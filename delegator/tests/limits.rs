@@ -28,6 +28,7 @@ fn raw_hello(endpoint: &str) -> (String, String) {
             job_types: vec!["square".into()],
             slots: 1,
             prefetch: 1,
+            nonce: None,
         }),
         &mut frame,
     );

@@ -359,6 +359,21 @@ fn the_apps_agree_on_ports_paths_and_placeholders() {
         .unwrap();
     assert!(command.starts_with("ganger-worker status"), "{command}");
     assert!(workers["env"]["GANGER_STATUS_FILE"].is_string());
+    // Both apps read the cluster secret from the same file on their agent, mounted read-only
+    // where their GANGER_SECRET_FILE points.
+    let mut host_paths = Vec::new();
+    for app in [&workers, &delegator] {
+        let path = app["env"]["GANGER_SECRET_FILE"].as_str().unwrap();
+        let volume = app["container"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["containerPath"] == path)
+            .unwrap_or_else(|| panic!("no volume at {path}"));
+        assert_eq!(volume["mode"], "RO");
+        host_paths.push(volume["hostPath"].clone());
+    }
+    assert_eq!(host_paths[0], host_paths[1]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,7 +383,10 @@ fn the_apps_agree_on_ports_paths_and_placeholders() {
 fn workers_launched_as_marathon_would_do_a_job_and_are_healthy_only_while_connected() {
     let app = read_json(&marathon_dir().join("marathon-sample.json"));
     let scratch = scratch_dir("workers");
-    let delegator = start_delegator(test_config());
+    let delegator = start_delegator(ganger_delegator::DelegatorConfig {
+        secret: Some(ganger_delegator::Secret::new(tasks::TEST_SECRET.as_bytes()).unwrap()),
+        ..test_config()
+    });
     let endpoint = delegator.local_endpoint();
     let mut tasks: Vec<Task> = (0..2)
         .map(|i| Task::worker(&app, &endpoint, &scratch.join(format!("task-{i}"))))

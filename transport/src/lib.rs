@@ -4,6 +4,7 @@
 //!   never blocking and never trusting the number of parts a peer sent.
 //! - [`wake`] lets other threads wake a loop that is blocked in `zmq::poll`.
 //! - [`logging`] sets up the binaries' logs (text or JSON).
+//! - [`secret`] reads the cluster secret from `--secret-file` or `GANGER_SECRET`, and makes one.
 //! - [`warn`] rate-limits warnings about misbehaving peers so that a flood of garbage cannot
 //!   flood the log too.
 //!
@@ -12,6 +13,7 @@
 
 pub mod frames;
 pub mod logging;
+pub mod secret;
 pub mod wake;
 pub mod warn;
 

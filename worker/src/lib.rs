@@ -29,6 +29,7 @@
 //! ```
 
 mod compute;
+mod secure;
 mod session;
 mod status;
 
@@ -36,6 +37,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use ganger_core::protocol::secure::Secret;
 pub use ganger_core::task::{Registry, Task, TaskResult};
 use ganger_transport::{wake_pair, WakeReceiver, Waker};
 
@@ -98,6 +100,10 @@ pub struct WorkerConfig {
     pub reconnect: Duration,
     /// Longest reconnect interval; default 5 s.
     pub reconnect_max: Duration,
+    /// The cluster secret; default none. With one, the worker proves it knows it, works only
+    /// for a delegator that proves the same, and every frame after the handshake is encrypted
+    /// (protocol version 2).
+    pub secret: Option<Secret>,
 }
 
 impl WorkerConfig {
@@ -114,6 +120,7 @@ impl WorkerConfig {
             grace: Duration::from_secs(30),
             reconnect: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            secret: None,
         }
     }
 
@@ -150,7 +157,8 @@ pub struct Summary {
     pub unit_errors: u64,
     /// Registrations with a delegator.
     pub sessions: u64,
-    /// Frames from the delegator that could not be decoded.
+    /// Frames from the delegator that could not be decoded, or that were refused because they
+    /// were not sealed (with a secret) or did not open.
     pub dropped_frames: u64,
 }
 

@@ -82,6 +82,11 @@ struct Args {
     /// status`): rewritten about once a second and on every state change.
     #[arg(long, env = "GANGER_STATUS_FILE")]
     status_file: Option<PathBuf>,
+    /// File holding the cluster secret the delegator was given: the worker proves it knows it
+    /// and every frame is encrypted [default: the value of the variable GANGER_SECRET, else
+    /// none].
+    #[arg(long, env = "GANGER_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
 }
 
 fn builtin_help() -> String {
@@ -121,6 +126,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.name = name;
     }
     config.prefetch = args.prefetch;
+    config.secret = ganger_transport::secret::load(args.secret_file.as_deref())?;
     config.job_types = args.job_types;
     config.grace = Duration::try_from_secs_f64(args.grace_secs).context("--grace-secs")?;
     config.reconnect_max =

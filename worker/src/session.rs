@@ -15,12 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use ganger_core::protocol::secure as secure_frames;
 use ganger_core::protocol::{self, Goodbye, Hello, Message, Welcome, PROTOCOL_VERSION};
 use ganger_transport::frames::{self, SendError};
 use ganger_transport::{wake, RateLimited, WakeReceiver};
 use tracing::{debug, info, warn};
 
 use crate::compute::{Batch, Evaluator, Finished};
+use crate::secure::Security;
 use crate::status::StatusHandle;
 use crate::{Error, ShutdownState, Summary, Worker, WorkerConfig};
 
@@ -58,6 +60,8 @@ pub(crate) struct Session {
     summary: Summary,
     warn_limit: RateLimited,
     status: StatusHandle,
+    /// The handshake and session keys, when the worker has a secret.
+    security: Option<Security>,
 }
 
 /// Frames read per turn before the loop looks at results and timers again.
@@ -83,6 +87,7 @@ impl Session {
         let now = Instant::now();
         Ok(Session {
             socket,
+            security: worker.config.secret.clone().map(Security::new),
             config: worker.config,
             job_types: worker.job_types,
             pool,
@@ -197,6 +202,13 @@ impl Session {
                 self.malformed(&format!("expected 1 frame, got {parts}"));
                 continue;
             }
+            let frame = match self.unseal(frame) {
+                Ok(frame) => frame,
+                Err(reason) => {
+                    self.malformed(&reason);
+                    continue;
+                }
+            };
             self.handle_frame(frame)?;
         }
         Ok(())
@@ -231,12 +243,41 @@ impl Session {
             }
         };
         match message {
+            Message::Challenge(challenge) => {
+                let answered = match &mut self.security {
+                    Some(security) if matches!(self.state, State::Connecting { .. }) => {
+                        security.answer(&challenge)
+                    }
+                    _ => None,
+                };
+                match answered {
+                    // Plaintext: the delegator opens sealed frames only once the proof is in.
+                    Some(auth) => {
+                        self.send_plain(auth);
+                        // The welcome is on its way: do not say hello again too soon.
+                        self.state = State::Connecting {
+                            hello_sent: Some(Instant::now()),
+                        };
+                    }
+                    None => debug!("ignoring a challenge to an earlier hello"),
+                }
+            }
             Message::Welcome(welcome) => {
                 info!(
                     worker_id = welcome.worker_id,
+                    authenticated = self.security.is_some(),
                     "registered with the delegator"
                 );
-                self.evaluator.max_frame = welcome.max_frame.min(usize::MAX as u64) as usize;
+                // A sealed frame is a little longer than the message it carries.
+                let overhead = if self.security.is_some() {
+                    secure_frames::SEAL_OVERHEAD as u64
+                } else {
+                    0
+                };
+                self.evaluator.max_frame = welcome
+                    .max_frame
+                    .saturating_sub(overhead)
+                    .min(usize::MAX as u64) as usize;
                 self.status
                     .update(|board| board.welcomed(welcome.worker_id));
                 self.state = State::Ready(welcome);
@@ -306,7 +347,10 @@ impl Session {
                 self.status
                     .update(|board| board.error(problem, Instant::now()));
             }
-            self.outbox.extend(finished.frames);
+            for frame in finished.frames {
+                let frame = self.seal(frame);
+                self.outbox.push_back(frame);
+            }
         }
     }
 
@@ -345,9 +389,23 @@ impl Session {
             job_types: self.job_types.clone(),
             slots: self.config.threads as u32,
             prefetch: self.config.prefetch,
+            nonce: None,
         };
+        let mut hello = hello;
+        if let Some(security) = &mut self.security {
+            match security.nonce() {
+                Ok(nonce) => hello.nonce = Some(nonce),
+                Err(e) => {
+                    warn!("no randomness for the handshake: {e}");
+                    return;
+                }
+            }
+        }
         let mut frame = Vec::new();
         protocol::encode(&Message::Hello(hello), &mut frame);
+        if let Some(security) = &mut self.security {
+            security.said_hello(&frame);
+        }
         // Not queued: with nobody connected the hello is simply tried again on a later turn.
         match frames::send_body(&self.socket, frame) {
             Ok(()) => {
@@ -368,6 +426,9 @@ impl Session {
     /// Drops everything tied to the current registration and says hello again.
     fn restart_session(&mut self) {
         self.generation += 1;
+        if let Some(security) = &mut self.security {
+            security.end_session();
+        }
         self.pending.clear();
         self.outbox.clear();
         // Batches still running belong to the old generation; their results will be discarded.
@@ -439,8 +500,55 @@ impl Session {
     fn queue(&mut self, message: &Message<'_>) {
         let mut frame = Vec::with_capacity(32);
         protocol::encode(message, &mut frame);
+        let frame = self.seal(frame);
         self.outbox.push_back(frame);
         self.flush();
+    }
+
+    /// Queues a handshake message, never sealed.
+    fn send_plain(&mut self, message: Message<'_>) {
+        let mut frame = Vec::with_capacity(64);
+        protocol::encode(&message, &mut frame);
+        self.outbox.push_back(frame);
+        self.flush();
+    }
+
+    /// Seals a frame if the session is authenticated. Frames enter the outbox in the order
+    /// they leave, so their counters increase on the wire.
+    fn seal(&mut self, frame: Vec<u8>) -> Vec<u8> {
+        match self.security.as_mut().and_then(Security::channel) {
+            Some(channel) => channel.sealer.seal(&frame),
+            None => frame,
+        }
+    }
+
+    /// Opens a sealed frame, and refuses what this worker must not accept: with a secret,
+    /// plaintext other than `challenge`, `reset` and `reject` (the delegator cannot seal for a
+    /// routing id it does not know, and the handshake is plaintext); without one, any sealed
+    /// frame.
+    fn unseal(&mut self, frame: zmq::Message) -> Result<zmq::Message, String> {
+        let sealed = secure_frames::is_sealed(&frame);
+        match (&mut self.security, sealed) {
+            (None, false) => Ok(frame),
+            (None, true) => Err("a sealed frame, but this worker has no secret".into()),
+            (Some(security), true) => match security.channel() {
+                Some(channel) => channel
+                    .opener
+                    .open(&frame)
+                    .map(zmq::Message::from)
+                    .map_err(|e| e.to_string()),
+                None => Err("a sealed frame before the handshake".into()),
+            },
+            (Some(_), false) => match protocol::decode(&frame) {
+                Ok(Message::Challenge(_) | Message::Reset(_) | Message::Reject(_)) => Ok(frame),
+                Ok(other) => Err(format!(
+                    "a plaintext `{}` refused: this worker has a secret and accepts only an \
+                     authenticated delegator",
+                    other.type_name()
+                )),
+                Err(e) => Err(e.to_string()),
+            },
+        }
     }
 
     fn flush(&mut self) {

@@ -150,6 +150,7 @@ fn start_delegator() -> Delegator {
             timeout_ms: 2000,
             ..SchedulerConfig::default()
         },
+        ..DelegatorConfig::default()
     })
     .expect("delegator starts")
 }

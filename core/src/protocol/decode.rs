@@ -7,7 +7,8 @@
 use rmp::Marker;
 
 use super::{
-    Goodbye, Hello, Message, Reject, Reset, Results, UnitRef, UnitResultRef, Welcome, Work,
+    Auth, Challenge, Goodbye, Hello, Message, Reject, Reset, Results, UnitRef, UnitResultRef,
+    Welcome, Work,
 };
 
 /// Why a frame could not be decoded.
@@ -135,6 +136,9 @@ struct Fields<'a> {
     units: Option<Vec<UnitRef<'a>>>,
     results: Option<Vec<UnitResultRef<'a>>>,
     returned: Option<Vec<u64>>,
+    nonce: Option<[u8; 32]>,
+    proof: Option<[u8; 32]>,
+    hello_digest: Option<[u8; 32]>,
 }
 
 struct Reader<'a> {
@@ -185,6 +189,9 @@ impl<'a> Reader<'a> {
                 }
                 f.returned = Some(returned);
             }
+            "nonce" => f.nonce = Some(self.bin32("nonce")?),
+            "proof" => f.proof = Some(self.bin32("proof")?),
+            "hello_digest" => f.hello_digest = Some(self.bin32("hello_digest")?),
             _ => self.skip(0)?,
         }
         Ok(())
@@ -340,6 +347,13 @@ impl<'a> Reader<'a> {
         self.take(len as usize)
     }
 
+    /// A byte string of exactly 32 bytes (nonces and proofs).
+    fn bin32(&mut self, field: &'static str) -> Result<[u8; 32], DecodeError> {
+        self.bin(field)?
+            .try_into()
+            .map_err(|_| wrong(field, "binary data of 32 bytes"))
+    }
+
     fn array_len(&mut self, field: &'static str) -> Result<u32, DecodeError> {
         if let Some(b) = self.byte_if(|b| b & 0xf0 == 0x90) {
             return Ok(u32::from(b & 0x0f));
@@ -437,6 +451,7 @@ fn build(f: Fields<'_>) -> Result<Message<'_>, DecodeError> {
                     .collect(),
                 slots: u32_field(need(f.slots, m, "slots")?, "slots")?,
                 prefetch: u32_field(f.prefetch.unwrap_or(0), "prefetch")?,
+                nonce: f.nonce,
             })
         }
         "welcome" => {
@@ -467,6 +482,13 @@ fn build(f: Fields<'_>) -> Result<Message<'_>, DecodeError> {
         "heartbeat" => Message::Heartbeat,
         "goodbye" => Message::Goodbye(Goodbye {
             returned: f.returned.unwrap_or_default(),
+        }),
+        "challenge" => Message::Challenge(Challenge {
+            nonce: need(f.nonce, "challenge", "nonce")?,
+            hello_digest: need(f.hello_digest, "challenge", "hello_digest")?,
+        }),
+        "auth" => Message::Auth(Auth {
+            proof: need(f.proof, "auth", "proof")?,
         }),
         other => return Err(DecodeError::UnknownType(other.to_owned())),
     };

@@ -19,6 +19,20 @@ pub fn encode(message: &Message<'_>, out: &mut Vec<u8>) {
             type_key(out, "heartbeat");
         }
         Message::Goodbye(goodbye) => encode_goodbye(goodbye, out),
+        Message::Challenge(challenge) => {
+            map_len(out, 3);
+            type_key(out, "challenge");
+            str(out, "nonce");
+            bin(out, &challenge.nonce);
+            str(out, "hello_digest");
+            bin(out, &challenge.hello_digest);
+        }
+        Message::Auth(auth) => {
+            map_len(out, 2);
+            type_key(out, "auth");
+            str(out, "proof");
+            bin(out, &auth.proof);
+        }
     }
 }
 
@@ -121,7 +135,7 @@ pub fn result_size_bound(outcome: Result<&[u8], &str>) -> usize {
 }
 
 fn encode_hello(hello: &Hello, out: &mut Vec<u8>) {
-    map_len(out, 7);
+    map_len(out, if hello.nonce.is_some() { 8 } else { 7 });
     type_key(out, "hello");
     str(out, "protocol");
     uint(out, hello.protocol.into());
@@ -138,6 +152,10 @@ fn encode_hello(hello: &Hello, out: &mut Vec<u8>) {
     uint(out, hello.slots.into());
     str(out, "prefetch");
     uint(out, hello.prefetch.into());
+    if let Some(nonce) = &hello.nonce {
+        str(out, "nonce");
+        bin(out, nonce);
+    }
 }
 
 fn encode_welcome(welcome: &Welcome, out: &mut Vec<u8>) {

@@ -17,6 +17,7 @@ fn every_message_round_trips() {
         job_types: vec!["noop".into(), "spin".into()],
         slots: 8,
         prefetch: 1024,
+        nonce: Some([9; 32]),
     }));
     round_trip(&Message::Welcome(Welcome {
         worker_id: 3,
@@ -28,6 +29,11 @@ fn every_message_round_trips() {
         reason: "no".into(),
         protocol: 1,
     }));
+    round_trip(&Message::Challenge(Challenge {
+        nonce: [1; 32],
+        hello_digest: [2; 32],
+    }));
+    round_trip(&Message::Auth(Auth { proof: [3; 32] }));
     round_trip(&Message::Reset(Reset {
         reason: "who?".into(),
     }));

@@ -11,6 +11,7 @@ fn hello(job_types: &[&str], slots: u32, prefetch: u32) -> Hello {
         job_types: job_types.iter().map(|s| s.to_string()).collect(),
         slots,
         prefetch,
+        nonce: None,
     }
 }
 

@@ -53,6 +53,7 @@ pub fn test_config() -> DelegatorConfig {
             timeout_ms: 2000,
             ..SchedulerConfig::default()
         },
+        ..DelegatorConfig::default()
     }
 }
 

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::help::{Help, BINARIES};
 use crate::read;
 
-/// Read by both binaries but not a flag: the log filter.
-const NOT_A_FLAG: &str = "GANGER_LOG";
+/// Read by both binaries but not flags: the log filter, and the cluster secret itself (a value
+/// on a command line would be visible to every local user).
+const NOT_FLAGS: [&str; 2] = ["GANGER_LOG", "GANGER_SECRET"];
 
 /// One option or argument of one command: `ganger-delegator mcmc --config` reads
 /// `GANGER_CONFIG`.
@@ -70,7 +71,7 @@ pub fn all_variables() -> BTreeSet<String> {
     all_settings()
         .into_iter()
         .filter_map(|s| s.variable)
-        .chain([NOT_A_FLAG.to_owned()])
+        .chain(NOT_FLAGS.map(str::to_owned))
         .collect()
 }
 

@@ -20,6 +20,17 @@ fn image_path() -> OsString {
     path
 }
 
+/// The cluster secret the tests put where the apps' `GANGER_SECRET_FILE` volume comes from
+/// (the agents' `/etc/ganger/cluster.secret`).
+pub const TEST_SECRET: &str = "a cluster secret for the Marathon tests";
+
+/// Writes [`TEST_SECRET`] to a file in `dir`, standing in for the agent's host path.
+fn secret_file(dir: &Path) -> String {
+    let path = dir.join("cluster.secret");
+    std::fs::write(&path, TEST_SECRET).unwrap();
+    path.display().to_string()
+}
+
 /// The app's `env`, with each of `replace` (name, value) put in place of the app's value.
 fn app_env(app: &Value, replace: &[(&str, String)]) -> Vec<(String, String)> {
     let env = app["env"].as_object().expect("the app has an env");
@@ -76,6 +87,7 @@ impl Task {
             &[
                 ("GANGER_CONNECT", connect.replace(&placeholder, local)),
                 ("GANGER_STATUS_FILE", status_file.display().to_string()),
+                ("GANGER_SECRET_FILE", secret_file(dir)),
             ],
         );
         let args: Vec<String> = string_array(&app["args"])
@@ -192,6 +204,7 @@ impl DelegatorTask {
             &[
                 ("GANGER_BIND", "tcp://127.0.0.1:0".into()),
                 ("GANGER_HTTP", "127.0.0.1:0".into()),
+                ("GANGER_SECRET_FILE", secret_file(scratch)),
             ],
         );
         env.push((
