@@ -46,8 +46,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The delegator's heartbeat interval in the bench, milliseconds (the default).
 const HEARTBEAT_MS: u64 = 1000;
-/// Units each simulated worker holds at once: `slots` 1 plus `prefetch` 1.
-const CAPACITY: u64 = 2;
+/// Units each simulated worker holds at once: `slots` 1 plus `prefetch` 63.
+const CAPACITY: u64 = 64;
 /// Single-worker processes killed one at a time for the death measurement.
 const SINGLE_KILLS: usize = 5;
 
@@ -152,17 +152,19 @@ fn conduct(plan: Plan) -> Result<()> {
     let total_workers = plan.workers + SINGLE_KILLS;
     wait_for_workers(&mut delegator, total_workers)?;
     let held = total_workers as u64 * CAPACITY;
-    delegator.ask(&format!("hold {held}"), "leased")?;
+    let leased: u64 = delegator.ask(&format!("hold {held}"), "leased")?[0].parse()?;
     let mut single_ms = Vec::new();
-    for mut victim in singles {
-        single_ms.push(time_requeue(&mut delegator, &mut victim, CAPACITY)?);
+    let mut single_units = 0;
+    for (i, mut victim) in singles.into_iter().enumerate() {
+        let (units, ms) = time_requeue(&mut delegator, &mut victim, &format!("one{i}"))?;
+        single_units = units;
+        single_ms.push(ms);
     }
+    let swarm_index = swarms.len() - 1;
     let mut victim = swarms.pop().expect("at least two swarms");
-    let swarm_victims = split(plan.workers, plan.processes)
-        .last()
-        .copied()
-        .unwrap_or(0);
-    let swarm_ms = time_requeue(&mut delegator, &mut victim, swarm_victims as u64 * CAPACITY)?;
+    let swarm_victims = split(plan.workers, plan.processes)[swarm_index];
+    let (swarm_units, swarm_ms) =
+        time_requeue(&mut delegator, &mut victim, &format!("s{swarm_index}"))?;
 
     delegator.send("quit")?;
     delegator.child.wait().ok();
@@ -205,8 +207,9 @@ fn conduct(plan: Plan) -> Result<()> {
         1e6 * (idle_full.cpu - idle_empty.cpu).max(0.0) / heartbeat_rate.max(1.0)
     );
     single_ms.sort_by(f64::total_cmp);
+    println!("load: {leased} units of a job that never finishes leased before the kills");
     println!(
-        "load: kill -9 of one worker holding {CAPACITY} units: requeued after {} ms \
+        "load: kill -9 of one worker holding {single_units} units: requeued after {} ms \
          (median {:.1} ms of {SINGLE_KILLS})",
         single_ms
             .iter()
@@ -216,16 +219,17 @@ fn conduct(plan: Plan) -> Result<()> {
         single_ms[single_ms.len() / 2]
     );
     println!(
-        "load: kill -9 of a process with {swarm_victims} workers: all {} units requeued after \
-         {swarm_ms:.1} ms",
-        swarm_victims as u64 * CAPACITY
+        "load: kill -9 of a process with {swarm_victims} workers: all {swarm_units} units \
+         requeued after {swarm_ms:.1} ms"
     );
     Ok(())
 }
 
-/// Kills `victim` and returns the milliseconds until the delegator had requeued `units` more.
-fn time_requeue(delegator: &mut Peer, victim: &mut Peer, units: u64) -> Result<f64> {
-    delegator.ask(&format!("watch {units}"), "watching")?;
+/// Kills `victim` (whose workers' names start with `name`) and returns the units it held and
+/// the milliseconds until the delegator had requeued them all.
+fn time_requeue(delegator: &mut Peer, victim: &mut Peer, name: &str) -> Result<(u64, f64)> {
+    let units: u64 = delegator.ask(&format!("watch {name}"), "watching")?[0].parse()?;
+    ensure!(units > 0, "the workers of {name} held no units");
     let killed = unix_nanos();
     victim
         .child
@@ -234,7 +238,7 @@ fn time_requeue(delegator: &mut Peer, victim: &mut Peer, units: u64) -> Result<f
     victim.child.wait().ok();
     let reply = delegator.expect("requeued")?;
     let seen: u128 = reply[0].parse()?;
-    Ok(seen.saturating_sub(killed) as f64 / 1e6)
+    Ok((units, seen.saturating_sub(killed) as f64 / 1e6))
 }
 
 fn wait_for_workers(delegator: &mut Peer, n: usize) -> Result<()> {
@@ -444,28 +448,32 @@ fn delegator_role() -> Result<()> {
             ["hold", n] => {
                 let n: u64 = n.parse()?;
                 held.push(delegator.submit("hold", 0..n, JobOptions::default())?);
-                let deadline = Instant::now() + Duration::from_secs(60);
-                loop {
-                    let stats = delegator.stats()?;
-                    let leased: u64 = stats.workers.iter().map(|w| w.in_flight).sum();
-                    if leased >= n {
-                        break;
+                // Leased once the count stops growing: how many units an unmeasured job type
+                // gets at each worker is the scheduler's choice.
+                let (mut leased, mut since) = (0, Instant::now());
+                while leased == 0 || since.elapsed() < Duration::from_millis(500) {
+                    let now: u64 = delegator.stats()?.workers.iter().map(|w| w.in_flight).sum();
+                    if now != leased {
+                        (leased, since) = (now, Instant::now());
                     }
-                    ensure!(
-                        Instant::now() < deadline,
-                        "only {leased} of {n} units leased"
-                    );
                     thread::sleep(Duration::from_millis(10));
                 }
-                writeln!(out, "leased")?;
+                writeln!(out, "leased {leased}")?;
             }
-            ["watch", n] => {
-                let n: u64 = n.parse()?;
-                let base = delegator.stats()?.counters.requeued;
-                writeln!(out, "watching")?;
+            ["watch", name] => {
+                let stats = delegator.stats()?;
+                let prefix = format!("{name}-");
+                let units: u64 = stats
+                    .workers
+                    .iter()
+                    .filter(|w| w.name.starts_with(&prefix))
+                    .map(|w| w.in_flight)
+                    .sum();
+                let base = stats.counters.requeued;
+                writeln!(out, "watching {units}")?;
                 out.flush()?;
                 let deadline = Instant::now() + Duration::from_secs(60);
-                while delegator.stats()?.counters.requeued < base + n {
+                while delegator.stats()?.counters.requeued < base + units {
                     ensure!(Instant::now() < deadline, "units were not requeued in 60 s");
                     thread::sleep(Duration::from_micros(500));
                 }
