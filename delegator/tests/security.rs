@@ -571,3 +571,28 @@ fn authenticated_workers_survive_a_delegator_restart_and_kill_9_loses_nothing() 
     let _ = steady.kill();
     let _ = steady.wait();
 }
+
+#[test]
+fn only_loopback_ipc_and_inproc_endpoints_count_as_local() {
+    use ganger_delegator::is_local_endpoint;
+    for local in [
+        "tcp://127.0.0.1:5555",
+        "tcp://127.3.2.1:0",
+        "tcp://localhost:5555",
+        "tcp://[::1]:5555",
+        "ipc:///tmp/ganger.ipc",
+        "inproc://ganger",
+    ] {
+        assert!(is_local_endpoint(local), "{local}");
+    }
+    for remote in [
+        "tcp://*:5555",
+        "tcp://0.0.0.0:5555",
+        "tcp://[::]:5555",
+        "tcp://10.0.0.7:5555",
+        "tcp://eth0:5555",
+        "tcp://delegator.example:5555",
+    ] {
+        assert!(!is_local_endpoint(remote), "{remote}");
+    }
+}
