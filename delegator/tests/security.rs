@@ -505,3 +505,94 @@ fn the_secret_subcommand_prints_hex_and_writes_a_private_file_once() {
     assert!(stderr.contains("given twice"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn assert_all_squares(delegator: &Delegator, n: i64) {
+    let job = delegator
+        .submit::<_, i64>("square", 0..n, JobOptions::default())
+        .unwrap();
+    for (i, square) in job.collect_ordered().unwrap().into_iter().enumerate() {
+        assert_eq!(square, Ok(i as i64 * i as i64), "unit {i}");
+    }
+}
+
+/// A restarted delegator has no sessions: the worker's sealed frames get a plaintext reset and
+/// it shakes hands again. Killing an authenticated worker mid-job loses nothing either.
+#[test]
+fn authenticated_workers_survive_a_delegator_restart_and_kill_9_loses_nothing() {
+    let port = free_port();
+    let endpoint = format!("tcp://127.0.0.1:{port}");
+    let config = DelegatorConfig {
+        bind: endpoint.clone(),
+        ..secure_config()
+    };
+    let secret_env = ("GANGER_SECRET", SECRET);
+    let mut steady = worker_with(&endpoint, &[secret_env], &["--name", "steady"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = start_delegator(config.clone());
+    assert_all_squares(&first, 500);
+    first.shutdown();
+    let second = start_delegator(config);
+    assert_all_squares(&second, 500);
+    assert_eq!(second.stats().unwrap().workers.len(), 1);
+
+    // Slow units, so that the doomed worker holds some when it is killed.
+    let mut doomed = worker_with(&endpoint, &[secret_env], &["--name", "doomed"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let n = 200u64;
+    let job = second
+        .submit::<_, u64>(
+            "sleep",
+            std::iter::repeat_n(5_000u64, n as usize),
+            JobOptions::default(),
+        )
+        .unwrap();
+    wait_for(
+        &second,
+        Duration::from_secs(30),
+        "units at the doomed worker",
+        |s| {
+            s.workers
+                .iter()
+                .any(|w| w.name == "doomed" && w.in_flight > 0)
+        },
+    );
+    doomed.kill().unwrap();
+    doomed.wait().unwrap();
+    let outcomes = job.collect_ordered().unwrap();
+    assert_eq!(outcomes.len(), n as usize);
+    let stats = second.stats().unwrap();
+    assert_eq!(stats.counters.completed, 500 + n);
+    assert!(outcomes.iter().all(|o| o == &Ok(5_000)));
+    assert!(stats.counters.requeued > 0, "{:#?}", stats.counters);
+    let _ = steady.kill();
+    let _ = steady.wait();
+}
+
+#[test]
+fn only_loopback_ipc_and_inproc_endpoints_count_as_local() {
+    use ganger_delegator::is_local_endpoint;
+    for local in [
+        "tcp://127.0.0.1:5555",
+        "tcp://127.3.2.1:0",
+        "tcp://localhost:5555",
+        "tcp://[::1]:5555",
+        "ipc:///tmp/ganger.ipc",
+        "inproc://ganger",
+    ] {
+        assert!(is_local_endpoint(local), "{local}");
+    }
+    for remote in [
+        "tcp://*:5555",
+        "tcp://0.0.0.0:5555",
+        "tcp://[::]:5555",
+        "tcp://10.0.0.7:5555",
+        "tcp://eth0:5555",
+        "tcp://delegator.example:5555",
+    ] {
+        assert!(!is_local_endpoint(remote), "{remote}");
+    }
+}

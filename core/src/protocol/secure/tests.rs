@@ -214,3 +214,17 @@ const KEY_TO_DELEGATOR: &str = "a47cec4312b3a546c7a6dcc4e3d930290b1b945eab7ace80
 const KEY_TO_WORKER: &str = "9f4c9c14b691938841615e5987f47e478fd0a155467144792d46ef576f76a063";
 const SEALED_HEARTBEAT: &str =
     "c100000000000000052bbcde13f8d1e67c0e90c081e56bd691ed0f2697415447b878ebf5db7b5df913";
+
+#[test]
+fn nonces_and_proofs_of_the_wrong_length_do_not_decode() {
+    // {"type": "auth", "proof": bin of 31 bytes}
+    let mut frame = b"\x82\xa4type\xa4auth\xa5proof\xc4\x1f".to_vec();
+    frame.extend_from_slice(&[0; 31]);
+    let error = crate::protocol::decode(&frame).unwrap_err();
+    assert!(error.to_string().contains("32 bytes"), "{error}");
+    // A challenge must echo the hello's digest.
+    let mut frame = b"\x82\xa4type\xa9challenge\xa5nonce\xc4\x20".to_vec();
+    frame.extend_from_slice(&[0; 32]);
+    let error = crate::protocol::decode(&frame).unwrap_err();
+    assert!(error.to_string().contains("hello_digest"), "{error}");
+}
