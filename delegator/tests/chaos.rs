@@ -26,6 +26,9 @@ fn a_killed_worker_is_noticed_by_its_closed_connection_not_a_timeout() {
     let endpoint = delegator.local_endpoint();
     let mut victim = WorkerProcess::spawn(&endpoint, &["--threads", "1", "--name", "victim"]);
     let _survivor = WorkerProcess::spawn(&endpoint, &["--threads", "1", "--name", "survivor"]);
+    wait_for(&delegator, Duration::from_secs(30), "two workers", |s| {
+        s.workers.len() == 2
+    });
     let n = 400;
     let job = delegator
         .submit::<_, u64>(
@@ -37,8 +40,12 @@ fn a_killed_worker_is_noticed_by_its_closed_connection_not_a_timeout() {
     wait_for(
         &delegator,
         Duration::from_secs(30),
-        "both to hold units",
-        |s| s.workers.len() == 2 && s.workers.iter().all(|w| w.in_flight > 0),
+        "the victim to hold units",
+        |s| {
+            s.workers
+                .iter()
+                .any(|w| w.name == "victim" && w.in_flight > 0)
+        },
     );
     victim.signal(libc::SIGKILL);
     assert_eq!(victim.wait(), None, "killed by the signal");
