@@ -8,8 +8,7 @@
 //! ciphertext and tag of a version-1 message, under a per-direction session key derived with
 //! HKDF-SHA256 from the secret and both nonces. `PROTOCOL.md` §10 is the normative text.
 
-use chacha20poly1305::aead::AeadInPlace;
-use chacha20poly1305::{ChaCha20Poly1305, KeyInit};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -224,7 +223,7 @@ impl std::fmt::Debug for Channel {
 
 /// Seals frames in one direction, numbering them 0, 1, 2, …
 pub struct Sealer {
-    cipher: ChaCha20Poly1305,
+    cipher: LessSafeKey,
     next: u64,
 }
 
@@ -237,7 +236,7 @@ impl Sealer {
     /// A sealer whose first frame gets `counter` (for test vectors).
     pub fn starting_at(key: &[u8], counter: u64) -> Sealer {
         Sealer {
-            cipher: ChaCha20Poly1305::new_from_slice(key).expect("session keys are 32 bytes"),
+            cipher: aead_key(key),
             next: counter,
         }
     }
@@ -255,9 +254,9 @@ impl Sealer {
         frame.extend_from_slice(message);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(&aead_nonce(counter), &[], &mut frame[HEADER_LEN..])
+            .seal_in_place_separate_tag(aead_nonce(counter), Aad::empty(), &mut frame[HEADER_LEN..])
             .expect("ChaCha20-Poly1305 seals any message under 256 GiB");
-        frame.extend_from_slice(&tag);
+        frame.extend_from_slice(tag.as_ref());
         frame
     }
 }
@@ -302,7 +301,7 @@ impl OpenError {
 
 /// Opens frames in one direction, accepting only increasing counters.
 pub struct Opener {
-    cipher: ChaCha20Poly1305,
+    cipher: LessSafeKey,
     last: Option<u64>,
 }
 
@@ -310,7 +309,7 @@ impl Opener {
     /// An opener that has accepted nothing yet.
     pub fn new(key: &[u8]) -> Opener {
         Opener {
-            cipher: ChaCha20Poly1305::new_from_slice(key).expect("session keys are 32 bytes"),
+            cipher: aead_key(key),
             last: None,
         }
     }
@@ -332,11 +331,14 @@ impl Opener {
         if let Some(last) = self.last.filter(|&last| counter <= last) {
             return Err(OpenError::Replayed { counter, last });
         }
-        let (body, tag) = frame[HEADER_LEN..].split_at(frame.len() - SEAL_OVERHEAD);
-        let mut message = body.to_vec();
-        self.cipher
-            .decrypt_in_place_detached(&aead_nonce(counter), &[], &mut message, tag.into())
-            .map_err(|_| OpenError::Forged)?;
+        // Ciphertext and tag together, opened in place; the tag's bytes are cut off after.
+        let mut message = frame[HEADER_LEN..].to_vec();
+        let plain_len = self
+            .cipher
+            .open_in_place(aead_nonce(counter), Aad::empty(), &mut message)
+            .map_err(|_| OpenError::Forged)?
+            .len();
+        message.truncate(plain_len);
         self.last = Some(counter);
         Ok(message)
     }
@@ -349,8 +351,15 @@ impl std::fmt::Debug for Opener {
 }
 
 /// The 12-byte AEAD nonce: 4 zero bytes ‖ the counter, big-endian.
-fn aead_nonce(counter: u64) -> chacha20poly1305::Nonce {
+fn aead_nonce(counter: u64) -> Nonce {
     let mut nonce = [0u8; 12];
     nonce[4..].copy_from_slice(&counter.to_be_bytes());
-    nonce.into()
+    // Unique by construction: each direction of a session has its own key, and its counter
+    // only ever increases.
+    Nonce::assume_unique_for_key(nonce)
+}
+
+/// A ChaCha20-Poly1305 key from a 32-byte session key.
+fn aead_key(key: &[u8]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, key).expect("session keys are 32 bytes"))
 }

@@ -24,8 +24,9 @@ use crate::scheduler::Millis;
 
 /// Delays after a disconnect event at which registered workers are probed, milliseconds.
 /// The first probe usually comes too early (libzmq hands the closed pipe to the ROUTER a moment
-/// after it reports the event); the later ones cover a busy engine or I/O thread.
-pub(crate) const PROBE_DELAYS_MS: [Millis; 4] = [0, 20, 80, 250];
+/// after it reports the event); the later ones cover a busy engine or I/O thread, all within the
+/// 200 ms in which a dead worker's units are to be requeued.
+pub(crate) const PROBE_DELAYS_MS: [Millis; 6] = [0, 5, 20, 50, 100, 175];
 
 /// When to probe registered workers next: a socket-free state machine in logical milliseconds.
 #[derive(Debug, Default)]
