@@ -8,9 +8,9 @@
 //! ciphertext and tag of a version-1 message, under a per-direction session key derived with
 //! HKDF-SHA256 from the secret and both nonces. `PROTOCOL.md` §10 is the normative text.
 
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
