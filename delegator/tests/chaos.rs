@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use faults::*;
-use ganger_delegator::{Job, JobOptions};
+use ganger_delegator::{Job, JobOptions, Secret};
 
 #[test]
 fn a_killed_worker_is_noticed_by_its_closed_connection_not_a_timeout() {
@@ -323,13 +323,30 @@ fn a_partitioned_worker_is_dropped_at_its_timeout_and_rejoins_when_the_link_retu
     let Some(netns) = Netns::create() else {
         return;
     };
+    // The veth address is not loopback, so the cluster is secured as a real one would be: the
+    // partition is also one of an encrypted session.
+    let dir = TempDir::new("partition");
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, "a cluster secret for the partition test").unwrap();
+    let secret_file = secret_file.to_str().unwrap().to_owned();
     let mut config = test_config();
     config.bind = format!("tcp://{}:0", netns.outer_address);
+    config.secret = Some(Secret::new(&std::fs::read(&secret_file).unwrap()).unwrap());
     config.scheduler.heartbeat_ms = 200;
     config.scheduler.timeout_ms = 1_000;
     let delegator = start_delegator(config);
     let endpoint = delegator.endpoint().to_owned();
-    let _inside = netns.spawn_worker(&endpoint, &["--threads", "2", "--name", "inside"]);
+    let _inside = netns.spawn_worker(
+        &endpoint,
+        &[
+            "--threads",
+            "2",
+            "--name",
+            "inside",
+            "--secret-file",
+            &secret_file,
+        ],
+    );
     wait_for(
         &delegator,
         Duration::from_secs(30),
@@ -342,7 +359,17 @@ fn a_partitioned_worker_is_dropped_at_its_timeout_and_rejoins_when_the_link_retu
         .submit::<_, u64>("sleep", inputs.clone(), JobOptions::default())
         .unwrap();
     let expected = outcomes_by_index(fault_free, n);
-    let _outside = WorkerProcess::spawn(&endpoint, &["--threads", "2", "--name", "outside"]);
+    let _outside = WorkerProcess::spawn(
+        &endpoint,
+        &[
+            "--threads",
+            "2",
+            "--name",
+            "outside",
+            "--secret-file",
+            &secret_file,
+        ],
+    );
     wait_for(
         &delegator,
         Duration::from_secs(30),

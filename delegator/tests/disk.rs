@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{delegator_bin, delegator_command, worker_bin, WorkerProcess};
+use common::{delegator_bin, delegator_command, mcmc_config, worker_bin, WorkerProcess};
 use serde_json::Value;
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -78,35 +78,6 @@ fn an_unwritable_run_output_is_an_error_at_start_naming_the_path() {
         );
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "in the way\n");
-}
-
-/// A small MCMC config writing to `output`, checkpointing every 50 ms.
-fn mcmc_config(dir: &Path, name: &str, output: &Path, samples: u64) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!(
-            r#"{{
-  "nJobTypes": 2,
-  "nStacks": 2,
-  "nTemperatures": 3,
-  "nSamplesTotal": {samples},
-  "min": [-10, -10, -10],
-  "max": [10, 10, 10],
-  "swapInterval": 10,
-  "optimalAcceptRate": 0.24,
-  "optimalSwapRate": 0.24,
-  "outputPath": "{}",
-  "loggingRateSec": 10,
-  "checkpointIntervalSec": 0.05,
-  "useInitial": false,
-  "initial": [0, 0, 0]
-}}"#,
-            output.display()
-        ),
-    )
-    .unwrap();
-    path
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{delegator_command, worker_bin, WorkerProcess};
+use common::{delegator_command, mcmc_config, worker_bin, WorkerProcess};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
@@ -292,35 +292,6 @@ fn resuming_with_other_inputs_is_refused_naming_the_file() {
 
 // ---------------------------------------------------------------------------------------------
 // MCMC
-
-/// A distributed-MCMC config writing to `output`, checkpointing every 50 ms.
-fn mcmc_config(dir: &Path, name: &str, output: &Path, samples: u64) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        format!(
-            r#"{{
-  "nJobTypes": 2,
-  "nStacks": 2,
-  "nTemperatures": 3,
-  "nSamplesTotal": {samples},
-  "min": [-10, -10, -10],
-  "max": [10, 10, 10],
-  "swapInterval": 10,
-  "optimalAcceptRate": 0.24,
-  "optimalSwapRate": 0.24,
-  "outputPath": "{}",
-  "loggingRateSec": 10,
-  "checkpointIntervalSec": 0.05,
-  "useInitial": false,
-  "initial": [0, 0, 0]
-}}"#,
-            output.display()
-        ),
-    )
-    .unwrap();
-    path
-}
 
 /// Every file of an MCMC output folder but the checkpoint, by name.
 fn mcmc_outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
@@ -156,4 +156,34 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .expect("a status line");
     (code, body.to_owned())
+}
+
+/// A small Stateline-style MCMC config at `dir/name` writing to `output`: 3 dimensions, 2 terms,
+/// 2 stacks of 3 temperatures, a checkpoint every 50 ms (so that kills and full disks find one).
+pub fn mcmc_config(dir: &Path, name: &str, output: &Path, samples: u64) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            r#"{{
+  "nJobTypes": 2,
+  "nStacks": 2,
+  "nTemperatures": 3,
+  "nSamplesTotal": {samples},
+  "min": [-10, -10, -10],
+  "max": [10, 10, 10],
+  "swapInterval": 10,
+  "optimalAcceptRate": 0.24,
+  "optimalSwapRate": 0.24,
+  "outputPath": "{}",
+  "loggingRateSec": 10,
+  "checkpointIntervalSec": 0.05,
+  "useInitial": false,
+  "initial": [0, 0, 0]
+}}"#,
+            output.display()
+        ),
+    )
+    .unwrap();
+    path
 }
