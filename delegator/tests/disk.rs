@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{delegator_bin, delegator_command, mcmc_config, worker_bin, WorkerProcess};
+use common::{
+    assert_same_mcmc_outputs, delegator_bin, delegator_command, fault_free_mcmc, mcmc_config,
+    worker_bin, WorkerProcess,
+};
 use serde_json::Value;
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -316,31 +319,11 @@ cp -r \"$MNT/out\" \"$DIR/final\""
     );
 }
 
-/// Every file of an MCMC output folder but the checkpoint, by name.
-fn mcmc_outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "csv" || e == "json"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect()
-}
-
 #[test]
 fn an_mcmc_run_that_fills_the_disk_stops_at_its_checkpoint_and_resumes_byte_identical() {
     let dir = temp_dir("tmpfs-mcmc");
     let samples = 4000;
-    let reference = dir.join("reference");
-    let fault_free = delegator_command()
-        .args(["mcmc", "--local-workers", "1", "--config"])
-        .arg(mcmc_config(&dir, "reference.json", &reference, samples))
-        .env("GANGER_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(fault_free.status.success());
+    let reference = fault_free_mcmc(&dir, samples);
     let config = mcmc_config(&dir, "full.json", &dir.join("mnt/chains"), samples);
     let run = format!(
         "\"$DELEGATOR\" mcmc --resume --local-workers 1 --config \"{}\"",
@@ -375,15 +358,5 @@ cp -r \"$MNT/chains\" \"$DIR/final\""
     );
     let resume_log = read(&dir.join("resume.log"));
     assert_eq!(read(&dir.join("resume.status")).trim(), "0", "{resume_log}");
-    let (expected, actual) = (mcmc_outputs(&reference), mcmc_outputs(&dir.join("final")));
-    assert_eq!(
-        expected.keys().collect::<Vec<_>>(),
-        actual.keys().collect::<Vec<_>>()
-    );
-    for (name, bytes) in &expected {
-        assert!(
-            &actual[name] == bytes,
-            "{name} differs from the fault-free run's"
-        );
-    }
+    assert_same_mcmc_outputs(&reference, &dir.join("final"));
 }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{delegator_command, mcmc_config, worker_bin, WorkerProcess};
+use common::{
+    assert_same_mcmc_outputs, delegator_command, fault_free_mcmc, mcmc_config, worker_bin,
+    WorkerProcess,
+};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
@@ -293,19 +296,6 @@ fn resuming_with_other_inputs_is_refused_naming_the_file() {
 // ---------------------------------------------------------------------------------------------
 // MCMC
 
-/// Every file of an MCMC output folder but the checkpoint, by name.
-fn mcmc_outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "csv" || e == "json"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect()
-}
-
 fn mcmc_command(config: &Path, bind: &str) -> Command {
     let mut command = delegator_command();
     command
@@ -321,14 +311,7 @@ fn mcmc_command(config: &Path, bind: &str) -> Command {
 fn mcmc_on_workers_killed_at_random_moments_then_resumed_writes_the_fault_free_bytes() {
     let dir = temp_dir("mcmc");
     let samples = 3000;
-    let reference = dir.join("reference");
-    let embedded = delegator_command()
-        .args(["mcmc", "--local-workers", "1", "--config"])
-        .arg(mcmc_config(&dir, "reference.json", &reference, samples))
-        .env("GANGER_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(embedded.status.success());
+    let reference = fault_free_mcmc(&dir, samples);
 
     let output = dir.join("killed");
     let config = mcmc_config(&dir, "killed.json", &output, samples);
@@ -379,15 +362,5 @@ fn mcmc_on_workers_killed_at_random_moments_then_resumed_writes_the_fault_free_b
     for worker in &mut workers {
         assert!(worker.is_running(), "a worker did not survive the restarts");
     }
-    let (expected, actual) = (mcmc_outputs(&reference), mcmc_outputs(&output));
-    assert_eq!(
-        expected.keys().collect::<Vec<_>>(),
-        actual.keys().collect::<Vec<_>>()
-    );
-    for (name, bytes) in &expected {
-        assert!(
-            &actual[name] == bytes,
-            "{name} differs from the fault-free run's"
-        );
-    }
+    assert_same_mcmc_outputs(&reference, &output);
 }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Once;
@@ -186,4 +187,46 @@ pub fn mcmc_config(dir: &Path, name: &str, output: &Path, samples: u64) -> PathB
     )
     .unwrap();
     path
+}
+
+/// Runs `mcmc_config`'s run of `samples` steps, undisturbed, into `dir/reference`: what a run
+/// with faults must write byte for byte.
+pub fn fault_free_mcmc(dir: &Path, samples: u64) -> PathBuf {
+    let reference = dir.join("reference");
+    let fault_free = delegator_command()
+        .args(["mcmc", "--local-workers", "1", "--config"])
+        .arg(mcmc_config(dir, "reference.json", &reference, samples))
+        .env("GANGER_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(fault_free.status.success());
+    reference
+}
+
+/// Every file of an MCMC output folder but the checkpoint (chains and summary), by name.
+pub fn mcmc_outputs(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "csv" || e == "json"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&p).unwrap())
+        })
+        .collect()
+}
+
+/// The same output files in both folders, byte for byte.
+pub fn assert_same_mcmc_outputs(reference: &Path, actual: &Path) {
+    let (expected, actual) = (mcmc_outputs(reference), mcmc_outputs(actual));
+    assert_eq!(
+        expected.keys().collect::<Vec<_>>(),
+        actual.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &expected {
+        assert!(
+            &actual[name] == bytes,
+            "{name} differs from the fault-free run's"
+        );
+    }
 }
