@@ -8,27 +8,13 @@
 //!
 //! Prints the median, the fastest and the slowest of 9 trials (`-- --test`: 2 trials, for CI).
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use ganger::delegator::SchedulerConfig;
 use ganger::{Delegator, DelegatorConfig, JobOptions};
-
-/// The release `ganger-worker` binary beside this bench's directory, built first if stale.
-fn worker_binary() -> Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .context("the bench runs from target/PROFILE/deps")?
-        .join("ganger-worker");
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "ganger-worker"])
-        .status()
-        .context("running cargo to build ganger-worker")?;
-    anyhow::ensure!(status.success(), "building ganger-worker failed");
-    Ok(path)
-}
 
 /// Polls the stats until `condition` holds; an error after `limit`.
 fn wait_for(
@@ -96,7 +82,7 @@ fn trial(worker: &std::path::Path) -> Result<f64> {
 fn main() -> Result<()> {
     let test = std::env::args().any(|a| a == "--test");
     let trials = if test { 2 } else { 9 };
-    let worker = worker_binary()?;
+    let worker = common::release_binaries()?.join("ganger-worker");
     let mut times = (0..trials)
         .map(|_| trial(&worker))
         .collect::<Result<Vec<f64>>>()?;

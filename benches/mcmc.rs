@@ -13,6 +13,8 @@
 //! Medians of 3 runs. `cargo bench --bench mcmc -- distributed` runs the measurements whose
 //! names contain `distributed`; `cargo bench --bench mcmc -- --test` runs tiny sizes once, for CI.
 
+mod common;
+
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
@@ -73,23 +75,6 @@ enum Workers {
     Processes,
 }
 
-/// The release `ganger-worker` binary beside this bench's directory, built if missing.
-fn worker_binary() -> Result<std::path::PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .and_then(std::path::Path::parent)
-        .context("the bench runs from target/PROFILE/deps")?
-        .join("ganger-worker");
-    if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "-p", "ganger-worker"])
-            .status()?;
-        anyhow::ensure!(status.success(), "building ganger-worker failed");
-    }
-    Ok(path)
-}
-
 /// Samples per second over all chains with 2 workers of 1 thread evaluating the terms, and
 /// chains speculating as far as measurement says pays (`speculate`) or not at all.
 fn distributed(steps: u64, workers: Workers, speculate: bool) -> Result<f64> {
@@ -114,7 +99,7 @@ fn distributed(steps: u64, workers: Workers, speculate: bool) -> Result<f64> {
                 ));
             }
             Workers::Processes => processes.push(
-                std::process::Command::new(worker_binary()?)
+                std::process::Command::new(common::release_binaries()?.join("ganger-worker"))
                     .args(["--connect", &delegator.local_endpoint(), "--threads", "1"])
                     .env("GANGER_LOG", "warn")
                     .spawn()?,

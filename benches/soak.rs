@@ -12,6 +12,8 @@
 //! `/metrics`, polled), mismatches; exits non-zero on any mismatch. `-- --seed N` replays a
 //! fault schedule; `-- --test` does one tiny run of each kind, for CI.
 
+mod common;
+
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -59,19 +61,9 @@ struct Binaries {
     worker: PathBuf,
 }
 
-/// The release binaries beside this bench's directory, built first if stale.
+/// The release binaries, built first if stale.
 fn binaries() -> Result<Binaries> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("the bench runs from target/PROFILE/deps")?;
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "-p", "ganger-delegator"])
-        .args(["-p", "ganger-worker", "--bins"])
-        .status()
-        .context("running cargo to build the binaries")?;
-    anyhow::ensure!(status.success(), "building the binaries failed");
+    let dir = common::release_binaries()?;
     Ok(Binaries {
         delegator: dir.join("ganger-delegator"),
         worker: dir.join("ganger-worker"),
@@ -343,11 +335,15 @@ fn main() -> Result<()> {
     } else {
         (20_000, 10_000)
     };
+    let length = if args.test {
+        "one tiny run of each kind".to_owned()
+    } else {
+        format!("{} minutes", args.minutes)
+    };
     println!(
-        "soak: seed {} (replay with -- --seed {}), {} minutes, scratch {}",
+        "soak: seed {} (replay with -- --seed {}), {length}, scratch {}",
         args.seed,
         args.seed,
-        args.minutes,
         dir.display()
     );
     let mut rng = StdRng::seed_from_u64(args.seed);
