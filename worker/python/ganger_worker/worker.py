@@ -500,7 +500,12 @@ class _Session:
                 self._say_hello(now)
             return
         silent = now - self.last_received
-        if silent > self.welcome["timeout_ms"] / 1000.0:
+        if silent > self.welcome["timeout_ms"] / 1000.0 and self.stopping_since is not None:
+            # Nobody is left to take the goodbye or the last results: leave now.
+            log.info("the delegator fell silent while this worker was stopping; leaving")
+            self.outbox.clear()
+            self.current_in_flight = 0
+        elif silent > self.welcome["timeout_ms"] / 1000.0:
             log.warning("the delegator fell silent for %d ms; registering again", silent * 1000)
             self.status.last_error = f"the delegator was silent for {int(silent * 1000)} ms"
             self._restart_session()
