@@ -15,6 +15,7 @@ import support
 from support import Process, Scratch, wait_for
 
 CONFORMANCE_WORKER = os.path.join(support.PACKAGE_DIR, "examples", "conformance_worker.py")
+LIKELIHOOD_EXAMPLE = os.path.join(support.PACKAGE_DIR, "examples", "likelihood.py")
 
 
 class DelegatorRun:
@@ -172,6 +173,58 @@ class EndToEnd(unittest.TestCase):
         self.assertTrue(all(r.get("output") == i for i, r in results.items()))
         self.assertIn("authenticated=True", worker.log())
         self.stop(worker)
+
+
+class Mcmc(unittest.TestCase):
+    def setUp(self):
+        self.scratch = Scratch()
+        self.addCleanup(self.scratch.cleanup)
+
+    def config(self, likelihood, output):
+        path = self.scratch.file(f"{likelihood}.json")
+        with open(path, "w") as f:
+            json.dump({"nJobTypes": 3, "nStacks": 2, "nTemperatures": 3, "nSamplesTotal": 3000,
+                       "min": [-10, -10, -10], "max": [10, 10, 10], "swapInterval": 10, "seed": 5,
+                       "loggingRateSec": 3600, "outputPath": output, "likelihood": likelihood}, f)
+        return path
+
+    def chains(self, folder):
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".csv"))
+        self.assertGreater(len(names), 0, folder)
+        contents = {}
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                contents[name] = f.read()
+        return contents
+
+    def test_the_example_likelihood_on_a_python_worker_writes_the_builtin_gaussians_files(self):
+        delegator = support.binary("ganger-delegator")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GANGER_")}
+        env.update({"GANGER_HTTP": "none", "GANGER_LOG": "warn"})
+
+        python_output = self.scratch.file("python")
+        config = self.config("python-gaussian", python_output)
+        endpoint_file = self.scratch.file("endpoint")
+        run = Process([delegator, "mcmc", "--config", config, "--bind", "tcp://127.0.0.1:0",
+                       "--endpoint-file", endpoint_file], env, self.scratch, "mcmc-python")
+        self.addCleanup(run.close)
+        endpoint = wait_for("the delegator's endpoint", lambda: support.read_file(endpoint_file).strip())
+        worker = Process([sys.executable, LIKELIHOOD_EXAMPLE, "--config", config],
+                         support.worker_env(endpoint), self.scratch, "likelihood-worker")
+        self.addCleanup(worker.close)
+        self.assertEqual(run.wait(), 0, run.log())
+        worker.signal(signal.SIGTERM)
+        self.assertEqual(worker.wait(), 0, worker.log())
+
+        builtin_output = self.scratch.file("builtin")
+        reference = Process([delegator, "mcmc", "--config", self.config("gaussian", builtin_output),
+                             "--local-workers", "1"], env, self.scratch, "mcmc-builtin")
+        self.addCleanup(reference.close)
+        self.assertEqual(reference.wait(), 0, reference.log())
+
+        python_chains = self.chains(python_output)
+        self.assertEqual(python_chains, self.chains(builtin_output))
+        self.assertGreater(sum(c.count(b"\n") for c in python_chains.values()), 3000)
 
 
 if __name__ == "__main__":
