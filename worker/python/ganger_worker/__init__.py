@@ -39,6 +39,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+# A library logs only where its program says: without a handler of the program's, nothing.
+logging.getLogger("ganger_worker").addHandler(logging.NullHandler())
+
 
 def main(fn, **kwargs):
     """Runs a worker as a program's entry point: logs to stderr (level from ``GANGER_LOG``:
