@@ -17,11 +17,20 @@ fn the_python_worker_packages_unittests_pass() {
         eprintln!("skipped: {missing} (pip install pyzmq msgpack cryptography)");
         return;
     }
-    let bin_dir = Path::new(WORKER).parent().expect("the worker binary has a folder");
+    let bin_dir = Path::new(WORKER)
+        .parent()
+        .expect("the worker binary has a folder");
     build_delegator(bin_dir);
     let root = repository_root();
     let output = Command::new("python3")
-        .args(["-m", "unittest", "discover", "-s", "worker/python/tests", "-v"])
+        .args([
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            "worker/python/tests",
+            "-v",
+        ])
         .current_dir(&root)
         .env("GANGER_BIN_DIR", bin_dir)
         .env("PYTHONPATH", root.join("worker/python"))

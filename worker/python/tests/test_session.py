@@ -11,9 +11,8 @@ import unittest
 import msgpack
 import zmq
 
-import support
+import support  # noqa: F401  (puts the package on the path)
 from ganger_worker import Rejected, Worker, secure
-from ganger_worker.protocol import HEARTBEAT
 
 DEADLINE = 30.0
 SECRET = b"a test cluster secret, 32 bytes!"
