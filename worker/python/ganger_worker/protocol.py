@@ -76,8 +76,8 @@ def _str(message, key, default=None):
 def decode(frame):
     """Decodes and checks a frame from the delegator into a dict; raises :class:`MalformedFrame`.
 
-    ``work`` units are checked here and normalised to ``(id, job_type, payload_bytes)``
-    tuples, so the pool never meets a unit it cannot name."""
+    ``work`` units are checked here and normalised to ``[id, job_type, payload_bytes]``, so the
+    pool never meets a unit it cannot name."""
     try:
         message = msgpack.unpackb(frame, raw=False, strict_map_key=False)
     except Exception as e:  # msgpack raises several types for bad bytes; all mean one thing here
@@ -115,6 +115,11 @@ def _work_units(message):
     units = message.get("units")
     if not isinstance(units, list):
         raise MalformedFrame("`work`: `units` is not an array")
+    # The common case checked in one pass without copying; the slow path below says what is
+    # wrong, and turns `str` payloads (old MessagePack libraries) into bytes.
+    if all([type(u) is list and len(u) == 3 and type(u[0]) is int and u[0] >= 0 and type(u[1]) is str
+            and type(u[2]) is bytes for u in units]):
+        return units
     checked = []
     append = checked.append
     for unit in units:
@@ -127,7 +132,7 @@ def _work_units(message):
             if not isinstance(payload, str):
                 raise MalformedFrame("`work`: a unit's payload is not a byte string")
             payload = payload.encode("utf-8")
-        append((unit_id, job_type, payload))
+        append([unit_id, job_type, payload])
     return checked
 
 

@@ -73,15 +73,21 @@ def raw_task(fn):
     return fn
 
 
-def evaluate(tasks, units):
+def evaluate(tasks, units, wanted=None):
     """Runs ``units`` (``(id, job_type, payload)``) one after another on this thread and returns
-    ``(outcomes, errors, last_error)``; an exception fails only its own unit."""
+    ``(outcomes, errors, last_error)``; an exception fails only its own unit.
+
+    ``wanted()``, when given, is asked before each unit: once it says no (the worker is
+    stopping, or its session is gone) the rest are left unstarted, and ``outcomes`` is shorter
+    than ``units``."""
     outcomes = []
     append = outcomes.append
     errors = 0
     last_error = None
     lookup = tasks.lookup
     for unit_id, job_type, payload in units:
+        if wanted is not None and not wanted():
+            break
         fn = lookup(job_type)
         try:
             if fn is None:

@@ -85,12 +85,13 @@ class _Batch:
 
 
 class _Finished:
-    __slots__ = ("generation", "batch", "outcomes", "start", "end", "errors", "last_error")
+    __slots__ = ("generation", "batch", "outcomes", "unstarted", "start", "end", "errors", "last_error")
 
-    def __init__(self, generation, batch, outcomes, start, end, errors, last_error):
+    def __init__(self, generation, batch, outcomes, unstarted, start, end, errors, last_error):
         self.generation = generation
         self.batch = batch
         self.outcomes = outcomes
+        self.unstarted = unstarted
         self.start = start
         self.end = end
         self.errors = errors
@@ -224,7 +225,12 @@ class _Session:
         self.pending = []  # _Batch objects, oldest first
         self.chunks_in_flight = 0
         self.current_in_flight = 0
-        self.unit_seconds = CHUNK_SECONDS  # per unit, measured; starts slow: one unit a chunk
+        # Seconds per unit by job type, measured by the pool; a job type not yet measured goes
+        # one unit a chunk.
+        self.unit_seconds = {}
+        # The generation whose units are still wanted: -1 once stopping, so that pool threads
+        # leave the rest of a chunk unstarted (and it is handed back).
+        self.live_generation = 0
         self.limit = 64 << 20
         self.outbox = []
         now = time.monotonic()
@@ -428,15 +434,16 @@ class _Session:
         threads = self.config.threads
         pending = self.pending
         while self.chunks_in_flight < threads and pending:
-            size = int(CHUNK_SECONDS / max(self.unit_seconds, 1e-9))
-            size = min(max(size, 1), MAX_CHUNK_UNITS)
             head = pending[0]
+            left = len(head.units) - head.offset
+            per_unit = self.unit_seconds.get(head.units[head.offset][1], CHUNK_SECONDS)
+            size = min(int(CHUNK_SECONDS / max(per_unit, 1e-9)), MAX_CHUNK_UNITS)
+            # A small batch of slow units still spreads over every thread.
+            size = max(1, min(size, -(-left // threads)))
             units = head.units[head.offset : head.offset + size]
             head.offset += len(units)
             if head.offset >= len(head.units):
                 pending.pop(0)
-            if not units:
-                continue
             self.chunks_in_flight += 1
             self.current_in_flight += 1
             self.worker._jobs.put((head.generation, head.batch, units))
@@ -450,20 +457,29 @@ class _Session:
             if job is None:
                 return
             generation, batch, units = job
+
+            def wanted(generation=generation):
+                return self.live_generation == generation
+
             start = time.perf_counter()
             try:
-                outcomes, errors, last_error = evaluate(tasks, units)
+                outcomes, errors, last_error = evaluate(tasks, units, wanted)
             except BaseException as e:  # not a task's failure (those are caught per unit)
                 last_error = f"{type(e).__name__}: {e}"
                 outcomes = [[u[0], False, last_error] for u in units]
                 errors = len(units)
             end = time.perf_counter()
-            self.unit_seconds = (end - start) / len(units)
-            finished.put(_Finished(generation, batch, outcomes, start, end, errors, last_error))
+            if outcomes:
+                if len(self.unit_seconds) > 4096:
+                    self.unit_seconds = {}  # job types by the thousand: forget, measure again
+                self.unit_seconds[units[0][1]] = (end - start) / len(outcomes)
+            unstarted = [u[0] for u in units[len(outcomes) :]]
+            finished.put(_Finished(generation, batch, outcomes, unstarted, start, end, errors, last_error))
             self.worker._wake()
 
     def _collect_finished(self):
         groups = {}
+        unstarted = []
         finished = self.worker._finished
         while True:
             try:
@@ -474,10 +490,13 @@ class _Session:
             if item.generation != self.generation:
                 continue  # its session is gone, and the delegator has requeued its units
             self.current_in_flight -= 1
+            unstarted += item.unstarted
             self.status.units_done += len(item.outcomes)
             if item.errors:
                 self.status.unit_errors += item.errors
                 self.status.last_error = item.last_error
+            if not item.outcomes:
+                continue
             group = groups.get(item.batch)
             if group is None:
                 groups[item.batch] = [item.outcomes, item.start, item.end]
@@ -489,6 +508,9 @@ class _Session:
             elapsed_us = max(1, int((end - start) * 1e6))
             for frame in protocol.results_frames(batch, elapsed_us, outcomes, self.limit):
                 self.outbox.append(self._seal(frame))
+        if unstarted and self.welcome is not None:
+            # Units of a chunk the pool had not reached when the worker began to stop.
+            self.outbox.append(self._seal(protocol.goodbye(unstarted)))
 
     # ----- timers, sessions, stopping -----
 
@@ -540,6 +562,8 @@ class _Session:
         self.outbox.clear()
         # Chunks still running belong to the old generation: their results will be discarded.
         self.current_in_flight = 0
+        if self.stopping_since is None:
+            self.live_generation = self.generation
         self.welcome = None
         self.hello_sent = None
         if self.stopping_since is None:
@@ -551,6 +575,7 @@ class _Session:
     def _begin_stop(self):
         """Starts leaving: hands back every unit not yet started, keeps running the rest."""
         self.stopping_since = time.monotonic()
+        self.live_generation = -1
         self.status.state = "stopping"
         returned = []
         for batch in self.pending:

@@ -258,6 +258,42 @@ class Session(unittest.TestCase):
         self.assertIsNone(worker.error)
         self.assertEqual(worker.worker.status().state, "stopped")
 
+    def test_stop_hands_back_the_unstarted_rest_of_a_running_chunk(self):
+        release = threading.Event()
+        started = threading.Event()
+
+        def gate(payload):
+            if payload == b"wait":
+                started.set()
+                release.wait(DEADLINE)
+            return payload
+
+        delegator, worker, _ = self.registered({"gate": gate}, threads=1)
+        delegator.welcome()
+        # Fast units first, so that the worker measures them and chunks generously.
+        delegator.send({"type": "work", "batch": 1, "units": [[i, "gate", b"go"] for i in range(500)]})
+        answered = 0
+        while answered < 500:
+            answered += len(delegator.recv()["results"])
+        units = [[1000, "gate", b"wait"]] + [[1000 + i, "gate", b"go"] for i in range(1, 100)]
+        delegator.send({"type": "work", "batch": 2, "units": units})
+        self.assertTrue(started.wait(DEADLINE))
+        worker.worker.stop()
+        first = delegator.recv()
+        self.assertEqual(first["type"], "goodbye")
+        returned, results = list(first["returned"]), []
+        release.set()
+        while len(returned) + len(results) < 100:
+            message = delegator.recv()
+            if message["type"] == "goodbye":
+                returned += message["returned"]
+            else:
+                results += message["results"]
+        self.assertEqual(results, [[1000, True, b"wait"]])
+        self.assertEqual(sorted(returned), list(range(1001, 1100)))
+        worker.thread.join(DEADLINE)
+        self.assertIsNone(worker.error)
+
 
 class SecuredSession(unittest.TestCase):
     def registered(self):

@@ -31,7 +31,9 @@ class ExampleBytes(unittest.TestCase):
                          " 91 93 2a a4 6e 6f 6f 70 c4 01 05")
         message = protocol.decode(frame)
         self.assertEqual(message["batch"], 7)
-        self.assertEqual(message["units"], [(42, "noop", b"\x05")])
+        self.assertEqual(message["units"], [[42, "noop", b"\x05"]])
+        old_library = msgpack.packb({"type": "work", "batch": 7, "units": [[42, "noop", "\x05"]]}, use_bin_type=False)
+        self.assertEqual(protocol.decode(old_library)["units"], [[42, "noop", b"\x05"]])
 
     def test_the_results_example_is_what_the_worker_sends(self):
         expected = hexbytes("84 a4 74 79 70 65 a7 72 65 73 75 6c 74 73 a5 62 61 74 63 68 07"
