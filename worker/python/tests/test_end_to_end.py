@@ -86,6 +86,12 @@ class EndToEnd(unittest.TestCase):
         worker.signal(signal.SIGTERM)
         self.assertEqual(worker.wait(), 0, worker.log())
 
+    def test_a_bad_setting_exits_1_naming_the_variable(self):
+        worker = python_worker(self, self.scratch, "tcp://127.0.0.1:9", "bad", GANGER_THREADS="many")
+        self.assertEqual(worker.wait(), 1, worker.log())
+        self.assertIn("GANGER_THREADS", worker.log())
+        self.assertNotIn("Traceback", worker.log())
+
     def test_job_chunks_run_through_the_python_worker_with_failures_retried_then_reported(self):
         n = 3000
         run = DelegatorRun(self, self.scratch, "panic-if-odd", n, "--max-attempts", "2")

@@ -184,6 +184,29 @@ class Session(unittest.TestCase):
         message = delegator.recv()
         self.assertEqual(message["results"], [[1, True, b"x"]])
 
+    def test_heartbeats_go_out_while_a_unit_computes_in_pure_python_holding_the_gil(self):
+        def spin(payload):
+            end = time.monotonic() + 1.5
+            n = 0
+            while time.monotonic() < end:
+                n += 1
+            return payload
+
+        delegator, _, _ = self.registered({"spin": spin}, threads=2)
+        delegator.welcome(heartbeat_ms=50, timeout_ms=400)
+        delegator.send({"type": "work", "batch": 1, "units": [[1, "spin", b"a"], [2, "spin", b"b"]]})
+        beats = 0
+        results = []
+        while len(results) < 2:
+            message = delegator.recv(skip_heartbeats=False, timeout=0.4)  # the worker's own timeout
+            if message["type"] == "heartbeat":
+                beats += 1
+                delegator.send({"type": "heartbeat"})
+            else:
+                results += message["results"]
+        self.assertEqual(sorted(results), [[1, True, b"a"], [2, True, b"b"]])
+        self.assertGreaterEqual(beats, 10)
+
     def test_results_are_split_under_max_frame(self):
         delegator, _, _ = self.registered({"big": lambda p: b"x" * 1000})
         delegator.welcome(max_frame=4096)

@@ -4,8 +4,10 @@ splitting, the likelihood helper's encoding, and settings from the environment."
 import hashlib
 import os
 import struct
+import sys
 import tempfile
 import unittest
+from unittest import mock
 
 import msgpack
 
@@ -256,6 +258,13 @@ class Settings(unittest.TestCase):
             load_config(environ={"GANGER_SECRET_FILE": "/nonexistent/ganger.secret"})
         self.assertIn("/nonexistent/ganger.secret", str(missing.exception))
         self.assertEqual(load_config(environ={"GANGER_SECRET": "\t" + "s" * 16 + " \r\n"}).secret, b"s" * 16)
+
+    def test_a_secret_without_cryptography_says_what_to_install(self):
+        blocked = {"cryptography": None, "cryptography.hazmat.primitives.ciphers.aead": None}
+        with mock.patch.dict(sys.modules, blocked):
+            with self.assertRaises(ConfigError) as caught:
+                Worker({"noop": lambda b: b}, environ={"GANGER_SECRET": "s" * 32})
+        self.assertIn("pip install './worker/python[secure]'", str(caught.exception))
 
     def test_one_callable_needs_job_types(self):
         with self.assertRaises(ConfigError) as caught:
