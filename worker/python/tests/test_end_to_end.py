@@ -25,9 +25,8 @@ class DelegatorRun:
         self.output = scratch.file("out.jsonl")
         endpoint_file = scratch.file("endpoint")
         argv = [support.binary("ganger-delegator"), "run", "--task", task,
-                "--bind", "tcp://127.0.0.1:0", "--endpoint-file", endpoint_file,
-                "--output", self.output, *flags]
-        for flag, default in (("--heartbeat-ms", "200"), ("--timeout-ms", "3000")):
+                "--endpoint-file", endpoint_file, "--output", self.output, *flags]
+        for flag, default in (("--bind", "tcp://127.0.0.1:0"), ("--heartbeat-ms", "200"), ("--timeout-ms", "3000")):
             if flag not in flags:
                 argv += [flag, default]
         if isinstance(inputs, int):
@@ -122,6 +121,25 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(sorted(results), list(range(n)))
         self.assertTrue(all(r.get("output") == 10_000 for r in results.values()), results)
         self.stop(second)
+
+    def test_the_worker_survives_its_delegator_being_killed_and_serves_the_next_one(self):
+        first_scratch = Scratch()
+        self.addCleanup(first_scratch.cleanup)
+        first = DelegatorRun(self, first_scratch, "sleep", [50_000] * 1000)
+        worker = python_worker(self, self.scratch, first.endpoint)
+        wait_for("the first delegator's results", lambda: len(first.results()) >= 10)
+        first.process.signal(signal.SIGKILL)
+        first.process.wait()
+        # The same worker process, never restarted, registers with a new delegator on the port.
+        second = DelegatorRun(self, self.scratch, "panic-if-odd", 200, "--bind", first.endpoint,
+                              "--max-attempts", "1")
+        self.assertEqual(second.endpoint, first.endpoint)
+        results = second.finish()
+        self.assertEqual(sorted(results), list(range(200)))
+        self.assertTrue(all(r.get("output") == i for i, r in results.items() if i % 2 == 0), results)
+        self.assertTrue(all("is odd" in r.get("error", "") for i, r in results.items() if i % 2), results)
+        self.stop(worker)
+        self.assertGreaterEqual(worker.log().count("registered with the delegator"), 2, worker.log())
 
     def test_sigterm_hands_back_unstarted_units_finishes_running_ones_and_exits_0(self):
         n = 40
