@@ -258,7 +258,10 @@ class _Session:
         for thread in threads:
             thread.start()
         try:
-            sock.connect(config.connect)
+            try:
+                sock.connect(config.connect)
+            except zmq.ZMQError as e:
+                raise ConfigError(f"GANGER_CONNECT / `connect`: cannot connect to {config.connect}: {e}") from None
             log.info("worker starting: connect=%s job_types=%s threads=%d", config.connect,
                      self.tasks.job_types, config.threads)
             self.status.state = "connecting"

@@ -90,6 +90,10 @@ class EndToEnd(unittest.TestCase):
         self.assertEqual(worker.wait(), 1, worker.log())
         self.assertIn("GANGER_THREADS", worker.log())
         self.assertNotIn("Traceback", worker.log())
+        worker = python_worker(self, self.scratch, "tcp://no such host:1", "unreachable")
+        self.assertEqual(worker.wait(), 1, worker.log())
+        self.assertIn("GANGER_CONNECT", worker.log())
+        self.assertNotIn("Traceback", worker.log())
 
     def test_job_chunks_run_through_the_python_worker_with_failures_retried_then_reported(self):
         n = 3000
