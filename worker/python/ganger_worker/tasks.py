@@ -74,7 +74,7 @@ def raw_task(fn):
 
 
 def evaluate(tasks, units, wanted=None):
-    """Runs ``units`` (``(id, job_type, payload)``) one after another on this thread and returns
+    """Runs ``units`` (``[id, job_type, payload]``) one after another on this thread and returns
     ``(outcomes, errors, last_error)``; an exception fails only its own unit.
 
     ``wanted()``, when given, is asked before each unit: once it says no (the worker is
@@ -85,22 +85,34 @@ def evaluate(tasks, units, wanted=None):
     errors = 0
     last_error = None
     lookup = tasks.lookup
+    # A chunk's units nearly always share one job type: look it up once, not per unit.
+    current_type = None
+    fn = None
     for unit_id, job_type, payload in units:
         if wanted is not None and not wanted():
             break
-        fn = lookup(job_type)
+        if job_type != current_type:
+            current_type = job_type
+            fn = lookup(job_type) or _no_task(job_type)
         try:
-            if fn is None:
-                raise LookupError(f"this worker has no task for job type `{job_type}`")
             output = fn(payload)
-            if not isinstance(output, (bytes, bytearray, memoryview)):
-                raise TypeError(f"a raw task returned {type(output).__name__}, not bytes")
-            append([unit_id, True, bytes(output)])
+            if type(output) is not bytes:
+                if not isinstance(output, (bytearray, memoryview)):
+                    raise TypeError(f"a raw task returned {type(output).__name__}, not bytes")
+                output = bytes(output)
+            append([unit_id, True, output])
         except Exception as e:  # a task's failure is that unit's outcome, nothing more
             errors += 1
             last_error = f"{type(e).__name__}: {e}"
             append([unit_id, False, last_error])
     return outcomes, errors, last_error
+
+
+def _no_task(job_type):
+    def missing(_payload):
+        raise LookupError(f"this worker has no task for job type `{job_type}`")
+
+    return missing
 
 
 def likelihood(energy):
