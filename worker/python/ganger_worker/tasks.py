@@ -1,6 +1,8 @@
 """Tasks: the user's callables by job type, how a unit's payload reaches them, and the MCMC
 likelihood helper of PROTOCOL.md §5."""
 
+from collections import deque
+
 import msgpack
 
 
@@ -73,13 +75,16 @@ def raw_task(fn):
     return fn
 
 
-def evaluate(tasks, units, wanted=None):
+def evaluate(tasks, units):
     """Runs ``units`` (``[id, job_type, payload]``) one after another on this thread and returns
     ``(outcomes, errors, last_error)``; an exception fails only its own unit.
 
-    ``wanted()``, when given, is asked before each unit: once it says no (the worker is
-    stopping, or its session is gone) the rest are left unstarted, and ``outcomes`` is shorter
-    than ``units``."""
+    ``units`` may be a deque that another thread empties from its right end while this runs
+    (the worker taking back unstarted units): each unit is taken with ``popleft`` just before it
+    starts, so ``outcomes`` holds exactly the units that ran."""
+    if not isinstance(units, deque):
+        units = deque(units)
+    take = units.popleft
     outcomes = []
     append = outcomes.append
     errors = 0
@@ -88,8 +93,10 @@ def evaluate(tasks, units, wanted=None):
     # A chunk's units nearly always share one job type: look it up once, not per unit.
     current_type = None
     fn = None
-    for unit_id, job_type, payload in units:
-        if wanted is not None and not wanted():
+    while True:
+        try:
+            unit_id, job_type, payload = take()
+        except IndexError:
             break
         if job_type != current_type:
             current_type = job_type
@@ -101,7 +108,7 @@ def evaluate(tasks, units, wanted=None):
                     raise TypeError(f"a raw task returned {type(output).__name__}, not bytes")
                 output = bytes(output)
             append([unit_id, True, output])
-        except Exception as e:  # a task's failure is that unit's outcome, nothing more
+        except BaseException as e:  # a task's failure (even sys.exit) is that unit's outcome
             errors += 1
             last_error = f"{type(e).__name__}: {e}"
             append([unit_id, False, last_error])

@@ -13,6 +13,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -78,20 +79,39 @@ class Status:
 
 @dataclass
 class _Batch:
-    generation: int
     batch: int
     units: list
     offset: int = 0
 
 
-class _Finished:
-    __slots__ = ("generation", "batch", "outcomes", "unstarted", "start", "end", "errors", "last_error")
+class _Chunk:
+    """Units handed to one pool thread. The thread takes them one at a time with
+    ``units.popleft()`` and the I/O loop may take the rest with ``units.pop()`` (a deque's ends
+    are thread-safe), so a unit is either started by the pool or handed back, never both."""
 
-    def __init__(self, generation, batch, outcomes, unstarted, start, end, errors, last_error):
-        self.generation = generation
+    __slots__ = ("batch", "units")
+
+    def __init__(self, batch, units):
         self.batch = batch
+        self.units = deque(units)
+
+    def take_unstarted(self):
+        """Removes the units the pool has not started and returns their ids."""
+        taken = []
+        while True:
+            try:
+                taken.append(self.units.pop()[0])
+            except IndexError:
+                taken.reverse()
+                return taken
+
+
+class _Finished:
+    __slots__ = ("chunk", "outcomes", "start", "end", "errors", "last_error")
+
+    def __init__(self, chunk, outcomes, start, end, errors, last_error):
+        self.chunk = chunk
         self.outcomes = outcomes
-        self.unstarted = unstarted
         self.start = start
         self.end = end
         self.errors = errors
@@ -219,18 +239,14 @@ class _Session:
         self.tasks = worker.tasks
         self.status = worker._status
         self.security = Security(self.config.secret) if self.config.secret is not None else None
-        self.generation = 0
         self.welcome = None
         self.hello_sent = None
         self.pending = []  # _Batch objects, oldest first
-        self.chunks_in_flight = 0
-        self.current_in_flight = 0
+        self.chunks_in_flight = 0  # of every session: they hold pool threads
+        self.current_chunks = set()  # those of the current session
         # Seconds per unit by job type, measured by the pool; a job type not yet measured goes
         # one unit a chunk.
         self.unit_seconds = {}
-        # The generation whose units are still wanted: -1 once stopping, so that pool threads
-        # leave the rest of a chunk unstarted (and it is handed back).
-        self.live_generation = 0
         self.limit = 64 << 20
         self.outbox = []
         now = time.monotonic()
@@ -289,11 +305,11 @@ class _Session:
             if requests and self.stopping_since is None:
                 self._begin_stop()
             if self.stopping_since is not None:
-                drained = self.current_in_flight == 0 and not self.outbox
+                drained = not self.current_chunks and not self.outbox
                 overdue = time.monotonic() - self.stopping_since > self.config.grace_secs
                 if drained or requests > 1 or overdue:
                     if not drained:
-                        log.warning("leaving with %d chunk(s) of units unfinished", self.current_in_flight)
+                        log.warning("leaving with %d chunk(s) of units unfinished", len(self.current_chunks))
                     return
             want_out = bool(self.outbox)
             if want_out != polling_out:
@@ -384,7 +400,7 @@ class _Session:
                 # Sent before the delegator read our goodbye: hand it straight back.
                 self._queue(protocol.goodbye([unit[0] for unit in message["units"]]))
             elif self.welcome is not None:
-                self.pending.append(_Batch(self.generation, message["batch"], message["units"]))
+                self.pending.append(_Batch(message["batch"], message["units"]))
             # Work before a welcome belongs to an earlier registration, already requeued.
         elif kind == "heartbeat":
             pass
@@ -447,9 +463,10 @@ class _Session:
             head.offset += len(units)
             if head.offset >= len(head.units):
                 pending.pop(0)
+            chunk = _Chunk(head.batch, units)
             self.chunks_in_flight += 1
-            self.current_in_flight += 1
-            self.worker._jobs.put((head.generation, head.batch, units))
+            self.current_chunks.add(chunk)
+            self.worker._jobs.put(chunk)
 
     def _pool_thread(self):
         jobs = self.worker._jobs
@@ -459,30 +476,25 @@ class _Session:
             job = jobs.get()
             if job is None:
                 return
-            generation, batch, units = job
-
-            def wanted(generation=generation):
-                return self.live_generation == generation
-
+            chunk = job
+            first_type = chunk.units[0][1] if chunk.units else None
             start = time.perf_counter()
             try:
-                outcomes, errors, last_error = evaluate(tasks, units, wanted)
+                outcomes, errors, last_error = evaluate(tasks, chunk.units)
             except BaseException as e:  # not a task's failure (those are caught per unit)
                 last_error = f"{type(e).__name__}: {e}"
-                outcomes = [[u[0], False, last_error] for u in units]
-                errors = len(units)
+                outcomes = [[u[0], False, last_error] for u in chunk.units]
+                errors = len(outcomes)
             end = time.perf_counter()
             if outcomes:
                 if len(self.unit_seconds) > 4096:
                     self.unit_seconds = {}  # job types by the thousand: forget, measure again
-                self.unit_seconds[units[0][1]] = (end - start) / len(outcomes)
-            unstarted = [u[0] for u in units[len(outcomes) :]]
-            finished.put(_Finished(generation, batch, outcomes, unstarted, start, end, errors, last_error))
+                self.unit_seconds[first_type] = (end - start) / len(outcomes)
+            finished.put(_Finished(chunk, outcomes, start, end, errors, last_error))
             self.worker._wake()
 
     def _collect_finished(self):
         groups = {}
-        unstarted = []
         finished = self.worker._finished
         while True:
             try:
@@ -490,19 +502,19 @@ class _Session:
             except queue.Empty:
                 break
             self.chunks_in_flight -= 1
-            if item.generation != self.generation:
+            if item.chunk not in self.current_chunks:
                 continue  # its session is gone, and the delegator has requeued its units
-            self.current_in_flight -= 1
-            unstarted += item.unstarted
+            self.current_chunks.discard(item.chunk)
             self.status.units_done += len(item.outcomes)
             if item.errors:
                 self.status.unit_errors += item.errors
                 self.status.last_error = item.last_error
             if not item.outcomes:
                 continue
-            group = groups.get(item.batch)
+            batch = item.chunk.batch
+            group = groups.get(batch)
             if group is None:
-                groups[item.batch] = [item.outcomes, item.start, item.end]
+                groups[batch] = [item.outcomes, item.start, item.end]
             else:
                 group[0] = group[0] + item.outcomes
                 group[1] = min(group[1], item.start)
@@ -511,9 +523,6 @@ class _Session:
             elapsed_us = max(1, int((end - start) * 1e6))
             for frame in protocol.results_frames(batch, elapsed_us, outcomes, self.limit):
                 self.outbox.append(self._seal(frame))
-        if unstarted and self.welcome is not None:
-            # Units of a chunk the pool had not reached when the worker began to stop.
-            self.outbox.append(self._seal(protocol.goodbye(unstarted)))
 
     # ----- timers, sessions, stopping -----
 
@@ -529,7 +538,7 @@ class _Session:
             # Nobody is left to take the goodbye or the last results: leave now.
             log.info("the delegator fell silent while this worker was stopping; leaving")
             self.outbox.clear()
-            self.current_in_flight = 0
+            self.current_chunks.clear()
         elif silent > self.welcome["timeout_ms"] / 1000.0:
             log.warning("the delegator fell silent for %d ms; registering again", silent * 1000)
             self.status.last_error = f"the delegator was silent for {int(silent * 1000)} ms"
@@ -558,15 +567,15 @@ class _Session:
 
     def _restart_session(self):
         """Drops everything tied to the current registration and says hello again."""
-        self.generation += 1
         if self.security is not None:
             self.security.end_session()
         self.pending.clear()
         self.outbox.clear()
-        # Chunks still running belong to the old generation: their results will be discarded.
-        self.current_in_flight = 0
-        if self.stopping_since is None:
-            self.live_generation = self.generation
+        # Chunks still running belong to the old session: the pool skips their units not yet
+        # started, and their results are discarded.
+        for chunk in self.current_chunks:
+            chunk.take_unstarted()
+        self.current_chunks.clear()
         self.welcome = None
         self.hello_sent = None
         if self.stopping_since is None:
@@ -578,14 +587,16 @@ class _Session:
     def _begin_stop(self):
         """Starts leaving: hands back every unit not yet started, keeps running the rest."""
         self.stopping_since = time.monotonic()
-        self.live_generation = -1
         self.status.state = "stopping"
         returned = []
         for batch in self.pending:
             returned.extend(unit[0] for unit in batch.units[batch.offset :])
         self.pending.clear()
+        # Units handed to the pool but not started yet go back too.
+        for chunk in self.current_chunks:
+            returned.extend(chunk.take_unstarted())
         log.info("stopping: handing back %d unit(s) not started, %d chunk(s) running",
-                 len(returned), self.current_in_flight)
+                 len(returned), len(self.current_chunks))
         if self.welcome is not None:
             self._queue(protocol.goodbye(returned))
         self._flush()

@@ -48,11 +48,14 @@ class ExampleBytes(unittest.TestCase):
         self.assertTrue(frame.endswith(hexbytes("93 2a c2 a5 62 6f 6f 6d 21")), frame.hex())
 
     def test_a_tasks_exception_fails_its_unit_with_type_and_message(self):
-        def boom(_):
+        def boom(payload):
+            if payload == b"exit":
+                raise SystemExit(3)
             raise KeyError("boom!")
 
         tasks = Tasks({"noop": lambda b: b, "boom": boom}, raw=True)
         outcomes, errors, last = evaluate(tasks, [(1, "boom", b""), (2, "noop", b"x"), (3, "nope", b"")])
+        self.assertEqual(evaluate(tasks, [(4, "boom", b"exit")])[0], [[4, False, "SystemExit: 3"]])
         self.assertEqual(outcomes[0], [1, False, "KeyError: 'boom!'"])
         self.assertEqual(outcomes[1], [2, True, b"x"])
         self.assertEqual(outcomes[2][:2], [3, False])
