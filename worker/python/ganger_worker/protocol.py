@@ -88,10 +88,7 @@ def decode(frame):
     if not isinstance(kind, str):
         raise MalformedFrame("no string `type`")
     if kind == "work":
-        try:
-            message["units"] = _work_units(message)
-        except MalformedFrame as e:
-            raise MalformedFrame(str(e), work=True) from None
+        message["units"] = _work_units(message)
     elif kind == "welcome":
         for key in ("worker_id", "heartbeat_ms", "timeout_ms", "max_frame"):
             _uint(message, key)
@@ -120,17 +117,20 @@ def _work_units(message):
     if all([type(u) is list and len(u) == 3 and type(u[0]) is int and u[0] >= 0 and type(u[1]) is str
             and type(u[2]) is bytes for u in units]):
         return units
+    # A batch with a unit that cannot be named: the worker cannot answer it, so it registers
+    # again (the delegator requeues what it held). A frame without a batch or units is only
+    # dropped, as ganger's worker does.
     checked = []
     append = checked.append
     for unit in units:
         if type(unit) is not list or len(unit) != 3:
-            raise MalformedFrame("`work`: a unit is not an array of 3")
+            raise MalformedFrame("`work`: a unit is not an array of 3", work=True)
         unit_id, job_type, payload = unit
         if type(unit_id) is not int or unit_id < 0 or type(job_type) is not str:
-            raise MalformedFrame("`work`: a unit's id or job type has the wrong type")
+            raise MalformedFrame("`work`: a unit's id or job type has the wrong type", work=True)
         if type(payload) is not bytes:
             if not isinstance(payload, str):
-                raise MalformedFrame("`work`: a unit's payload is not a byte string")
+                raise MalformedFrame("`work`: a unit's payload is not a byte string", work=True)
             payload = payload.encode("utf-8")
         append([unit_id, job_type, payload])
     return checked

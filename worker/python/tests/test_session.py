@@ -223,12 +223,14 @@ class Session(unittest.TestCase):
     def test_malformed_frames_are_dropped_and_counted_and_the_worker_goes_on(self):
         delegator, worker, _ = self.registered()
         delegator.welcome()
-        for frame in [b"\x00garbage", pack([1, 2]), pack({"type": "nonsense"}), secure.SEALED.to_bytes(1, "big") * 40]:
+        for frame in [b"\x00garbage", pack([1, 2]), pack({"type": "nonsense"}), secure.SEALED.to_bytes(1, "big") * 40,
+                      pack({"type": "work"})]:
             delegator.send_raw(frame)
         delegator.sock.send_multipart([delegator.peer, b"two", b"frames"])
         delegator.send({"type": "work", "batch": 1, "units": [[5, "noop", b"ok"]]})
         self.assertEqual(delegator.recv()["results"], [[5, True, b"ok"]])
-        self.assertEqual(worker.worker.status().dropped_frames, 5)
+        self.assertEqual(worker.worker.status().dropped_frames, 6)
+        self.assertEqual(worker.worker.status().sessions, 1, "a work frame without units keeps the session")
         self.assertIsNone(worker.error)
 
     def test_reject_ends_run_with_the_delegators_reason(self):
