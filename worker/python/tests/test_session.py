@@ -193,19 +193,20 @@ class Session(unittest.TestCase):
             return payload
 
         delegator, _, _ = self.registered({"spin": spin}, threads=2)
-        delegator.welcome(heartbeat_ms=50, timeout_ms=400)
+        delegator.welcome(heartbeat_ms=50, timeout_ms=1000)
         delegator.send({"type": "work", "batch": 1, "units": [[1, "spin", b"a"], [2, "spin", b"b"]]})
         beats = 0
         results = []
         while len(results) < 2:
-            message = delegator.recv(skip_heartbeats=False, timeout=0.4)  # the worker's own timeout
+            # Never a gap as long as the timeout, though both threads compute for 1.5 s.
+            message = delegator.recv(skip_heartbeats=False, timeout=1.0)
             if message["type"] == "heartbeat":
                 beats += 1
                 delegator.send({"type": "heartbeat"})
             else:
                 results += message["results"]
         self.assertEqual(sorted(results), [[1, True, b"a"], [2, True, b"b"]])
-        self.assertGreaterEqual(beats, 10)
+        self.assertGreaterEqual(beats, 5)
 
     def test_results_are_split_under_max_frame(self):
         delegator, _, _ = self.registered({"big": lambda p: b"x" * 1000})
