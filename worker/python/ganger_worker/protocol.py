@@ -45,6 +45,14 @@ def goodbye(returned):
     return pack({"type": "goodbye", "returned": list(returned)})
 
 
+def goodbye_frames(returned, limit):
+    """``goodbye`` frames handing back ``returned``, each at most ``limit`` bytes (an id takes
+    at most 9 bytes); always at least one, so the delegator hears the worker is leaving."""
+    returned = list(returned)
+    per_frame = max(1, (limit - 32) // 9)
+    return [goodbye(returned[i : i + per_frame]) for i in range(0, max(1, len(returned)), per_frame)]
+
+
 def auth(proof):
     """The ``auth`` frame of the handshake."""
     return pack({"type": "auth", "proof": proof})

@@ -398,7 +398,8 @@ class _Session:
         if kind == "work":
             if self.stopping_since is not None:
                 # Sent before the delegator read our goodbye: hand it straight back.
-                self._queue(protocol.goodbye([unit[0] for unit in message["units"]]))
+                for frame in protocol.goodbye_frames([unit[0] for unit in message["units"]], self.limit):
+                    self._queue(frame)
             elif self.welcome is not None:
                 self.pending.append(_Batch(message["batch"], message["units"]))
             # Work before a welcome belongs to an earlier registration, already requeued.
@@ -598,7 +599,8 @@ class _Session:
         log.info("stopping: handing back %d unit(s) not started, %d chunk(s) running",
                  len(returned), len(self.current_chunks))
         if self.welcome is not None:
-            self._queue(protocol.goodbye(returned))
+            for frame in protocol.goodbye_frames(returned, self.limit):
+                self._queue(frame)
         self._flush()
 
     # ----- sending -----

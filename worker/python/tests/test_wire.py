@@ -121,6 +121,16 @@ class ResultsSplitting(unittest.TestCase):
         self.assertIn("output of 5000 bytes exceeds the delegator's frame limit of 2000 bytes", results[0][2])
 
 
+    def test_a_long_goodbye_is_split_and_an_empty_one_still_sent(self):
+        ids = [2**64 - 1 - i for i in range(1000)]
+        frames = protocol.goodbye_frames(ids, 1024)
+        self.assertGreater(len(frames), 1)
+        self.assertTrue(all(len(f) <= 1024 for f in frames))
+        self.assertEqual([i for f in frames for i in msgpack.unpackb(f)["returned"]], ids)
+        self.assertEqual([msgpack.unpackb(f) for f in protocol.goodbye_frames([], 1024)],
+                         [{"type": "goodbye", "returned": []}])
+
+
 class WorkedExample(unittest.TestCase):
     """PROTOCOL.md §10.5, every value."""
 
