@@ -400,7 +400,7 @@ class _Session:
                 # Sent before the delegator read our goodbye: hand it straight back.
                 for frame in protocol.goodbye_frames([unit[0] for unit in message["units"]], self.limit):
                     self._queue(frame)
-            elif self.welcome is not None:
+            elif self.welcome is not None and message["units"]:
                 self.pending.append(_Batch(message["batch"], message["units"]))
             # Work before a welcome belongs to an earlier registration, already requeued.
         elif kind == "heartbeat":

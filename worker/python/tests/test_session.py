@@ -228,6 +228,7 @@ class Session(unittest.TestCase):
                       pack({"type": "work"})]:
             delegator.send_raw(frame)
         delegator.sock.send_multipart([delegator.peer, b"two", b"frames"])
+        delegator.send({"type": "work", "batch": 9, "units": []})  # nothing to answer, nothing wrong
         delegator.send({"type": "work", "batch": 1, "units": [[5, "noop", b"ok"]]})
         self.assertEqual(delegator.recv()["results"], [[5, True, b"ok"]])
         self.assertEqual(worker.worker.status().dropped_frames, 6)
