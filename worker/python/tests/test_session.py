@@ -171,18 +171,22 @@ class Session(unittest.TestCase):
 
     def test_heartbeats_go_out_while_a_unit_runs_longer_than_the_timeout(self):
         release = threading.Event()
-        delegator, _, _ = self.registered({"block": lambda p: release.wait(DEADLINE) and p}, threads=1)
-        delegator.welcome(heartbeat_ms=50, timeout_ms=400)
+        delegator, worker, _ = self.registered({"block": lambda p: release.wait(DEADLINE) and p}, threads=1)
+        delegator.welcome(heartbeat_ms=50, timeout_ms=1000)
         delegator.send({"type": "work", "batch": 1, "units": [[1, "block", b"x"]]})
         beats = 0
-        while beats < 10:
+        # 25 heartbeats 50 ms apart: the unit blocks for longer than the timeout.
+        while beats < 25:
             message = delegator.recv(skip_heartbeats=False, timeout=2.0)
+            if message["type"] == "hello" and beats == 0:
+                continue  # said again before our welcome reached it (a slow machine)
             self.assertEqual(message["type"], "heartbeat")
             beats += 1
             delegator.send({"type": "heartbeat"})  # the delegator is alive too
         release.set()
         message = delegator.recv()
         self.assertEqual(message["results"], [[1, True, b"x"]])
+        self.assertEqual(worker.worker.status().sessions, 1)
 
     def test_heartbeats_go_out_while_a_unit_computes_in_pure_python_holding_the_gil(self):
         def spin(payload):
@@ -203,6 +207,8 @@ class Session(unittest.TestCase):
             if message["type"] == "heartbeat":
                 beats += 1
                 delegator.send({"type": "heartbeat"})
+            elif message["type"] == "hello" and beats == 0:
+                continue  # said again before our welcome reached it (a slow machine)
             else:
                 results += message["results"]
         self.assertEqual(sorted(results), [[1, True, b"a"], [2, True, b"b"]])
