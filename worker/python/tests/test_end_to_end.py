@@ -166,12 +166,12 @@ class EndToEnd(unittest.TestCase):
         self.stop(second)
 
     def test_a_unit_longer_than_the_timeout_never_makes_the_worker_look_dead(self):
-        # The delegator drops a worker silent for 600 ms; the unit takes 2.5 s.
-        run = DelegatorRun(self, self.scratch, "sleep", [2_500_000, 2], "--heartbeat-ms", "100",
-                           "--timeout-ms", "600")
+        # The delegator drops a worker silent for 1.2 s; the unit takes 3 s.
+        run = DelegatorRun(self, self.scratch, "sleep", [3_000_000, 2], "--heartbeat-ms", "100",
+                           "--timeout-ms", "1200")
         worker = python_worker(self, self.scratch, run.endpoint, GANGER_THREADS=1)
         results = run.finish()
-        self.assertEqual(results[0].get("output"), 2_500_000, results)
+        self.assertEqual(results[0].get("output"), 3_000_000, results)
         self.assertEqual(results[1].get("output"), 2, results)
         self.stop(worker)
         log = worker.log().split("stopping:")[0]
