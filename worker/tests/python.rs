@@ -1,0 +1,96 @@
+//! The Python worker package's own tests (`worker/python/tests`, unittest), run by cargo: its
+//! unit tests and its end-to-end tests against the real `ganger-delegator` built here.
+//!
+//! Skips, saying why, when `python3` or one of the modules `zmq`, `msgpack`, `cryptography` is
+//! missing, unless `GANGER_REQUIRE_PYTHON=1` (set by CI), which makes the absence a failure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
+
+#[test]
+fn the_python_worker_packages_unittests_pass() {
+    if let Some(missing) = python_missing() {
+        let required = std::env::var("GANGER_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
+        assert!(!required, "GANGER_REQUIRE_PYTHON=1 but {missing}");
+        eprintln!("skipped: {missing} (pip install pyzmq msgpack cryptography)");
+        return;
+    }
+    let bin_dir = Path::new(WORKER)
+        .parent()
+        .expect("the worker binary has a folder");
+    build_delegator(bin_dir);
+    let root = repository_root();
+    let output = Command::new("python3")
+        .args([
+            "-m",
+            "unittest",
+            "discover",
+            "-s",
+            "worker/python/tests",
+            "-v",
+        ])
+        .current_dir(&root)
+        .env("GANGER_BIN_DIR", bin_dir)
+        .env("PYTHONPATH", root.join("worker/python"))
+        .output()
+        .expect("python3 runs");
+    // unittest reports on stderr; printed here so that `cargo test` shows it on failure.
+    println!("{}", String::from_utf8_lossy(&output.stdout));
+    println!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "the Python worker's tests failed ({}); their report is above",
+        output.status
+    );
+}
+
+fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("worker/ is inside the repository")
+        .to_owned()
+}
+
+/// What stops the Python tests from running, if anything.
+fn python_missing() -> Option<String> {
+    let probe = Command::new("python3")
+        .args(["-c", "import zmq, msgpack, cryptography"])
+        .output();
+    match probe {
+        Err(e) => Some(format!("python3 cannot be run: {e}")),
+        Ok(out) if !out.status.success() => Some(format!(
+            "python3 lacks a module the worker needs: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Ok(_) => None,
+    }
+}
+
+/// Builds `ganger-delegator` beside the worker binary cargo built for this test (cargo builds
+/// only this package's binaries for its tests), in the same profile.
+fn build_delegator(bin_dir: &Path) {
+    let mut build = Command::new(env!("CARGO"));
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "ganger-delegator",
+        "--bin",
+        "ganger-delegator",
+    ]);
+    if bin_dir.ends_with("release") {
+        build.arg("--release");
+    }
+    let status = build
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building ganger-delegator failed");
+    assert!(
+        bin_dir.join("ganger-delegator").exists(),
+        "ganger-delegator is not in {} after the build",
+        bin_dir.display()
+    );
+}
