@@ -63,6 +63,8 @@ pub struct Options {
     pub command: Vec<String>,
     /// Extra environment for the worker (on top of the suite's own `GANGER_*` variables).
     pub env: Vec<(String, String)>,
+    /// The worker's working directory [default: the suite's].
+    pub dir: Option<std::path::PathBuf>,
     /// Run with a cluster secret: the handshake and sealed frames of §10.
     pub secret: bool,
     /// Names of the checks to run; empty runs them all.
@@ -84,6 +86,7 @@ impl Options {
         Options {
             command: command.into_iter().map(Into::into).collect(),
             env: Vec::new(),
+            dir: None,
             secret: false,
             checks: Vec::new(),
             jobs: 3,

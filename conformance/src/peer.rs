@@ -170,6 +170,9 @@ impl Peer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if let Some(dir) = &options.dir {
+            command.current_dir(dir);
+        }
         match &secret_text {
             Some(text) => command.env("GANGER_SECRET", text),
             None => command.env_remove("GANGER_SECRET"),

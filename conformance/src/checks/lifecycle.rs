@@ -282,9 +282,11 @@ pub(super) fn malformed(ctx: &mut Ctx<'_>) -> Result<(), String> {
 /// `goodbye`: with more one-unit `sleep` batches outstanding than slots, SIGTERM brings a
 /// goodbye; every unit is returned or answered, never both, never neither; the worker exits 0.
 ///
-/// Criterion for "hands back what it has not started" that timing cannot break: after its
-/// (first) goodbye the worker may answer only units that were running when it stopped, so at
-/// most `slots` answers arrive after the goodbye.
+/// Criteria for "hands back what it has not started" that load cannot break: SIGTERM is sent
+/// before any of the 1 s units can have finished (checked, not assumed), so every answer is to
+/// a unit running when the worker stopped: at most `slots` answers in all. And after its
+/// (first) goodbye the worker may answer only units it was running, so at most `slots` answers
+/// arrive after the goodbye.
 pub(super) fn goodbye(ctx: &mut Ctx<'_>) -> Result<(), String> {
     const SLEEP: Duration = Duration::from_millis(1000);
     let grace = ctx.options.grace;
@@ -301,6 +303,7 @@ pub(super) fn goodbye(ctx: &mut Ctx<'_>) -> Result<(), String> {
         .map(|i| Unit::sleep(500 + i, SLEEP.as_micros() as u64))
         .collect();
     let mut unit_of: HashMap<u64, (u64, &Unit)> = HashMap::new();
+    let first_sent = Instant::now();
     for unit in &units {
         let batch = peer.send_work(std::slice::from_ref(unit));
         unit_of.insert(unit.id, (batch, unit));
@@ -319,6 +322,9 @@ pub(super) fn goodbye(ctx: &mut Ctx<'_>) -> Result<(), String> {
     )?;
     peer.terminate();
     let terminated = Instant::now();
+    // Whether SIGTERM left before any unit can have finished: then every answer is to a unit
+    // that was running when the worker stopped, or one it started after (a fault).
+    let before_any_finished = terminated.duration_since(first_sent) < SLEEP;
     let status = loop {
         if let Some(status) = peer.exited() {
             break status;
@@ -372,6 +378,25 @@ pub(super) fn goodbye(ctx: &mut Ctx<'_>) -> Result<(), String> {
         .filter(|(_, at)| **at > goodbye_at)
         .map(|(id, _)| *id)
         .collect();
+    if before_any_finished && answered.len() > slots {
+        let mut ids: Vec<u64> = answered.keys().copied().collect();
+        ids.sort_unstable();
+        return Err(format!(
+            "SIGTERM went {} ms after the work, before any {} ms unit could have finished, so \
+             at most the {slots} running units may be answered; {} were ({ids:?}): the worker \
+             started units it should have handed back (§4 step 8)",
+            terminated.duration_since(first_sent).as_millis(),
+            SLEEP.as_millis(),
+            answered.len()
+        ));
+    }
+    if !before_any_finished {
+        peer.warnings.push(format!(
+            "the suite was slow: SIGTERM went {} ms after the work, so only answers after the \
+             goodbye were counted",
+            terminated.duration_since(first_sent).as_millis()
+        ));
+    }
     if after.len() > slots {
         return Err(format!(
             "{} units were answered after the goodbye ({after:?}), more than the {slots} that \
