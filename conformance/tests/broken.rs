@@ -92,6 +92,20 @@ fn finishing_everything_before_saying_goodbye_fails_goodbye() {
 }
 
 #[test]
+fn answering_old_units_after_a_reset_fails_reset() {
+    let report = suite("keeps-units-after-reset", &["reset", "malformed"]);
+    assert_fails(&report, "reset", "answered after the new hello");
+    assert_passes(&report, "malformed");
+}
+
+#[test]
+fn dying_on_a_garbage_frame_fails_malformed() {
+    let report = suite("dies-on-garbage", &["malformed", "results"]);
+    assert_fails(&report, "malformed", "after the malformed frames");
+    assert_passes(&report, "results");
+}
+
+#[test]
 fn a_wrong_slots_count_fails_hello() {
     let report = suite("wrong-slots", &["hello"]);
     assert_fails(&report, "hello", "slots 3");
@@ -230,9 +244,13 @@ fn broken_worker(mode: &str) -> i32 {
                 }
                 Ok(Message::Reset(_)) => {
                     welcome = None;
-                    queue.clear();
+                    hello_at = Instant::now() - Duration::from_secs(10);
+                    if mode != "keeps-units-after-reset" {
+                        queue.clear();
+                    }
                 }
                 Ok(Message::Reject(_)) => return 2,
+                Err(_) if mode == "dies-on-garbage" => return 1,
                 _ => {}
             }
         }

@@ -49,17 +49,15 @@ pub(super) fn heartbeat(ctx: &mut Ctx<'_>) -> Result<(), String> {
     let unit = Unit::sleep(1, 3_000_000);
     let batch = peer.send_work(std::slice::from_ref(&unit));
     let sent = Instant::now();
-    let mut last = sent;
     loop {
         let incoming = peer.recv(limit).ok_or_else(|| {
             format!(
-                "{} ms into a 3 s unit the worker was silent for {} ms: it must heartbeat while \
-                 it evaluates (§3 heartbeat)",
-                last.duration_since(sent).as_millis(),
+                "{} ms after a 3 s unit was sent, the worker had been silent for {} ms: it must \
+                 heartbeat while it evaluates (§3 heartbeat)",
+                sent.elapsed().as_millis(),
                 limit.as_millis()
             )
         })?;
-        last = incoming.at;
         match incoming.msg {
             Msg::Heartbeat => {}
             Msg::Results(results) if results.batch == batch && results.results.len() == 1 => {
