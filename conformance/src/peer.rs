@@ -170,6 +170,7 @@ impl Peer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        own_process_group(&mut command);
         if let Some(dir) = &options.dir {
             command.current_dir(dir);
         }
@@ -511,9 +512,35 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
+        // The worker leads its own process group: this also ends whatever it started (the exec
+        // bridge's programs), which SIGKILL to the worker alone would orphan.
+        // SAFETY: kill(2) on the group of a child this process started and has not reaped.
+        unsafe {
+            libc::kill(-(self.child.id() as libc::pid_t), libc::SIGKILL);
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = self.router.set_linger(0);
+    }
+}
+
+/// Starts the worker as the leader of a new process group, and (on Linux) has the kernel kill
+/// it if the suite dies first, so that an interrupted suite leaves no worker dialling a closed
+/// port for ever.
+fn own_process_group(command: &mut Command) {
+    use std::os::unix::process::CommandExt as _;
+    command.process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: the closure runs between fork and exec and calls only prctl(2), which is
+    // async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 
