@@ -302,7 +302,16 @@ fn drive(
             return Ok(driven);
         }
         let left = patience.saturating_sub(last_progress.elapsed());
-        let Some(incoming) = peer.recv(left) else {
+        let Some(incoming) = peer.recv(left.min(Duration::from_millis(500))) else {
+            if let Some(status) = peer.exited() {
+                return Err(format!(
+                    "the worker exited ({status}) with {} units unanswered",
+                    outstanding.len()
+                ));
+            }
+            if !left.is_zero() {
+                continue;
+            }
             let mut ids: Vec<u64> = outstanding.keys().copied().collect();
             ids.sort_unstable();
             ids.truncate(10);

@@ -137,6 +137,10 @@ pub(crate) struct Peer {
     next_worker_id: u64,
     /// Things worth reporting that do not fail the check.
     pub warnings: Vec<String>,
+    /// The latest hello received, whoever consumed it, and how many have come.
+    pub last_hello: Option<(Hello, Vec<u8>)>,
+    /// How many hellos have come.
+    pub hellos: u64,
 }
 
 impl Peer {
@@ -212,6 +216,8 @@ impl Peer {
             next_batch: 1,
             next_worker_id: 1,
             warnings: Vec::new(),
+            last_hello: None,
+            hellos: 0,
         })
     }
 
@@ -488,8 +494,13 @@ impl Peer {
                 let msg = decode_owned(&body);
                 match msg {
                     // A hello starts a new session (§3 reset, §10.2): the old keys are gone.
-                    Msg::Hello { .. } => {
+                    Msg::Hello {
+                        ref hello,
+                        ref frame,
+                    } => {
                         self.channel = None;
+                        self.hellos += 1;
+                        self.last_hello = Some((hello.clone(), frame.clone()));
                         msg
                     }
                     Msg::Auth(_) | Msg::Invalid(_) => msg,

@@ -228,53 +228,103 @@ pub(super) fn reset(ctx: &mut Ctx<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// `malformed`: garbage, a non-map value, a map with an unknown type, a work message missing
-/// its fields, and (secured) a forged sealed frame are dropped; the worker stays up, keeps its
-/// session and answers the next work correctly.
+/// `malformed`: after garbage, a non-map value, a map with an unknown type, a work message
+/// missing its fields, a truncated map and (secured) a forged sealed frame, each followed by
+/// work, the worker stays up and answers that work correctly.
+///
+/// The protocol does not say how a worker treats a bad frame from the delegator; ganger's drops
+/// it and keeps its session. Saying hello again instead is accepted with a warning: the
+/// delegator then requeues what the worker held, so nothing is lost, and a worker cannot tell a
+/// garbled `work` from other garbage. What fails: exiting, falling silent, answering wrongly, or
+/// answering the old session's units in the new one.
 pub(super) fn malformed(ctx: &mut Ctx<'_>) -> Result<(), String> {
     let peer = ctx.start()?;
-    let hello = register_patiently(peer)?;
-    let bad: [&[u8]; 5] = [
-        b"\xde\xad\xbe\xef garbage",
-        // [1, 2, 3]: MessagePack, but not a map.
-        b"\x93\x01\x02\x03",
-        // {"type": "frobnicate", "x": 1}
-        b"\x82\xa4type\xaafrobnicate\xa1x\x01",
-        // {"type": "work"}: no batch, no units.
-        b"\x81\xa4type\xa4work",
-        // A map cut short.
-        b"\x83\xa4type\xa4work\xa5batch",
+    let hello = peer.register(malformed_welcome())?;
+    peer.heartbeat_every = Some(Duration::from_millis(200));
+    let credit = capacity(&hello);
+    let mut bad: Vec<(&str, Vec<u8>)> = vec![
+        ("garbage bytes", b"\xde\xad\xbe\xef garbage".to_vec()),
+        (
+            "[1, 2, 3], MessagePack but not a map",
+            b"\x93\x01\x02\x03".to_vec(),
+        ),
+        (
+            "{type: frobnicate, x: 1}, an unknown message type",
+            b"\x82\xa4type\xaafrobnicate\xa1x\x01".to_vec(),
+        ),
+        (
+            "{type: work} without batch or units",
+            b"\x81\xa4type\xa4work".to_vec(),
+        ),
+        ("a map cut short", b"\x83\xa4type\xa4work\xa5batch".to_vec()),
     ];
-    for frame in bad {
-        peer.send_bytes(frame.to_vec());
-        if peer.secured() {
-            // The same in plaintext, which a worker with a secret must refuse too.
-            peer.send_raw(frame);
-        }
-    }
     if peer.secured() {
         // A forged frame with a counter far ahead: a worker that advanced its counter before
-        // checking the tag would now refuse every genuine frame.
+        // checking the tag would refuse every genuine frame after it.
         let mut forged = vec![0xc1];
         forged.extend_from_slice(&(1u64 << 40).to_be_bytes());
         forged.extend_from_slice(&[0x5a; 40]);
-        peer.send_raw(&forged);
+        bad.push(("a forged sealed frame (counter 2^40, a wrong tag)", forged));
     }
-    let units = vec![
-        Unit::noop(1, vec![0xc1, 0x02]),
-        Unit::sleep(2, 0),
-        Unit::parity(3, 5),
-        Unit::parity(4, 6),
-    ];
-    let driven = drive(peer, units, 4, capacity(&hello), PATIENCE)
-        .map_err(|e| format!("after the malformed frames: {e}"))?;
-    warn_unmeasured(peer, &driven);
+    // One at a time, each followed by work, so that a failure names the frame that caused it.
+    for (i, (what, frame)) in bad.into_iter().enumerate() {
+        if frame.first() == Some(&0xc1) {
+            peer.send_raw(&frame);
+        } else {
+            peer.send_bytes(frame.clone());
+            if peer.secured() {
+                // The same in plaintext, which a worker with a secret must refuse too.
+                peer.send_raw(&frame);
+            }
+        }
+        let hellos = peer.hellos;
+        let base = 100 * i as u64;
+        let why = |e: String| format!("after {what} from the suite: {e}");
+        match drive(peer, varied_units(base, i as u8), 4, credit, PATIENCE) {
+            Ok(driven) => warn_unmeasured(peer, &driven),
+            Err(e) if peer.hellos == hellos => return Err(why(e)),
+            Err(_) => {
+                // It registered again: the delegator requeues what it held, nothing is lost.
+                // Acceptable, but then it must serve the new session, and only that.
+                let (hello, frame) = peer.last_hello.clone().ok_or("a hello went missing")?;
+                peer.register_hello(hello, frame, malformed_welcome())
+                    .map_err(why)?;
+                drive(peer, varied_units(base + 50, i as u8), 4, credit, PATIENCE)
+                    .map_err(|e| why(format!("in the session it started by saying hello: {e}")))?;
+                peer.warnings.push(format!(
+                    "after {what} the worker said hello again (the delegator requeues what it \
+                     held); dropping the frame and keeping the session is what ganger's worker \
+                     does"
+                ));
+            }
+        }
+    }
     if let Some(status) = peer.exited() {
         return Err(format!(
             "the worker exited ({status}) after malformed frames"
         ));
     }
     Ok(())
+}
+
+/// One unit of each kind, ids from `base`.
+fn varied_units(base: u64, tag: u8) -> Vec<Unit> {
+    vec![
+        Unit::noop(base + 1, vec![0xc1, tag]),
+        Unit::sleep(base + 2, 0),
+        Unit::parity(base + 3, 5),
+        Unit::parity(base + 4, 6),
+    ]
+}
+
+/// A timeout far beyond the check's patience: a worker whose session a bad frame broke (a
+/// forged frame that moved its replay counter, say) cannot recover through its silence timer
+/// within the check, only by handling the frame right.
+fn malformed_welcome() -> Welcome {
+    Welcome {
+        timeout_ms: 60_000,
+        ..patient_welcome()
+    }
 }
 
 /// `goodbye`: with more one-unit `sleep` batches outstanding than slots, SIGTERM brings a
