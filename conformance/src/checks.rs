@@ -260,6 +260,13 @@ impl Unit {
     }
 }
 
+/// The MessagePack encoding of the string `text`.
+fn str_payload(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + 5);
+    rmp::encode::write_str(&mut out, text).unwrap_or_default();
+    out
+}
+
 /// What [`drive`] saw.
 #[derive(Debug, Default)]
 struct Driven {

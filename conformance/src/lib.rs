@@ -67,6 +67,10 @@ pub struct Options {
     pub dir: Option<std::path::PathBuf>,
     /// Run with a cluster secret: the handshake and sealed frames of §10.
     pub secret: bool,
+    /// Send only payloads that the exec bridge's JSON framing can carry (PROTOCOL.md §11.3):
+    /// canonical MessagePack values without `bin`. By default `noop` units also carry bytes
+    /// that are no MessagePack at all (empty, every byte value), as §3 allows.
+    pub json_payloads: bool,
     /// Names of the checks to run; empty runs them all.
     pub checks: Vec<String>,
     /// How many checks run at once (each with its own ROUTER and worker); default 3.
@@ -88,6 +92,7 @@ impl Options {
             env: Vec::new(),
             dir: None,
             secret: false,
+            json_payloads: false,
             checks: Vec::new(),
             jobs: 3,
             grace: Duration::from_secs(35),

@@ -22,6 +22,10 @@ struct Cli {
     /// Give the worker a random cluster secret: the handshake and sealed frames of §10.
     #[arg(long)]
     secret: bool,
+    /// Send only payloads the exec bridge's JSON framing can carry: canonical MessagePack values
+    /// without `bin` (by default noop units also carry arbitrary bytes).
+    #[arg(long)]
+    json_payloads: bool,
     /// Run only this check (repeatable) [default: all].
     #[arg(long = "check", value_name = "NAME")]
     checks: Vec<String>,
@@ -77,6 +81,7 @@ fn main() {
 fn options(cli: Cli) -> anyhow::Result<Options> {
     let mut options = Options::new(cli.command);
     options.secret = cli.secret;
+    options.json_payloads = cli.json_payloads;
     options.checks = cli.checks;
     options.jobs = cli.jobs;
     options.grace = Duration::try_from_secs_f64(cli.grace_secs)

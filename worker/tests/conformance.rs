@@ -4,7 +4,8 @@
 //! Adding an implementation is two lines: a test calling [`assert_conforms`] with its command
 //! line (relative to the repository root), once with `secret` false and once true. A command
 //! that runs Python is skipped, saying why, when `python3` lacks pyzmq or msgpack (or
-//! `cryptography`, secured), unless `GANGER_REQUIRE_PYTHON=1` makes that a failure.
+//! `cryptography`, secured), unless `GANGER_REQUIRE_PYTHON=1` makes that a failure. A command
+//! with `--exec-framing json` gets only payloads that framing can carry (PROTOCOL.md §11.3).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -34,7 +35,13 @@ fn the_rust_worker_conforms_with_a_secret() {
 /// Runs every check against `command` (started in the repository root, with `env` added) and
 /// fails with the suite's report unless all pass.
 fn assert_conforms(command: &[&str], env: &[(&str, &str)], secret: bool) {
-    if command.iter().any(|arg| arg.contains("python")) && !python_ready(secret) {
+    let json_framing = command
+        .windows(2)
+        .any(|pair| pair == ["--exec-framing", "json"])
+        || command.contains(&"--exec-framing=json");
+    if command.iter().any(|arg| arg.contains("python"))
+        && !python_ready(&python_modules(command, json_framing, secret))
+    {
         return;
     }
     let mut options = Options::new(command.iter().copied());
@@ -43,6 +50,8 @@ fn assert_conforms(command: &[&str], env: &[(&str, &str)], secret: bool) {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     options.secret = secret;
+    // The JSON framing carries canonical MessagePack values without `bin`, not arbitrary bytes.
+    options.json_payloads = json_framing;
     options.dir = Some(repository_root());
     let report = ganger_conformance::run(&options);
     print!("{report}");
@@ -52,15 +61,27 @@ fn assert_conforms(command: &[&str], env: &[(&str, &str)], secret: bool) {
     );
 }
 
-/// Whether `python3` has what the Python workers need; `false` (with the reason printed) skips
-/// the test, and `GANGER_REQUIRE_PYTHON=1` turns that into a failure.
-fn python_ready(secret: bool) -> bool {
-    let modules = if secret {
-        "import zmq, msgpack, cryptography"
+/// The Python modules a command needs: behind the exec bridge (which speaks ZeroMQ and does
+/// the cryptography itself) msgpack for the MessagePack framing and nothing for JSON; the
+/// Python package pyzmq and msgpack, and `cryptography` for a secret.
+fn python_modules(command: &[&str], json_framing: bool, secret: bool) -> Vec<&'static str> {
+    match (command.contains(&"--exec"), json_framing, secret) {
+        (true, true, _) => vec![],
+        (true, false, _) => vec!["msgpack"],
+        (false, _, false) => vec!["zmq", "msgpack"],
+        (false, _, true) => vec!["zmq", "msgpack", "cryptography"],
+    }
+}
+
+/// Whether `python3` can import `modules`; `false` (with the reason printed) skips the test,
+/// and `GANGER_REQUIRE_PYTHON=1` turns that into a failure.
+fn python_ready(modules: &[&str]) -> bool {
+    let modules = if modules.is_empty() {
+        "pass".to_string()
     } else {
-        "import zmq, msgpack"
+        format!("import {}", modules.join(", "))
     };
-    let problem = match Command::new("python3").args(["-c", modules]).output() {
+    let problem = match Command::new("python3").args(["-c", &modules]).output() {
         Ok(out) if out.status.success() => return true,
         Ok(out) => format!(
             "python3 -c \"{modules}\" failed: {}",

@@ -6,7 +6,8 @@ use ganger_core::protocol::secure::Handshake;
 use ganger_core::protocol::{job_type_matches, Hello, Message, Reject, Welcome, PROTOCOL_VERSION};
 
 use super::{
-    capacity, drive, patient_welcome, quiet, register_patiently, warn_unmeasured, Ctx, Unit,
+    capacity, drive, patient_welcome, quiet, register_patiently, str_payload, warn_unmeasured, Ctx,
+    Unit,
 };
 use crate::peer::{Incoming, Msg, FIRST_HELLO};
 use crate::{REQUIRED_JOB_TYPES, SLOTS};
@@ -173,21 +174,34 @@ pub(super) fn version_mismatch(ctx: &mut Ctx<'_>) -> Result<(), String> {
 
 /// `results`: a batch of units of every job type, each answered once and correctly.
 pub(super) fn results(ctx: &mut Ctx<'_>) -> Result<(), String> {
+    let json_payloads = ctx.options.json_payloads;
     let peer = ctx.start()?;
     let hello = register_patiently(peer)?;
-    let binary: Vec<u8> = (0..=255u8).rev().collect();
-    let units = vec![
-        Unit::noop(101, Vec::new()),
-        Unit::noop(102, vec![0x05]),
-        Unit::noop(103, binary),
-        Unit::noop(104, vec![0xc1, 0x00, 0xff, 0x80, 0x0a, 0x0d]),
-        Unit::noop(105, (0..5000u32).map(|i| (i * 7) as u8).collect()),
-        Unit::sleep(106, 0),
-        Unit::parity(107, 7),
-        Unit::parity(108, 8),
-        Unit::parity(109, -4),
-        Unit::parity(110, 1_000_001),
+    let mut units = vec![
+        Unit::sleep(101, 0),
+        Unit::parity(102, 7),
+        Unit::parity(103, 8),
+        Unit::parity(104, -4),
+        Unit::parity(105, 1_000_001),
+        // Canonical MessagePack values: 5, nil, [1, -2, "x", [true, false], {}], {"a": 1.5},
+        // a string with a quote and a newline, and a 5000-character string.
+        Unit::noop(106, vec![0x05]),
+        Unit::noop(107, vec![0xc0]),
+        Unit::noop(108, b"\x95\x01\xfe\xa1x\x92\xc3\xc2\x80".to_vec()),
+        Unit::noop(109, b"\x81\xa1a\xcb\x3f\xf8\0\0\0\0\0\0".to_vec()),
+        Unit::noop(110, str_payload("h\u{e9}llo \"you\"\n")),
+        Unit::noop(111, str_payload(&"ganger ".repeat(714))),
     ];
+    if !json_payloads {
+        // Payloads are opaque bytes (§3 work): empty, every byte value, the sealed-frame marker
+        // first, 5000 bytes that are no MessagePack at all.
+        units.extend([
+            Unit::noop(112, Vec::new()),
+            Unit::noop(113, (0..=255u8).rev().collect()),
+            Unit::noop(114, vec![0xc1, 0x00, 0xff, 0x80, 0x0a, 0x0d]),
+            Unit::noop(115, (0..5000u32).map(|i| (i * 7) as u8).collect()),
+        ]);
+    }
     let n = units.len();
     let driven = drive(peer, units, n, capacity(&hello), PATIENCE)?;
     quiet(
@@ -227,11 +241,12 @@ pub(super) fn batching(ctx: &mut Ctx<'_>) -> Result<(), String> {
             driven.messages.len()
         ));
     }
-    // Outputs of 1000 bytes, eight to a batch: no batch's answers fit one 4096-byte frame.
+    // Outputs of 1000 bytes (strings), eight to a batch: no batch's answers fit one 4096-byte
+    // frame.
     // (This work frame exceeds a quarter of max_frame, which a delegator keeps to; noop's output
     // is its input, so there is no other way to make outputs that must be split.)
     let units = (0..32u64)
-        .map(|i| Unit::noop(2000 + i, vec![(i as u8).wrapping_mul(37); 1000]))
+        .map(|i| Unit::noop(2000 + i, str_payload(&format!("{i:<997}"))))
         .collect();
     let driven = drive(peer, units, 8, credit.max(1), PATIENCE)?;
     if let Some((_, size, batch, count)) = driven

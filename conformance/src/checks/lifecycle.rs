@@ -188,7 +188,7 @@ pub(super) fn reset(ctx: &mut Ctx<'_>) -> Result<(), String> {
     };
     peer.register_hello(hello, frame, patient_welcome())?;
     peer.heartbeat_every = Some(Duration::from_millis(200));
-    let fresh = Unit::noop(300, vec![3, 0, 0]);
+    let fresh = Unit::noop(300, vec![0x93, 3, 0, 0]);
     let batch = peer.send_work(std::slice::from_ref(&fresh));
     let mut fresh_answered = false;
     let watch_until = reset_at + SLEEP * 3;
@@ -310,7 +310,7 @@ pub(super) fn malformed(ctx: &mut Ctx<'_>) -> Result<(), String> {
 /// One unit of each kind, ids from `base`.
 fn varied_units(base: u64, tag: u8) -> Vec<Unit> {
     vec![
-        Unit::noop(base + 1, vec![0xc1, tag]),
+        Unit::noop(base + 1, vec![0x92, 0xc3, tag & 0x7f]),
         Unit::sleep(base + 2, 0),
         Unit::parity(base + 3, 5),
         Unit::parity(base + 4, 6),
@@ -585,7 +585,7 @@ pub(super) fn reconnect(ctx: &mut Ctx<'_>) -> Result<(), String> {
     let driven = drive(
         peer,
         vec![
-            Unit::noop(2, vec![2, 2]),
+            Unit::noop(2, vec![0x92, 2, 2]),
             Unit::sleep(3, 0),
             Unit::parity(4, 9),
         ],
