@@ -300,21 +300,35 @@ impl Peer {
         batch
     }
 
-    /// Waits for the worker's hello: any other message first is a failure.
+    /// Waits for the worker's hello: any other message first is a failure, and so is the
+    /// worker exiting.
     pub(crate) fn expect_hello(&mut self, timeout: Duration) -> Result<(Hello, Vec<u8>), String> {
-        match self.recv(timeout) {
-            Some(Incoming {
-                msg: Msg::Hello { hello, frame },
-                ..
-            }) => Ok((hello, frame)),
-            Some(other) => Err(format!(
-                "expected a hello, received {}",
-                other.msg.describe()
-            )),
-            None => Err(format!(
-                "waited {} s for a hello and received nothing",
-                timeout.as_secs_f64()
-            )),
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv(left.min(Duration::from_millis(200))) {
+                Some(Incoming {
+                    msg: Msg::Hello { hello, frame },
+                    ..
+                }) => return Ok((hello, frame)),
+                Some(other) => {
+                    return Err(format!(
+                        "expected a hello, received {}",
+                        other.msg.describe()
+                    ))
+                }
+                None => {
+                    if let Some(status) = self.exited() {
+                        return Err(format!("the worker exited ({status}) without a hello"));
+                    }
+                    if left.is_zero() {
+                        return Err(format!(
+                            "waited {} s for a hello and received nothing",
+                            timeout.as_secs_f64()
+                        ));
+                    }
+                }
+            }
         }
     }
 
