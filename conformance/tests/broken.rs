@@ -110,6 +110,16 @@ fn dying_on_a_garbage_frame_fails_malformed() {
 }
 
 #[test]
+fn starting_work_that_crossed_the_goodbye_fails_goodbye() {
+    let report = suite("starts-late-work", &["goodbye"]);
+    assert_fails(
+        &report,
+        "goodbye",
+        "started units it should have handed back",
+    );
+}
+
+#[test]
 fn a_wrong_slots_count_fails_hello() {
     let report = suite("wrong-slots", &["hello"]);
     assert_fails(&report, "hello", "slots 3");
@@ -235,6 +245,10 @@ fn broken_worker(mode: &str) -> i32 {
         while let Ok(frame) = socket.recv_bytes(zmq::DONTWAIT) {
             match protocol::decode(&frame) {
                 Ok(Message::Welcome(w)) => welcome = Some(w.heartbeat_ms),
+                Ok(Message::Work(work)) if stopping && mode != "starts-late-work" => {
+                    let returned = work.units.iter().map(|u| u.id).collect();
+                    send(&Message::Goodbye(Goodbye { returned }));
+                }
                 Ok(Message::Work(work)) if welcome.is_some() => {
                     for unit in work.units {
                         let entry = (

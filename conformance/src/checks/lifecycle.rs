@@ -328,7 +328,8 @@ fn malformed_welcome() -> Welcome {
 }
 
 /// `goodbye`: with more one-unit `sleep` batches outstanding than slots, SIGTERM brings a
-/// goodbye; every unit is returned or answered, never both, never neither; the worker exits 0.
+/// goodbye; every unit is returned or answered, never both, never neither; work sent after the
+/// goodbye comes back in another; the worker exits 0.
 ///
 /// Criteria for "hands back what it has not started" that load cannot break: SIGTERM is sent
 /// before any of the 1 s units can have finished (checked, not assumed), so every answer is to
@@ -350,6 +351,9 @@ pub(super) fn goodbye(ctx: &mut Ctx<'_>) -> Result<(), String> {
     let units: Vec<Unit> = (0..n as u64)
         .map(|i| Unit::sleep(500 + i, SLEEP.as_micros() as u64))
         .collect();
+    // Sent once the goodbye is in, as work that crossed it: it must come back in another one.
+    let late = Unit::sleep(600, SLEEP.as_micros() as u64);
+    let mut late_sent: Option<Instant> = None;
     let mut unit_of: HashMap<u64, (u64, &Unit)> = HashMap::new();
     let first_sent = Instant::now();
     for unit in &units {
@@ -373,9 +377,14 @@ pub(super) fn goodbye(ctx: &mut Ctx<'_>) -> Result<(), String> {
     // Whether SIGTERM left before any unit can have finished: then every answer is to a unit
     // that was running when the worker stopped, or one it started after (a fault).
     let before_any_finished = terminated.duration_since(first_sent) < SLEEP;
-    let status = loop {
+    let (status, exited_at) = loop {
         if let Some(status) = peer.exited() {
-            break status;
+            break (status, Instant::now());
+        }
+        if goodbye_at.is_some() && late_sent.is_none() {
+            let batch = peer.send_work(std::slice::from_ref(&late));
+            unit_of.insert(late.id, (batch, &late));
+            late_sent = Some(Instant::now());
         }
         if terminated.elapsed() > grace {
             return Err(format!(
@@ -412,7 +421,7 @@ pub(super) fn goodbye(ctx: &mut Ctx<'_>) -> Result<(), String> {
     };
     let mut neither: Vec<u64> = unit_of
         .keys()
-        .filter(|id| !answered.contains_key(id) && !returned.contains(id))
+        .filter(|id| !answered.contains_key(id) && !returned.contains(id) && **id != late.id)
         .copied()
         .collect();
     neither.sort_unstable();
@@ -420,6 +429,28 @@ pub(super) fn goodbye(ctx: &mut Ctx<'_>) -> Result<(), String> {
         return Err(format!(
             "units {neither:?} were neither answered nor handed back in a goodbye (§3 goodbye)"
         ));
+    }
+    if let Some(sent) = late_sent {
+        let unaccounted = !answered.contains_key(&late.id) && !returned.contains(&late.id);
+        // A worker reads its socket at least every heartbeat; one that ran on for half a
+        // second after the late work was sent has read it, unless it stopped reading.
+        let ran_on = exited_at.saturating_duration_since(sent);
+        if unaccounted && ran_on > Duration::from_millis(500) {
+            return Err(format!(
+                "work sent after the goodbye (unit {}) was neither handed back in another goodbye \
+                 nor answered, though the worker ran {} ms longer (§3 goodbye: work already on \
+                 its way is handed back with another goodbye)",
+                late.id,
+                ran_on.as_millis()
+            ));
+        }
+        if unaccounted {
+            peer.warnings.push(format!(
+                "the worker exited {} ms after work crossed its goodbye, without handing it back \
+                 (too soon to say it should have)",
+                ran_on.as_millis()
+            ));
+        }
     }
     let after: Vec<u64> = answered
         .iter()
