@@ -349,7 +349,8 @@ fn drive(
                             )
                         } else {
                             format!(
-                                "a result for unit {id}, which was never sent: {}",
+                                "a result for unit {id}, which is not outstanding in this \
+                                 session: {}",
                                 quote_results(&results)
                             )
                         });

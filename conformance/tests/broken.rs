@@ -55,7 +55,15 @@ fn assert_passes(report: &ganger_conformance::Report, check: &str) {
 fn the_small_worker_passes_what_it_does_not_break() {
     let report = suite(
         "correct",
-        &["hello", "results", "heartbeat", "credit", "goodbye"],
+        &[
+            "hello",
+            "handshake",
+            "results",
+            "heartbeat",
+            "credit",
+            "reset",
+            "goodbye",
+        ],
     );
     assert!(report.passed(), "{report}");
 }
@@ -96,6 +104,18 @@ fn answering_old_units_after_a_reset_fails_reset() {
     let report = suite("keeps-units-after-reset", &["reset", "malformed"]);
     assert_fails(&report, "reset", "answered after the new hello");
     assert_passes(&report, "malformed");
+}
+
+#[test]
+fn obeying_a_reset_that_crossed_the_hello_fails_reset() {
+    let report = suite("obeys-a-reset-that-crossed-its-hello", &["reset"]);
+    assert_fails(&report, "reset", "acted on a reset that crossed its hello");
+}
+
+#[test]
+fn answering_work_sent_before_the_welcome_fails_handshake() {
+    let report = suite("answers-work-before-its-welcome", &["handshake"]);
+    assert_fails(&report, "handshake", "a result for unit 777");
 }
 
 #[test]
@@ -173,7 +193,10 @@ fn broken_worker(mode: &str) -> i32 {
         prefetch: 64,
         nonce: None,
     });
-    let (done_tx, done_rx) = mpsc::channel::<(u64, u64, Result<Vec<u8>, String>)>();
+    // (generation, batch, unit id, outcome): answers from before a reset are dropped.
+    type Done = (u64, u64, u64, Result<Vec<u8>, String>);
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    let mut generation = 0u64;
     let mut queue: VecDeque<(u64, u64, String, Vec<u8>)> = VecDeque::new();
     let mut running = 0usize;
     let mut welcome = None;
@@ -209,7 +232,7 @@ fn broken_worker(mode: &str) -> i32 {
                 break;
             };
             if mode == "no-heartbeat-while-busy" {
-                let _ = done_tx.send((batch, id, registry.run(&job_type, &payload)));
+                let _ = done_tx.send((generation, batch, id, registry.run(&job_type, &payload)));
                 running += 1;
                 continue;
             }
@@ -217,10 +240,13 @@ fn broken_worker(mode: &str) -> i32 {
             let done_tx = done_tx.clone();
             running += 1;
             std::thread::spawn(move || {
-                let _ = done_tx.send((batch, id, registry.run(&job_type, &payload)));
+                let _ = done_tx.send((generation, batch, id, registry.run(&job_type, &payload)));
             });
         }
-        while let Ok((batch, id, outcome)) = done_rx.try_recv() {
+        while let Ok((done_generation, batch, id, outcome)) = done_rx.try_recv() {
+            if done_generation != generation {
+                continue;
+            }
             running -= 1;
             let result = UnitResultRef {
                 id,
@@ -249,7 +275,9 @@ fn broken_worker(mode: &str) -> i32 {
                     let returned = work.units.iter().map(|u| u.id).collect();
                     send(&Message::Goodbye(Goodbye { returned }));
                 }
-                Ok(Message::Work(work)) if welcome.is_some() => {
+                Ok(Message::Work(work))
+                    if welcome.is_some() || mode == "answers-work-before-its-welcome" =>
+                {
                     for unit in work.units {
                         let entry = (
                             work.batch,
@@ -260,11 +288,19 @@ fn broken_worker(mode: &str) -> i32 {
                         queue.push_back(entry);
                     }
                 }
+                // Between its hello and the welcome a reset answers something older: ignored.
+                Ok(Message::Reset(_))
+                    if welcome.is_none() && mode != "obeys-a-reset-that-crossed-its-hello" => {}
                 Ok(Message::Reset(_)) => {
                     welcome = None;
-                    hello_at = Instant::now() - Duration::from_secs(10);
+                    // At once, before reading further: a welcome right behind the reset then
+                    // finds this hello already sent.
+                    send(&hello);
+                    hello_at = Instant::now();
                     if mode != "keeps-units-after-reset" {
                         queue.clear();
+                        generation += 1;
+                        running = 0;
                     }
                 }
                 Ok(Message::Reject(_)) => return 2,

@@ -17,6 +17,8 @@ use crate::{REQUIRED_JOB_TYPES, SLOTS};
 const HELLO_RETRY_LIMIT: Duration = Duration::from_secs(5);
 /// How long to wait for answers before giving up on a worker.
 const PATIENCE: Duration = Duration::from_secs(15);
+/// The id of a unit sent before the welcome, which must never be answered.
+const EARLY_UNIT: u64 = 777;
 
 /// `hello`: the first frame is a valid hello, and it is said again while unanswered.
 pub(super) fn hello(ctx: &mut Ctx<'_>) -> Result<(), String> {
@@ -92,14 +94,21 @@ fn judge_hello(hello: &Hello, secured: bool) -> Result<(), String> {
 /// challenge, a stale challenge being ignored), and the worker then serves work.
 pub(super) fn handshake(ctx: &mut Ctx<'_>) -> Result<(), String> {
     let peer = ctx.start()?;
+    // Work before the welcome belongs to a registration the delegator has dropped (§4 step 3);
+    // with a secret it is also plaintext, which the worker must refuse (§10.2).
+    let early = Unit::noop(EARLY_UNIT, vec![0x07]);
     if !peer.secured() {
-        register_patiently(peer)?;
+        let (hello, frame) = peer.expect_hello(FIRST_HELLO)?;
+        peer.send_work(std::slice::from_ref(&early));
+        peer.register_hello(hello, frame, patient_welcome())?;
+        peer.heartbeat_every = Some(Duration::from_millis(200));
         return round_trip(peer);
     }
     let (first, first_frame) = peer.expect_hello(FIRST_HELLO)?;
     let (second, second_frame) = peer
         .expect_hello(HELLO_RETRY_LIMIT)
         .map_err(|e| format!("no hello retry while unanswered (§4 step 1): {e}"))?;
+    peer.send_work(std::slice::from_ref(&early));
     let first_nonce = first.nonce.ok_or("the first hello has no nonce")?;
     // A challenge to the first hello: the worker has said hello since, so it must ignore it.
     let nonce_delegator = [7u8; 32];
@@ -121,8 +130,12 @@ fn round_trip(peer: &mut crate::peer::Peer) -> Result<(), String> {
         Unit::sleep(2, 0),
         Unit::parity(3, 4),
     ];
-    let driven =
-        drive(peer, units, 3, 3, PATIENCE).map_err(|e| format!("after the welcome: {e}"))?;
+    let driven = drive(peer, units, 3, 3, PATIENCE).map_err(|e| {
+        format!(
+            "after the welcome: {e} (unit {EARLY_UNIT} came before the welcome, in plaintext: \
+             §4 step 3 and §10.2 say to ignore it)"
+        )
+    })?;
     warn_unmeasured(peer, &driven);
     Ok(())
 }

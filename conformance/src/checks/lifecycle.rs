@@ -186,6 +186,11 @@ pub(super) fn reset(ctx: &mut Ctx<'_>) -> Result<(), String> {
             }
         }
     };
+    // A reset that crossed the new hello answers something sent before it: ignored (§3 reset's
+    // first rule). A worker that acts on it says hello yet again, which fails below.
+    peer.send_plain(&Message::Reset(Reset {
+        reason: "conformance suite: a reset that crossed your hello".into(),
+    }));
     peer.register_hello(hello, frame, patient_welcome())?;
     peer.heartbeat_every = Some(Duration::from_millis(200));
     let fresh = Unit::noop(300, vec![0x93, 3, 0, 0]);
@@ -216,6 +221,15 @@ pub(super) fn reset(ctx: &mut Ctx<'_>) -> Result<(), String> {
                     fresh.judge(outcome)?;
                     fresh_answered = true;
                 }
+            }
+            Msg::Hello { .. } => {
+                return Err(
+                    "the worker said hello again after its welcome: it acted on a reset \
+                            that crossed its hello (§3 reset: ignore one that arrives between \
+                            the hello and the welcome), or retried a hello that was answered \
+                            at once"
+                        .into(),
+                )
             }
             other => {
                 return Err(format!(
