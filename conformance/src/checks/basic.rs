@@ -159,6 +159,15 @@ pub(super) fn version_mismatch(ctx: &mut Ctx<'_>) -> Result<(), String> {
                     "the worker exited with {status} after a reject; §3 wants an error status"
                 ))
             } else {
+                // Its output ends when it exits; give the readers a moment to reach the end.
+                std::thread::sleep(Duration::from_millis(200));
+                if !peer.output_tail().contains("speaks 99") {
+                    peer.warnings.push(
+                        "the worker's output does not quote the reject's reason (§3 reject: \
+                         exit with an error that quotes it)"
+                            .into(),
+                    );
+                }
                 Ok(())
             };
         }
