@@ -2,6 +2,7 @@
 //! outstanding within the worker's credit and verifies every answer.
 
 mod basic;
+mod goodbye;
 mod lifecycle;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -28,7 +29,7 @@ pub(crate) const ALL: &[Check] = &[
         name: "goodbye",
         section: "§3 goodbye, §4 step 8",
         summary: "SIGTERM: goodbye hands back unstarted units, running ones are answered, exit 0",
-        run: lifecycle::goodbye,
+        run: goodbye::goodbye,
     },
     Check {
         name: "heartbeat",
