@@ -1,0 +1,104 @@
+//! The protocol conformance suite (`ganger-conformance`) against worker implementations: real
+//! worker processes on ephemeral loopback ports, plaintext and with a cluster secret.
+//!
+//! Adding an implementation is two lines: a test calling [`assert_conforms`] with its command
+//! line (relative to the repository root), once with `secret` false and once true. A command
+//! that runs Python is skipped, saying why, when `python3` lacks pyzmq or msgpack (or
+//! `cryptography`, secured), unless `GANGER_REQUIRE_PYTHON=1` makes that a failure. A command
+//! with `--exec-framing json` gets only payloads that framing can carry (PROTOCOL.md §11.3).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use ganger_conformance::Options;
+
+const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
+
+#[test]
+fn the_rust_worker_conforms() {
+    assert_conforms(
+        &[WORKER, "--job-types", "noop,sleep,panic-if-odd"],
+        &[],
+        false,
+    );
+}
+
+#[test]
+fn the_rust_worker_conforms_with_a_secret() {
+    assert_conforms(
+        &[WORKER, "--job-types", "noop,sleep,panic-if-odd"],
+        &[],
+        true,
+    );
+}
+
+/// Runs every check against `command` (started in the repository root, with `env` added) and
+/// fails with the suite's report unless all pass.
+fn assert_conforms(command: &[&str], env: &[(&str, &str)], secret: bool) {
+    let json_framing = command
+        .windows(2)
+        .any(|pair| pair == ["--exec-framing", "json"])
+        || command.contains(&"--exec-framing=json");
+    if command.iter().any(|arg| arg.contains("python"))
+        && !python_ready(&python_modules(command, json_framing, secret))
+    {
+        return;
+    }
+    let mut options = Options::new(command.iter().copied());
+    options.env = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    options.secret = secret;
+    // The JSON framing carries canonical MessagePack values without `bin`, not arbitrary bytes.
+    options.json_payloads = json_framing;
+    options.dir = Some(repository_root());
+    let report = ganger_conformance::run(&options);
+    print!("{report}");
+    assert!(
+        report.passed(),
+        "{command:?} (secret: {secret}) does not conform:\n{report}"
+    );
+}
+
+/// The Python modules a command needs: behind the exec bridge (which speaks ZeroMQ and does
+/// the cryptography itself) msgpack for the MessagePack framing and nothing for JSON; the
+/// Python package pyzmq and msgpack, and `cryptography` for a secret.
+fn python_modules(command: &[&str], json_framing: bool, secret: bool) -> Vec<&'static str> {
+    match (command.contains(&"--exec"), json_framing, secret) {
+        (true, true, _) => vec![],
+        (true, false, _) => vec!["msgpack"],
+        (false, _, false) => vec!["zmq", "msgpack"],
+        (false, _, true) => vec!["zmq", "msgpack", "cryptography"],
+    }
+}
+
+/// Whether `python3` can import `modules`; `false` (with the reason printed) skips the test,
+/// and `GANGER_REQUIRE_PYTHON=1` turns that into a failure.
+fn python_ready(modules: &[&str]) -> bool {
+    let modules = if modules.is_empty() {
+        "pass".to_string()
+    } else {
+        format!("import {}", modules.join(", "))
+    };
+    let problem = match Command::new("python3").args(["-c", &modules]).output() {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => format!(
+            "python3 -c \"{modules}\" failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => format!("cannot run python3: {e}"),
+    };
+    if std::env::var("GANGER_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
+        panic!("GANGER_REQUIRE_PYTHON=1 but {problem}");
+    }
+    eprintln!("skipped: {problem} (set GANGER_REQUIRE_PYTHON=1 to fail instead)");
+    false
+}
+
+fn repository_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the worker crate sits in the repository")
+        .to_path_buf()
+}
