@@ -32,6 +32,19 @@ fn the_rust_worker_conforms_with_a_secret() {
     );
 }
 
+const PYTHON_WORKER: &[&str] = &["python3", "worker/python/examples/conformance_worker.py"];
+const PYTHON_PATH: &[(&str, &str)] = &[("PYTHONPATH", "worker/python")];
+
+#[test]
+fn the_python_package_conforms() {
+    assert_conforms(PYTHON_WORKER, PYTHON_PATH, false);
+}
+
+#[test]
+fn the_python_package_conforms_with_a_secret() {
+    assert_conforms(PYTHON_WORKER, PYTHON_PATH, true);
+}
+
 /// Runs every check against `command` (started in the repository root, with `env` added) and
 /// fails with the suite's report unless all pass.
 fn assert_conforms(command: &[&str], env: &[(&str, &str)], secret: bool) {
