@@ -72,8 +72,16 @@ impl Evaluator {
         };
         let started = Instant::now();
         // A few chunks per thread balance uneven units; each chunk writes its outputs into one
-        // buffer, so evaluating a unit allocates nothing unless its task does.
-        let chunk = (work.units.len() / (4 * rayon::current_num_threads())).max(64);
+        // buffer, so evaluating a unit allocates nothing unless its task does. Small batches
+        // are split too: a worker's first batch holds only `slots` units (adaptive batching has
+        // measured nothing yet), and slow units (an exec program, an expensive likelihood)
+        // would otherwise run one after another on one thread.
+        let threads = rayon::current_num_threads();
+        let chunk = match threads {
+            1 => work.units.len(),
+            _ => work.units.len().div_ceil(4 * threads),
+        }
+        .max(1);
         let parts: Vec<Evaluated> = if work.units.len() <= chunk {
             // One chunk: no need to go through rayon's scheduler at all.
             vec![self.evaluate_chunk(&work.units)]
@@ -137,7 +145,12 @@ impl Evaluator {
             };
             let start = evaluated.outputs.len();
             let result = match task {
-                Some(task) => run_caught(task.as_ref(), unit.payload, &mut evaluated.outputs),
+                Some(task) => run_caught(
+                    task.as_ref(),
+                    unit.job_type,
+                    unit.payload,
+                    &mut evaluated.outputs,
+                ),
                 None => Err(no_such_task(unit.job_type)),
             };
             let end = evaluated.outputs.len();

@@ -29,6 +29,7 @@
 //! ```
 
 mod compute;
+pub mod exec;
 mod secure;
 mod session;
 mod status;
@@ -237,6 +238,14 @@ impl Worker {
     /// when [`Worker::run`] returns, with the error in `last_error` if it returns one.
     pub fn status_handle(&self) -> StatusHandle {
         self.status.clone()
+    }
+
+    /// Reports an exec bridge's counters (programs running, restarts, crashes, timeouts) in
+    /// this worker's status, and its crashes and timeouts in `last_error`; for a worker whose
+    /// registry is [`ExecBridge::registry`](exec::ExecBridge::registry).
+    pub fn watch_exec(&self, bridge: &exec::ExecBridge) {
+        let stats = bridge.stats();
+        self.status.update(|board| board.exec = Some(stats));
     }
 
     /// Connects and serves until stopped or rejected; blocks the calling thread, which becomes
