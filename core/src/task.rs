@@ -346,7 +346,12 @@ mod tests {
             fn run(&self, _: &[u8], _: &mut Vec<u8>) -> Result<(), String> {
                 Err("run_unit should have been called".into())
             }
-            fn run_unit(&self, job_type: &str, _: &[u8], output: &mut Vec<u8>) -> Result<(), String> {
+            fn run_unit(
+                &self,
+                job_type: &str,
+                _: &[u8],
+                output: &mut Vec<u8>,
+            ) -> Result<(), String> {
                 output.extend_from_slice(job_type.as_bytes());
                 Ok(())
             }

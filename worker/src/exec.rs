@@ -365,8 +365,12 @@ impl Inner {
                 Err(failure) => failure,
             };
             let (reason, retry) = match &failure {
-                Failure::Crashed(how) => (format!("the program {how} while evaluating a unit"), true),
-                Failure::Breach(why) => (format!("the program broke the exec framing: {why}"), true),
+                Failure::Crashed(how) => {
+                    (format!("the program {how} while evaluating a unit"), true)
+                }
+                Failure::Breach(why) => {
+                    (format!("the program broke the exec framing: {why}"), true)
+                }
                 Failure::TimedOut(after) => (
                     format!("the unit timed out after {} s", after.as_secs_f64()),
                     false,
@@ -396,10 +400,7 @@ impl Inner {
                 Err(RecvTimeoutError::Timeout) => return Err(Failure::TimedOut(timeout)),
                 Err(RecvTimeoutError::Disconnected) => ReadEvent::Closed(None),
             },
-            None => program
-                .events_rx
-                .recv()
-                .unwrap_or(ReadEvent::Closed(None)),
+            None => program.events_rx.recv().unwrap_or(ReadEvent::Closed(None)),
         };
         match event {
             ReadEvent::Message(message) => match self.config.framing.decode_reply(&message) {
@@ -507,17 +508,18 @@ impl Inner {
             if self.stopped.load(Ordering::SeqCst) {
                 return;
             }
-            let exited = copy.program.as_ref().and_then(|program| {
-                match program.events_rx.try_recv().ok() {
-                    Some(ReadEvent::Message(_)) => Some("wrote to stdout unasked".to_owned()),
-                    Some(ReadEvent::Closed(_)) => Some(
-                        program
-                            .wait_for_exit(EXIT_PATIENCE)
-                            .unwrap_or_else(|| "closed its stdout".into()),
-                    ),
-                    None => program.exit_status(),
-                }
-            });
+            let exited =
+                copy.program
+                    .as_ref()
+                    .and_then(|program| match program.events_rx.try_recv().ok() {
+                        Some(ReadEvent::Message(_)) => Some("wrote to stdout unasked".to_owned()),
+                        Some(ReadEvent::Closed(_)) => Some(
+                            program
+                                .wait_for_exit(EXIT_PATIENCE)
+                                .unwrap_or_else(|| "closed its stdout".into()),
+                        ),
+                        None => program.exit_status(),
+                    });
             if let Some(how) = exited {
                 let reason = format!("the program {how} while idle");
                 self.retire(index, &mut copy, &Failure::Crashed(how), &reason);

@@ -39,7 +39,9 @@ impl std::str::FromStr for Framing {
         match name {
             "msgpack" => Ok(Framing::MessagePack),
             "json" => Ok(Framing::Json),
-            other => Err(format!("unknown framing `{other}`: use `msgpack` or `json`")),
+            other => Err(format!(
+                "unknown framing `{other}`: use `msgpack` or `json`"
+            )),
         }
     }
 }
@@ -140,10 +142,12 @@ impl Framing {
                     return Err(ReadError::TooLarge { len });
                 }
                 let mut message = vec![0; len];
-                reader.read_exact(&mut message).map_err(|e| match e.kind() {
-                    io::ErrorKind::UnexpectedEof => ReadError::Truncated,
-                    _ => ReadError::Io(e),
-                })?;
+                reader
+                    .read_exact(&mut message)
+                    .map_err(|e| match e.kind() {
+                        io::ErrorKind::UnexpectedEof => ReadError::Truncated,
+                        _ => ReadError::Io(e),
+                    })?;
                 Ok(Some(message))
             }
             Framing::Json => {
@@ -433,9 +437,11 @@ fn convert(rest: &mut &[u8], json: &mut String, depth: usize) -> Result<(), Stri
             write_str(json, take_slice(rest, len)?)?
         }
         Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
-            return Err("it holds binary data (MessagePack bin), which JSON cannot carry; use \
+            return Err(
+                "it holds binary data (MessagePack bin), which JSON cannot carry; use \
                         --exec-framing msgpack"
-                .into())
+                    .into(),
+            )
         }
         Marker::FixExt1
         | Marker::FixExt2
@@ -497,7 +503,12 @@ fn push_json_string(json: &mut String, text: &str) {
     json.push_str(&serde_json::to_string(text).unwrap_or_default());
 }
 
-fn write_array(rest: &mut &[u8], json: &mut String, len: usize, depth: usize) -> Result<(), String> {
+fn write_array(
+    rest: &mut &[u8],
+    json: &mut String,
+    len: usize,
+    depth: usize,
+) -> Result<(), String> {
     // Each element takes at least a byte: a length beyond what is left is a lie.
     if len > rest.len() {
         return Err("it is not MessagePack (an array longer than the payload)".into());
@@ -522,13 +533,11 @@ fn write_map(rest: &mut &[u8], json: &mut String, len: usize, depth: usize) -> R
         if i > 0 {
             json.push(',');
         }
-        let is_string_key = matches!(
-            rest.first(),
-            Some(0xa0..=0xbf | 0xd9 | 0xda | 0xdb)
-        );
+        let is_string_key = matches!(rest.first(), Some(0xa0..=0xbf | 0xd9 | 0xda | 0xdb));
         if !is_string_key {
-            return Err("it holds a map with a key that is not a string, which JSON cannot carry"
-                .into());
+            return Err(
+                "it holds a map with a key that is not a string, which JSON cannot carry".into(),
+            );
         }
         convert(rest, json, depth + 1)?;
         json.push(':');

@@ -170,12 +170,32 @@ impl Spawner {
     }
 }
 
+/// The script `sh -c` runs: a simple command is `exec`ed, so that the program itself (not a
+/// shell waiting for it) is the copy, receives the parent-death signal, and reports its own
+/// exit status. Anything else (`;`, pipes, `cd x && …`, `VAR=value cmd`) runs as written, and
+/// what the shell starts must exit on EOF of stdin (as every program must).
+pub(crate) fn shell_script(command: &str) -> String {
+    const SPECIAL: &[char] = &[
+        ';', '&', '|', '<', '>', '(', ')', '$', '`', '{', '}', '\n', '*', '?', '[', '~', '#',
+    ];
+    const KEYWORDS: &[&str] = &[
+        "if", "while", "until", "for", "case", "!", "exec", "then", "do", "function",
+    ];
+    let first = command.split_whitespace().next().unwrap_or("");
+    let simple = !command.contains(SPECIAL) && !first.contains('=') && !KEYWORDS.contains(&first);
+    if simple {
+        format!("exec {command}")
+    } else {
+        command.to_owned()
+    }
+}
+
 fn spawn(command: &str, framing: Framing) -> std::io::Result<Program> {
     use std::os::unix::process::CommandExt as _;
     let mut shell = Command::new("/bin/sh");
     shell
         .arg("-c")
-        .arg(command)
+        .arg(shell_script(command))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -228,7 +248,11 @@ fn spawn(command: &str, framing: Framing) -> std::io::Result<Program> {
 
 fn write_requests(mut stdin: ChildStdin, requests_rx: &Receiver<Vec<u8>>) {
     for request in requests_rx {
-        if stdin.write_all(&request).and_then(|()| stdin.flush()).is_err() {
+        if stdin
+            .write_all(&request)
+            .and_then(|()| stdin.flush())
+            .is_err()
+        {
             // The program stopped reading; its reply never comes or its stdout closes.
             return;
         }
@@ -236,7 +260,11 @@ fn write_requests(mut stdin: ChildStdin, requests_rx: &Receiver<Vec<u8>>) {
     // The channel closed: dropping stdin gives the program EOF.
 }
 
-fn read_replies(stdout: std::process::ChildStdout, framing: Framing, events_tx: &Sender<ReadEvent>) {
+fn read_replies(
+    stdout: std::process::ChildStdout,
+    framing: Framing,
+    events_tx: &Sender<ReadEvent>,
+) {
     let mut reader = BufReader::with_capacity(64 << 10, stdout);
     loop {
         let event = match framing.read_message(&mut reader) {

@@ -65,7 +65,8 @@ fn the_msgpack_example_bytes_of_protocol_md_hold() {
 fn the_json_example_bytes_of_protocol_md_hold() {
     let sent = request(Framing::Json, 42, "noop", b"\x05");
     assert_eq!(sent, b"{\"id\":42,\"job_type\":\"noop\",\"input\":5}\n");
-    let mut stream = Cursor::new(&b"{\"id\": 42, \"output\": 5}\n{\"id\":43,\"error\":\"boom\"}\r\n"[..]);
+    let mut stream =
+        Cursor::new(&b"{\"id\": 42, \"output\": 5}\n{\"id\":43,\"error\":\"boom\"}\r\n"[..]);
     let first = Framing::Json.read_message(&mut stream).unwrap().unwrap();
     assert_eq!(
         Framing::Json.decode_reply(&first),
@@ -109,15 +110,22 @@ fn json_conversion_keeps_map_order_integers_and_floats_both_ways() {
     let value = serde_json::json!({"n": u64::MAX, "m": i64::MIN, "f": 1e300, "s": "a\nb\"c"});
     let bytes = packed(&value);
     let json = msgpack_to_json(&bytes).unwrap();
-    assert!(!json.contains('\n'), "a newline inside a string is escaped: {json}");
+    assert!(
+        !json.contains('\n'),
+        "a newline inside a string is escaped: {json}"
+    );
     let line = format!("{{\"id\":1,\"output\":{json}}}");
     let reply = Framing::Json.decode_reply(line.as_bytes()).unwrap();
     assert_eq!(reply.outcome, Ok(bytes));
 
     // An exponent makes a float; `null` is an output (nil), not a missing one.
-    let reply = Framing::Json.decode_reply(b"{\"id\":1,\"output\":1e2}").unwrap();
+    let reply = Framing::Json
+        .decode_reply(b"{\"id\":1,\"output\":1e2}")
+        .unwrap();
     assert_eq!(reply.outcome, Ok(packed(&serde_json::json!(100.0))));
-    let reply = Framing::Json.decode_reply(b"{\"id\":1,\"output\":null}").unwrap();
+    let reply = Framing::Json
+        .decode_reply(b"{\"id\":1,\"output\":null}")
+        .unwrap();
     assert_eq!(reply.outcome, Ok(vec![0xc0]));
     // A float 32 arrives as its float 64 value.
     assert_eq!(msgpack_to_json(b"\xca\x3f\xc0\x00\x00").unwrap(), "1.5");
@@ -161,8 +169,14 @@ fn malformed_replies_are_breaches_with_a_reason() {
         (b"\x81\xa2id\x01", "not a valid MessagePack reply"),
         (b"\x82\xa2id\x01\xa2ok\xc3", "no `output`"),
         (b"\x82\xa2id\x01\xa2ok\xc2", "no `error`"),
-        (b"\x83\xa2id\x01\xa2ok\xc3\xa6output\xc4\x00\x00", "1 bytes follow"),
-        (b"\x83\xa2id\xa1x\xa2ok\xc3\xa6output\xc4\x00", "not a valid MessagePack reply"),
+        (
+            b"\x83\xa2id\x01\xa2ok\xc3\xa6output\xc4\x00\x00",
+            "1 bytes follow",
+        ),
+        (
+            b"\x83\xa2id\xa1x\xa2ok\xc3\xa6output\xc4\x00",
+            "not a valid MessagePack reply",
+        ),
     ];
     for (message, why) in msgpack {
         let error = Framing::MessagePack.decode_reply(message).unwrap_err();
@@ -183,7 +197,11 @@ fn malformed_replies_are_breaches_with_a_reason() {
     ];
     for (line, why) in json {
         let error = Framing::Json.decode_reply(line).unwrap_err();
-        assert!(error.contains(why), "{}: {error}", String::from_utf8_lossy(line));
+        assert!(
+            error.contains(why),
+            "{}: {error}",
+            String::from_utf8_lossy(line)
+        );
     }
 }
 
@@ -224,6 +242,29 @@ fn framings_parse_by_name_and_configs_are_checked() {
         config("cat", &[], 1),
         config("cat", &["noop"], 0),
     ] {
-        assert!(matches!(bad.validate(), Err(ExecError::Config(_))), "{bad:?}");
+        assert!(
+            matches!(bad.validate(), Err(ExecError::Config(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn simple_commands_are_execed_and_shell_scripts_run_as_written() {
+    use super::program::shell_script;
+    assert_eq!(
+        shell_script("python3 model.py --framing json"),
+        "exec python3 model.py --framing json"
+    );
+    assert_eq!(shell_script("'my model' -x"), "exec 'my model' -x");
+    for script in [
+        "cd /srv && python3 model.py",
+        "python3 a.py; true",
+        "OMP_NUM_THREADS=1 ./model",
+        "./model | tee log",
+        "if true; then ./model; fi",
+        "./model $ARGS",
+    ] {
+        assert_eq!(shell_script(script), script);
     }
 }
