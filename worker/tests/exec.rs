@@ -122,6 +122,45 @@ fn the_conformance_child_gives_correct_results_in_both_framings_and_stops_on_sig
     }
 }
 
+/// The example likelihood (examples/exec/likelihood.py) answers MCMC units (PROTOCOL.md §5)
+/// through the JSON framing: each term is an equal share of a standard Gaussian's energy.
+#[test]
+fn the_example_likelihood_evaluates_mcmc_units() {
+    use ganger_core::mcmc::likelihood::unit_payload;
+    if !python_with("import json") {
+        return;
+    }
+    let delegator = start_delegator(1);
+    let example = repository().join("examples/exec/likelihood.py");
+    let _worker = WorkerProcess::spawn(
+        &delegator.local_endpoint(),
+        &format!("python3 {}", example.display()),
+        &[
+            "--exec-framing",
+            "json",
+            "--job-types",
+            "mcmc/py-gaussian/*",
+        ],
+    );
+    let points = [[3.0, 4.0], [0.5, -1.0], [0.0, 0.0]];
+    let n_terms = 2;
+    for term in 0..n_terms {
+        let payloads = (0..20).map(|_| unit_payload(term, n_terms, points.iter().map(|x| &x[..])));
+        let energies = delegator
+            .submit_payloads::<Vec<f64>>(
+                &format!("mcmc/py-gaussian/{term}"),
+                payloads,
+                JobOptions::default(),
+            )
+            .unwrap()
+            .collect_ordered()
+            .unwrap();
+        for energies in energies {
+            assert_eq!(energies.unwrap(), [6.25, 0.3125, 0.0]);
+        }
+    }
+}
+
 /// A program that exits on inputs ending in 3, once per input (it remembers in a file), then
 /// answers them: every unit is retried on a fresh copy locally, and none fails.
 #[test]
