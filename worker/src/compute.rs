@@ -71,17 +71,7 @@ impl Evaluator {
             };
         };
         let started = Instant::now();
-        // A few chunks per thread balance uneven units; each chunk writes its outputs into one
-        // buffer, so evaluating a unit allocates nothing unless its task does. Small batches
-        // are split too: a worker's first batch holds only `slots` units (adaptive batching has
-        // measured nothing yet), and slow units (an exec program, an expensive likelihood)
-        // would otherwise run one after another on one thread.
-        let threads = rayon::current_num_threads();
-        let chunk = match threads {
-            1 => work.units.len(),
-            _ => work.units.len().div_ceil(4 * threads),
-        }
-        .max(1);
+        let chunk = chunk_size(work.units.len(), rayon::current_num_threads());
         let parts: Vec<Evaluated> = if work.units.len() <= chunk {
             // One chunk: no need to go through rayon's scheduler at all.
             vec![self.evaluate_chunk(&work.units)]
@@ -162,6 +152,19 @@ impl Evaluator {
     }
 }
 
+/// Units per chunk of a batch of `len` units on a pool of `threads`.
+///
+/// A few chunks per thread balance uneven units; each chunk writes its outputs into one buffer,
+/// so evaluating a unit allocates nothing unless its task does, and a chunk holds at least 64
+/// units so that trivial units do not pay rayon's hand-offs. A small batch is still split once
+/// per thread: a worker's first batch holds only `slots` units (adaptive batching has measured
+/// nothing yet), and slow units (an exec program, an expensive likelihood) would otherwise run
+/// one after another on one thread. With one thread this is what it always was.
+fn chunk_size(len: usize, threads: usize) -> usize {
+    let threads = threads.max(1);
+    (len / (4 * threads)).max(64.min(len.div_ceil(threads)).max(1))
+}
+
 /// The outcomes of a chunk of units: outputs back to back in one buffer.
 struct Evaluated {
     outputs: Vec<u8>,
@@ -226,6 +229,29 @@ pub(crate) fn encode_results(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_batches_are_split_across_threads_and_large_ones_in_chunks_of_64_or_more() {
+        // (units, threads) -> units per chunk
+        let cases = [
+            ((2, 2), 1),
+            ((8, 2), 4),
+            ((100, 2), 50),
+            ((128, 2), 64),
+            ((5000, 2), 625),
+            ((0, 2), 1),
+            ((40, 1), 40),
+            ((64, 1), 64),
+            ((5000, 1), 1250),
+        ];
+        for ((len, threads), chunk) in cases {
+            assert_eq!(
+                chunk_size(len, threads),
+                chunk,
+                "{len} units, {threads} threads"
+            );
+        }
+    }
 
     #[test]
     fn results_are_split_to_fit_the_frame_limit() {

@@ -34,8 +34,9 @@ use program::{Program, ReadEvent, Spawner};
 /// command that does not exist, a program that cannot import its libraries), so that
 /// [`ExecBridge::start`] can report it instead of a restart loop.
 pub const STARTUP_CHECK: Duration = Duration::from_millis(500);
-/// A copy that lived shorter than this before exiting counts as dying at start: its restart
-/// is delayed, by a back-off that grows while it keeps doing so.
+/// A copy that exits sooner than this after starting, without having answered a request,
+/// counts as dying at start: its restart is delayed, by a back-off that grows while it keeps
+/// doing so.
 const SHORT_LIFE: Duration = Duration::from_secs(1);
 /// The first restart delay of a copy that dies at start; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -357,11 +358,14 @@ impl Inner {
             let program = copy.program.as_ref().expect("ensure_running started it");
             program.send(request.to_vec());
             let failure = match self.await_reply(program, id) {
-                Ok(Ok(bytes)) => {
+                Ok(outcome) => {
+                    if let Some(program) = copy.program.as_mut() {
+                        program.answered = true;
+                    }
+                    let bytes = outcome?;
                     output.extend_from_slice(&bytes);
                     return Ok(());
                 }
-                Ok(Err(message)) => return Err(message),
                 Err(failure) => failure,
             };
             let (reason, retry) = match &failure {
@@ -423,11 +427,15 @@ impl Inner {
     /// Kills a copy that failed, counts it, and starts the next one (at once unless it died
     /// young, so that a timed-out copy is replaced before the unit's failure is reported).
     fn retire(&self, index: usize, copy: &mut Copy, failure: &Failure, reason: &str) {
+        // A copy that answered something is not dying at start, however young.
         let lived = copy
             .program
             .take()
             .map(|program| {
-                let lived = program.started.elapsed();
+                let lived = match program.answered {
+                    true => SHORT_LIFE,
+                    false => program.started.elapsed(),
+                };
                 program.kill();
                 lived
             })

@@ -7,6 +7,8 @@
 //! started before leaving. Killing it at any moment loses nothing: the delegator requeues.
 //! [`Worker::status_handle`] reads its state (connecting, connected, stopping, stopped), its
 //! counters and its last error from any thread, for health checks.
+//! With an [`exec::ExecBridge`], units go to copies of a program in any language over
+//! stdin/stdout instead of Rust tasks (`ganger-worker --exec`).
 //!
 //! ```no_run
 //! use ganger_worker::{Registry, Worker, WorkerConfig};

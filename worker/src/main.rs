@@ -1,4 +1,5 @@
-//! `ganger-worker`: connect to a delegator and evaluate units with the built-in tasks.
+//! `ganger-worker`: connect to a delegator and evaluate units with the built-in tasks, or with
+//! copies of any program over stdin/stdout (`--exec`, PROTOCOL.md §11).
 //!
 //! Every flag can also be set through the environment variable shown in `--help`, which is how
 //! containers are usually configured. Exit status: 0 after a requested stop (SIGTERM, Ctrl-C),

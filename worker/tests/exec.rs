@@ -231,6 +231,60 @@ for line in sys.stdin:
     assert!(last_error.contains("exited with status 3"), "{last_error}");
 }
 
+/// A copy that exits while it holds no unit is noticed and replaced, and the status says so.
+#[test]
+fn a_program_that_exits_while_idle_is_restarted() {
+    if !python_with("import json") {
+        return;
+    }
+    let dir = TempDir::new("idle-exit");
+    let file = dir.0.join("worker.json");
+    let program = dir.0.join("quit.py");
+    std::fs::write(
+        &program,
+        r#"import json, sys
+for line in sys.stdin:
+    request = json.loads(line)
+    print(json.dumps({"id": request["id"], "output": request["input"]}), flush=True)
+    if request["input"] == "quit":
+        sys.exit(4)
+"#,
+    )
+    .unwrap();
+    let delegator = start_delegator(1);
+    let _worker = WorkerProcess::spawn(
+        &delegator.local_endpoint(),
+        &format!("python3 {}", program.display()),
+        &[
+            "--exec-framing",
+            "json",
+            "--job-types",
+            "echo",
+            "--status-file",
+            path_str(&file),
+        ],
+    );
+    let echoed = delegator
+        .submit::<_, String>("echo", ["quit".to_owned()], JobOptions::default())
+        .unwrap()
+        .collect_ordered()
+        .unwrap();
+    assert_eq!(echoed[0].as_deref().unwrap(), "quit");
+    let status = poll("the idle exit to be noticed and the copy replaced", || {
+        let status = read_json(&file)?;
+        let exec = status.exec.as_ref()?;
+        (exec.crashes == 1 && exec.programs_running == 2).then_some(status)
+    });
+    let exec = status.exec.unwrap();
+    assert_eq!(exec.restarts, 1, "{exec:?}");
+    let reason = exec.last_restart_reason.unwrap();
+    assert!(
+        reason.contains("exited with status 4 while idle"),
+        "{reason}"
+    );
+    assert_eq!(status.unit_errors, 0);
+}
+
 /// A program that always dies on one input: that unit fails naming the exit status, once the
 /// local retry and the delegator's attempts are used up; every other unit succeeds.
 #[test]

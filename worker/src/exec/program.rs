@@ -31,6 +31,8 @@ pub(crate) struct Program {
     requests_tx: Option<Sender<Vec<u8>>>,
     pub(crate) events_rx: Receiver<ReadEvent>,
     pub(crate) started: Instant,
+    /// Whether it has answered a request: one that has is not dying at start.
+    pub(crate) answered: bool,
 }
 
 impl Program {
@@ -243,6 +245,7 @@ fn spawn(command: &str, framing: Framing) -> std::io::Result<Program> {
         requests_tx: Some(requests_tx),
         events_rx,
         started: Instant::now(),
+        answered: false,
     })
 }
 
