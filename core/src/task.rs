@@ -27,6 +27,14 @@ pub trait Task: Send + Sync + 'static {
     /// Evaluates one unit, appending its output payload to `output`; on `Err` whatever was
     /// appended is discarded by the caller.
     fn run(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), String>;
+
+    /// Evaluates one unit of job type `job_type`, like [`Task::run`]; what a worker's hot loop
+    /// calls. A task serving several job types under one pattern (`mcmc/NAME/*`, or a program
+    /// behind `ganger-worker --exec`) overrides it to learn which one; the default ignores it.
+    fn run_unit(&self, job_type: &str, input: &[u8], output: &mut Vec<u8>) -> Result<(), String> {
+        let _ = job_type;
+        self.run(input, output)
+    }
 }
 
 impl<F> Task for F
@@ -195,7 +203,7 @@ impl Registry {
         output: &mut Vec<u8>,
     ) -> Result<(), String> {
         match self.get(job_type) {
-            Some(task) => run_caught(task.as_ref(), input, output),
+            Some(task) => run_caught(task.as_ref(), job_type, input, output),
             None => Err(no_such_task(job_type)),
         }
     }
@@ -231,11 +239,16 @@ pub const BUILTIN_TASKS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Runs a task, appending to `output`; a panic becomes an error message, and on any error
-/// `output` is truncated back to where it was.
-pub fn run_caught(task: &dyn Task, input: &[u8], output: &mut Vec<u8>) -> Result<(), String> {
+/// Runs a task on one unit of `job_type` ([`Task::run_unit`]), appending to `output`; a panic
+/// becomes an error message, and on any error `output` is truncated back to where it was.
+pub fn run_caught(
+    task: &dyn Task,
+    job_type: &str,
+    input: &[u8],
+    output: &mut Vec<u8>,
+) -> Result<(), String> {
     let start = output.len();
-    let result = match catch_unwind(AssertUnwindSafe(|| task.run(input, output))) {
+    let result = match catch_unwind(AssertUnwindSafe(|| task.run_unit(job_type, input, output))) {
         Ok(result) => result,
         Err(panic) => Err(format!("task panicked: {}", panic_message(&*panic))),
     };
@@ -324,6 +337,30 @@ mod tests {
             assert!(error.contains("not an MCMC unit"), "{garbage:?}: {error}");
         }
         assert!(read_energies(&output, &mut [0.0; 2]).is_err());
+    }
+
+    #[test]
+    fn a_task_serving_a_pattern_learns_each_unit_job_type() {
+        struct Echo;
+        impl Task for Echo {
+            fn run(&self, _: &[u8], _: &mut Vec<u8>) -> Result<(), String> {
+                Err("run_unit should have been called".into())
+            }
+            fn run_unit(
+                &self,
+                job_type: &str,
+                _: &[u8],
+                output: &mut Vec<u8>,
+            ) -> Result<(), String> {
+                output.extend_from_slice(job_type.as_bytes());
+                Ok(())
+            }
+        }
+        let mut registry = Registry::new();
+        registry.register_raw("echo/*", Echo);
+        assert_eq!(registry.run("echo/left", b""), Ok(b"echo/left".to_vec()));
+        // Tasks that do not override it still see `run`.
+        assert_eq!(Registry::with_builtins().run("noop", b"\x05"), Ok(vec![5]));
     }
 
     #[test]

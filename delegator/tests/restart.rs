@@ -39,11 +39,12 @@ fn seed() -> u64 {
 }
 
 /// Inputs of a job that takes a few seconds on one two-thread worker: `sleep` returns its input,
-/// so every output tells which input it belongs to.
+/// so every output tells which input it belongs to. 1 to 3 ms each: the worker runs even a
+/// small batch on both threads, so the run takes about n ms.
 fn sleep_inputs(dir: &Path, n: usize) -> PathBuf {
     let path = dir.join("inputs.jsonl");
     let text: String = (0..n)
-        .map(|i| format!("{}\n", 500 + (i * 7) % 1000))
+        .map(|i| format!("{}\n", 1000 + (i * 7) % 2000))
         .collect();
     std::fs::write(&path, text).unwrap();
     path

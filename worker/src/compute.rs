@@ -71,9 +71,7 @@ impl Evaluator {
             };
         };
         let started = Instant::now();
-        // A few chunks per thread balance uneven units; each chunk writes its outputs into one
-        // buffer, so evaluating a unit allocates nothing unless its task does.
-        let chunk = (work.units.len() / (4 * rayon::current_num_threads())).max(64);
+        let chunk = chunk_size(work.units.len(), rayon::current_num_threads());
         let parts: Vec<Evaluated> = if work.units.len() <= chunk {
             // One chunk: no need to go through rayon's scheduler at all.
             vec![self.evaluate_chunk(&work.units)]
@@ -137,7 +135,12 @@ impl Evaluator {
             };
             let start = evaluated.outputs.len();
             let result = match task {
-                Some(task) => run_caught(task.as_ref(), unit.payload, &mut evaluated.outputs),
+                Some(task) => run_caught(
+                    task.as_ref(),
+                    unit.job_type,
+                    unit.payload,
+                    &mut evaluated.outputs,
+                ),
                 None => Err(no_such_task(unit.job_type)),
             };
             let end = evaluated.outputs.len();
@@ -147,6 +150,19 @@ impl Evaluator {
         }
         evaluated
     }
+}
+
+/// Units per chunk of a batch of `len` units on a pool of `threads`.
+///
+/// A few chunks per thread balance uneven units; each chunk writes its outputs into one buffer,
+/// so evaluating a unit allocates nothing unless its task does, and a chunk holds at least 64
+/// units so that trivial units do not pay rayon's hand-offs. A small batch is still split once
+/// per thread: a worker's first batch holds only `slots` units (adaptive batching has measured
+/// nothing yet), and slow units (an exec program, an expensive likelihood) would otherwise run
+/// one after another on one thread. With one thread this is what it always was.
+fn chunk_size(len: usize, threads: usize) -> usize {
+    let threads = threads.max(1);
+    (len / (4 * threads)).max(64.min(len.div_ceil(threads)).max(1))
 }
 
 /// The outcomes of a chunk of units: outputs back to back in one buffer.
@@ -213,6 +229,29 @@ pub(crate) fn encode_results(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_batches_are_split_across_threads_and_large_ones_in_chunks_of_64_or_more() {
+        // (units, threads) -> units per chunk
+        let cases = [
+            ((2, 2), 1),
+            ((8, 2), 4),
+            ((100, 2), 50),
+            ((128, 2), 64),
+            ((5000, 2), 625),
+            ((0, 2), 1),
+            ((40, 1), 40),
+            ((64, 1), 64),
+            ((5000, 1), 1250),
+        ];
+        for ((len, threads), chunk) in cases {
+            assert_eq!(
+                chunk_size(len, threads),
+                chunk,
+                "{len} units, {threads} threads"
+            );
+        }
+    }
 
     #[test]
     fn results_are_split_to_fit_the_frame_limit() {

@@ -7,6 +7,8 @@
 //! started before leaving. Killing it at any moment loses nothing: the delegator requeues.
 //! [`Worker::status_handle`] reads its state (connecting, connected, stopping, stopped), its
 //! counters and its last error from any thread, for health checks.
+//! With an [`exec::ExecBridge`], units go to copies of a program in any language over
+//! stdin/stdout instead of Rust tasks (`ganger-worker --exec`).
 //!
 //! ```no_run
 //! use ganger_worker::{Registry, Worker, WorkerConfig};
@@ -29,6 +31,7 @@
 //! ```
 
 mod compute;
+pub mod exec;
 mod secure;
 mod session;
 mod status;
@@ -237,6 +240,14 @@ impl Worker {
     /// when [`Worker::run`] returns, with the error in `last_error` if it returns one.
     pub fn status_handle(&self) -> StatusHandle {
         self.status.clone()
+    }
+
+    /// Reports an exec bridge's counters (programs running, restarts, crashes, timeouts) in
+    /// this worker's status, and its crashes and timeouts in `last_error`; for a worker whose
+    /// registry is [`ExecBridge::registry`](exec::ExecBridge::registry).
+    pub fn watch_exec(&self, bridge: &exec::ExecBridge) {
+        let stats = bridge.stats();
+        self.status.update(|board| board.exec = Some(stats));
     }
 
     /// Connects and serves until stopped or rejected; blocks the calling thread, which becomes

@@ -1,4 +1,5 @@
-//! `ganger-worker`: connect to a delegator and evaluate units with the built-in tasks.
+//! `ganger-worker`: connect to a delegator and evaluate units with the built-in tasks, or with
+//! copies of any program over stdin/stdout (`--exec`, PROTOCOL.md §11).
 //!
 //! Every flag can also be set through the environment variable shown in `--help`, which is how
 //! containers are usually configured. Exit status: 0 after a requested stop (SIGTERM, Ctrl-C),
@@ -16,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ganger_core::task::BUILTIN_TASKS;
+use ganger_worker::exec::{ExecBridge, ExecConfig, Framing};
 use ganger_worker::{Error, Registry, Worker, WorkerConfig};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use status_cli::{StatusArgs, StatusWriter};
@@ -66,9 +68,26 @@ struct Args {
     /// Units accepted beyond the threads, so evaluation never waits for the network.
     #[arg(long, env = "GANGER_PREFETCH", default_value_t = 65_536)]
     prefetch: u32,
-    /// Serve only these job types (comma-separated) [default: all built-in tasks].
+    /// Serve only these job types (comma-separated) [default: all built-in tasks]; with
+    /// --exec, the job types the program serves (required; patterns ending in `*` allowed).
     #[arg(long, env = "GANGER_JOB_TYPES", value_delimiter = ',')]
     job_types: Option<Vec<String>>,
+    /// Evaluate units with copies of this program instead of the built-in tasks: one copy per
+    /// thread, run by `/bin/sh -c`, talking over stdin/stdout (PROTOCOL.md §11).
+    #[arg(long, env = "GANGER_EXEC")]
+    exec: Option<String>,
+    /// The framing on the --exec program's stdin/stdout: `msgpack` (length-prefixed
+    /// MessagePack) or `json` (one JSON object per line).
+    #[arg(long, env = "GANGER_EXEC_FRAMING", default_value = "msgpack")]
+    exec_framing: Framing,
+    /// Times a unit is retried on a fresh copy of the --exec program after the copy crashed
+    /// on it, before the unit fails.
+    #[arg(long, env = "GANGER_EXEC_RETRIES", default_value_t = 1)]
+    exec_retries: u32,
+    /// Fail a unit that runs longer than this, seconds, killing and restarting its --exec
+    /// program [default: none].
+    #[arg(long, env = "GANGER_EXEC_TIMEOUT_SECS")]
+    exec_timeout_secs: Option<f64>,
     /// Seconds to finish running units after SIGTERM before leaving anyway.
     #[arg(long, env = "GANGER_GRACE_SECS", default_value_t = 30.0)]
     grace_secs: f64,
@@ -127,11 +146,34 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     config.prefetch = args.prefetch;
     config.secret = ganger_transport::secret::load(args.secret_file.as_deref())?;
-    config.job_types = args.job_types;
     config.grace = Duration::try_from_secs_f64(args.grace_secs).context("--grace-secs")?;
     config.reconnect_max =
         Duration::try_from_secs_f64(args.reconnect_max_secs).context("--reconnect-max-secs")?;
-    let worker = Worker::new(config, Registry::with_builtins())?;
+    let bridge = match args.exec {
+        Some(command) => {
+            let Some(job_types) = args.job_types.clone() else {
+                anyhow::bail!("--exec needs --job-types: the job types the program serves");
+            };
+            let mut exec = ExecConfig::new(command, job_types, config.threads);
+            exec.framing = args.exec_framing;
+            exec.retries = args.exec_retries;
+            exec.timeout = args
+                .exec_timeout_secs
+                .map(Duration::try_from_secs_f64)
+                .transpose()
+                .context("--exec-timeout-secs")?;
+            Some(ExecBridge::start(exec)?)
+        }
+        None => None,
+    };
+    config.job_types = args.job_types;
+    let registry = bridge
+        .as_ref()
+        .map_or_else(Registry::with_builtins, ExecBridge::registry);
+    let worker = Worker::new(config, registry)?;
+    if let Some(bridge) = &bridge {
+        worker.watch_exec(bridge);
+    }
     let status_writer = match args.status_file {
         Some(path) => Some(StatusWriter::start(path, worker.status_handle())?),
         None => None,
@@ -147,6 +189,10 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         })?;
     let result = worker.run();
+    // Units still running after the grace period hold the bridge's tasks; kill the copies now.
+    if let Some(bridge) = &bridge {
+        bridge.shutdown();
+    }
     // The worker has stopped (with or without an error): the file now says `stopped`.
     if let Some(Err(e)) = status_writer.map(StatusWriter::finish) {
         tracing::warn!("{e:#}");

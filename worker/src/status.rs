@@ -15,6 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::exec::{ExecStatus, Stats as ExecStats};
+
 /// Where a worker is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -72,6 +74,9 @@ pub struct WorkerStatus {
     /// When the session loop last updated the status, Unix milliseconds. It does so at least
     /// every 100 ms while it runs, so an old value means the worker is dead or stuck.
     pub updated_unix_ms: u64,
+    /// The program copies of `ganger-worker --exec`; absent for a worker without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exec: Option<ExecStatus>,
 }
 
 /// The verdict of a health check on a [`WorkerStatus`].
@@ -227,6 +232,8 @@ pub(crate) struct Board {
     pub(crate) updated: Instant,
     /// Counts changes of `state` or `worker_id`.
     changes: u64,
+    /// The exec bridge's counters, read at each snapshot.
+    pub(crate) exec: Option<Arc<ExecStats>>,
 }
 
 impl Board {
@@ -246,6 +253,7 @@ impl Board {
             last_heard: None,
             updated: now,
             changes: 0,
+            exec: None,
         }
     }
 
@@ -296,6 +304,13 @@ impl Board {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_millis().min(u64::MAX as u128) as u64)
         };
+        // A crash or timeout of an exec program is a problem too; the newer one is shown.
+        let exec_problem = self.exec.as_ref().and_then(|exec| exec.last_problem());
+        let last_error = match (&self.last_error, exec_problem) {
+            (Some(mine), Some(exec)) if exec.1 > mine.1 => Some(exec),
+            (None, Some(exec)) => Some(exec),
+            (mine, _) => mine.clone(),
+        };
         WorkerStatus {
             state: self.state,
             endpoint: self.endpoint.clone(),
@@ -306,10 +321,11 @@ impl Board {
             sessions: self.sessions,
             units_done: self.units_done,
             unit_errors: self.unit_errors,
-            last_error: self.last_error.as_ref().map(|(message, _)| message.clone()),
-            last_error_unix_ms: self.last_error.as_ref().map(|(_, at)| unix_ms(*at)),
+            last_error: last_error.as_ref().map(|(message, _)| message.clone()),
+            last_error_unix_ms: last_error.as_ref().map(|(_, at)| unix_ms(*at)),
             last_heard_unix_ms: self.last_heard.map(unix_ms),
             updated_unix_ms: unix_ms(self.updated),
+            exec: self.exec.as_ref().map(|exec| exec.status()),
         }
     }
 

@@ -179,6 +179,21 @@ fn describe(status: &WorkerStatus, now: SystemTime) -> String {
         ("last_heard", when(status.last_heard_unix_ms)),
         ("updated", when(Some(status.updated_unix_ms))),
     ];
+    let mut lines = lines.to_vec();
+    if let Some(exec) = &status.exec {
+        lines.extend([
+            ("exec_command", exec.command.clone()),
+            ("exec_programs_running", exec.programs_running.to_string()),
+            ("exec_restarts", exec.restarts.to_string()),
+            ("exec_crashes", exec.crashes.to_string()),
+            ("exec_timeouts", exec.timeouts.to_string()),
+            ("exec_breaches", exec.breaches.to_string()),
+            (
+                "exec_last_restart_reason",
+                exec.last_restart_reason.clone().unwrap_or("-".into()),
+            ),
+        ]);
+    }
     lines
         .iter()
         .map(|(key, value)| format!("{key}: {value}\n"))
@@ -249,6 +264,7 @@ mod tests {
             last_error_unix_ms: None,
             last_heard_unix_ms: None,
             updated_unix_ms: 1_732_227_902_123,
+            exec: None,
         };
         let now = UNIX_EPOCH + Duration::from_millis(1_732_227_903_623);
         let text = describe(&status, now);
@@ -283,6 +299,15 @@ mod tests {
             last_error_unix_ms: Some(5),
             last_heard_unix_ms: Some(6),
             updated_unix_ms: 7,
+            exec: Some(ganger_worker::exec::ExecStatus {
+                command: "python3 model.py".into(),
+                programs_running: 2,
+                restarts: 1,
+                crashes: 1,
+                timeouts: 0,
+                breaches: 0,
+                last_restart_reason: Some("the program exited with status 3".into()),
+            }),
         };
         write_atomically(&path, &status).unwrap();
         write_atomically(&path, &status).unwrap();

@@ -45,6 +45,35 @@ fn the_python_package_conforms_with_a_secret() {
     assert_conforms(PYTHON_WORKER, PYTHON_PATH, true);
 }
 
+/// The exec bridge around `examples/exec/conformance_child.py` in one framing.
+fn exec_bridge(framing: &str) -> [String; 7] {
+    [
+        WORKER.to_string(),
+        "--exec".into(),
+        format!("python3 examples/exec/conformance_child.py --framing {framing}"),
+        "--exec-framing".into(),
+        framing.into(),
+        "--job-types".into(),
+        "noop,sleep,panic-if-odd".into(),
+    ]
+}
+
+#[test]
+fn the_exec_bridge_conforms_with_msgpack_framing() {
+    let command = exec_bridge("msgpack");
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    assert_conforms(&command, &[], false);
+    assert_conforms(&command, &[], true);
+}
+
+#[test]
+fn the_exec_bridge_conforms_with_json_framing() {
+    let command = exec_bridge("json");
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    assert_conforms(&command, &[], false);
+    assert_conforms(&command, &[], true);
+}
+
 /// Runs every check against `command` (started in the repository root, with `env` added) and
 /// fails with the suite's report unless all pass.
 fn assert_conforms(command: &[&str], env: &[(&str, &str)], secret: bool) {
