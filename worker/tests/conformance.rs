@@ -7,10 +7,10 @@
 //! `cryptography`, secured), unless `GANGER_REQUIRE_PYTHON=1` makes that a failure. A command
 //! with `--exec-framing json` gets only payloads that framing can carry (PROTOCOL.md §11.3).
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use ganger_conformance::Options;
+
+mod common;
+use common::{python_ready, repository_root};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
 
@@ -113,34 +113,4 @@ fn python_modules(command: &[&str], json_framing: bool, secret: bool) -> Vec<&'s
         (false, _, false) => vec!["zmq", "msgpack"],
         (false, _, true) => vec!["zmq", "msgpack", "cryptography"],
     }
-}
-
-/// Whether `python3` can import `modules`; `false` (with the reason printed) skips the test,
-/// and `GANGER_REQUIRE_PYTHON=1` turns that into a failure.
-fn python_ready(modules: &[&str]) -> bool {
-    let modules = if modules.is_empty() {
-        "pass".to_string()
-    } else {
-        format!("import {}", modules.join(", "))
-    };
-    let problem = match Command::new("python3").args(["-c", &modules]).output() {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => format!(
-            "python3 -c \"{modules}\" failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => format!("cannot run python3: {e}"),
-    };
-    if std::env::var("GANGER_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-        panic!("GANGER_REQUIRE_PYTHON=1 but {problem}");
-    }
-    eprintln!("skipped: {problem} (set GANGER_REQUIRE_PYTHON=1 to fail instead)");
-    false
-}
-
-fn repository_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the worker crate sits in the repository")
-        .to_path_buf()
 }

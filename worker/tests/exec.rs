@@ -7,52 +7,27 @@
 //! makes that a failure. Every wait polls until a condition holds and gives up only after a
 //! generous deadline (a guard against hangs, not a timing assertion).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use ganger_delegator::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig, UnitError};
 use ganger_worker::WorkerStatus;
 
+mod common;
+use common::{path_str, poll, python_ready, repository_root, TempDir};
+
 const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
-const DEADLINE: Duration = Duration::from_secs(60);
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the worker crate is in the workspace")
-        .to_path_buf()
-}
-
-/// Whether `python3` can import `modules`; if not, says why and whether to skip.
-fn python_with(modules: &str) -> bool {
-    let found = Command::new("python3")
-        .args(["-c", &format!("import sys; {modules}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        let why = format!("python3 with `{modules}` is not available");
-        assert!(
-            std::env::var("GANGER_REQUIRE_PYTHON").as_deref() != Ok("1"),
-            "{why}, and GANGER_REQUIRE_PYTHON=1"
-        );
-        eprintln!("skipping: {why}");
-    }
-    found
-}
 
 #[test]
 fn the_conformance_child_gives_correct_results_in_both_framings_and_stops_on_sigterm() {
-    for (framing, modules) in [("json", "import json"), ("msgpack", "import msgpack")] {
-        if !python_with(modules) {
+    for (framing, modules) in [("json", &[][..]), ("msgpack", &["msgpack"][..])] {
+        if !python_ready(modules) {
             continue;
         }
-        let dir = TempDir::new(&format!("conformance-{framing}"));
+        let dir = TempDir::new("exec", &format!("conformance-{framing}"));
         let file = dir.0.join("worker.json");
         let delegator = start_delegator(3);
-        let child = repository().join("examples/exec/conformance_child.py");
+        let child = repository_root().join("examples/exec/conformance_child.py");
         let command = format!("python3 {} --framing {framing}", child.display());
         let mut worker = WorkerProcess::spawn(
             &delegator.local_endpoint(),
@@ -127,11 +102,11 @@ fn the_conformance_child_gives_correct_results_in_both_framings_and_stops_on_sig
 #[test]
 fn the_example_likelihood_evaluates_mcmc_units() {
     use ganger_core::mcmc::likelihood::unit_payload;
-    if !python_with("import json") {
+    if !python_ready(&[]) {
         return;
     }
     let delegator = start_delegator(1);
-    let example = repository().join("examples/exec/likelihood.py");
+    let example = repository_root().join("examples/exec/likelihood.py");
     let _worker = WorkerProcess::spawn(
         &delegator.local_endpoint(),
         &format!("python3 {}", example.display()),
@@ -165,10 +140,10 @@ fn the_example_likelihood_evaluates_mcmc_units() {
 /// answers them: every unit is retried on a fresh copy locally, and none fails.
 #[test]
 fn a_program_that_crashes_on_a_unit_is_restarted_and_the_unit_retried() {
-    if !python_with("import json") {
+    if !python_ready(&[]) {
         return;
     }
-    let dir = TempDir::new("crash-once");
+    let dir = TempDir::new("exec", "crash-once");
     let file = dir.0.join("worker.json");
     let program = dir.0.join("crash_once.py");
     std::fs::write(
@@ -234,10 +209,10 @@ for line in sys.stdin:
 /// A copy that exits while it holds no unit is noticed and replaced, and the status says so.
 #[test]
 fn a_program_that_exits_while_idle_is_restarted() {
-    if !python_with("import json") {
+    if !python_ready(&[]) {
         return;
     }
-    let dir = TempDir::new("idle-exit");
+    let dir = TempDir::new("exec", "idle-exit");
     let file = dir.0.join("worker.json");
     let program = dir.0.join("quit.py");
     std::fs::write(
@@ -289,10 +264,10 @@ for line in sys.stdin:
 /// local retry and the delegator's attempts are used up; every other unit succeeds.
 #[test]
 fn a_poison_unit_fails_naming_the_exit_status_and_the_rest_succeed() {
-    if !python_with("import json") {
+    if !python_ready(&[]) {
         return;
     }
-    let dir = TempDir::new("poison");
+    let dir = TempDir::new("exec", "poison");
     let program = dir.0.join("poison.py");
     std::fs::write(
         &program,
@@ -341,10 +316,10 @@ for line in sys.stdin:
 /// killed (its pid is gone) and replaced, and the status shows the timeout and the restart.
 #[test]
 fn a_hanging_program_is_killed_and_restarted_after_the_timeout() {
-    if !python_with("import json") {
+    if !python_ready(&[]) {
         return;
     }
-    let dir = TempDir::new("hang");
+    let dir = TempDir::new("exec", "hang");
     let file = dir.0.join("worker.json");
     let program = dir.0.join("hang.py");
     let pid_file = dir.0.join("hung.pid");
@@ -435,10 +410,10 @@ for line in sys.stdin:
 /// and exits.
 #[test]
 fn killing_the_worker_leaves_no_program_behind() {
-    if !python_with("import json") {
+    if !python_ready(&[]) {
         return;
     }
-    let dir = TempDir::new("kill");
+    let dir = TempDir::new("exec", "kill");
     let stubborn = dir.0.join("stubborn.py");
     std::fs::write(
         &stubborn,
@@ -450,7 +425,7 @@ time.sleep(3600)  # ignores EOF: only the parent-death signal ends it
 "#,
     )
     .unwrap();
-    let child = repository().join("examples/exec/conformance_child.py");
+    let child = repository_root().join("examples/exec/conformance_child.py");
     let commands = [
         // Exec'd by the shell: the copy is python itself.
         (format!("python3 {}", stubborn.display()), 2),
@@ -538,18 +513,6 @@ fn read_json(file: &Path) -> Option<WorkerStatus> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Calls `attempt` until it returns something; panics after [`DEADLINE`].
-fn poll<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(done) = attempt() {
-            return done;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Whether a process exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -587,29 +550,6 @@ fn descendants(root: u32) -> Vec<u32> {
     found.remove(0);
     found.retain(|&pid| alive(pid));
     found
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
-}
-
-/// A fresh directory under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir =
-            std::env::temp_dir().join(format!("ganger-worker-exec-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temporary directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A worker process with two copies of `command`, killed when dropped.

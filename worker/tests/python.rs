@@ -4,17 +4,17 @@
 //! Skips, saying why, when `python3` or one of the modules `zmq`, `msgpack`, `cryptography` is
 //! missing, unless `GANGER_REQUIRE_PYTHON=1` (set by CI), which makes the absence a failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
+
+mod common;
+use common::{python_ready, repository_root};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
 
 #[test]
 fn the_python_worker_packages_unittests_pass() {
-    if let Some(missing) = python_missing() {
-        let required = std::env::var("GANGER_REQUIRE_PYTHON").is_ok_and(|v| v == "1");
-        assert!(!required, "GANGER_REQUIRE_PYTHON=1 but {missing}");
-        eprintln!("skipped: {missing} (pip install pyzmq msgpack cryptography)");
+    if !python_ready(&["zmq", "msgpack", "cryptography"]) {
         return;
     }
     let bin_dir = Path::new(WORKER)
@@ -44,28 +44,6 @@ fn the_python_worker_packages_unittests_pass() {
         "the Python worker's tests failed ({}); their report is above",
         output.status
     );
-}
-
-fn repository_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("worker/ is inside the repository")
-        .to_owned()
-}
-
-/// What stops the Python tests from running, if anything.
-fn python_missing() -> Option<String> {
-    let probe = Command::new("python3")
-        .args(["-c", "import zmq, msgpack, cryptography"])
-        .output();
-    match probe {
-        Err(e) => Some(format!("python3 cannot be run: {e}")),
-        Ok(out) if !out.status.success() => Some(format!(
-            "python3 lacks a module the worker needs: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Ok(_) => None,
-    }
 }
 
 /// Builds `ganger-delegator` beside the worker binary cargo built for this test (cargo builds

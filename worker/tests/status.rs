@@ -4,19 +4,21 @@
 //! Every wait polls until a condition holds and gives up only after a generous deadline (a
 //! guard against hangs, not a timing assertion).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ganger_delegator::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig};
 use ganger_worker::{WorkerState, WorkerStatus};
 
+mod common;
+use common::{path_str, poll, TempDir, DEADLINE};
+
 const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
-const DEADLINE: Duration = Duration::from_secs(60);
 
 #[test]
 fn the_status_follows_a_worker_through_work_a_delegator_shutdown_and_its_own_stop() {
-    let dir = TempDir::new("lifecycle");
+    let dir = TempDir::new("status", "lifecycle");
     let file = dir.0.join("worker.json");
     let delegator = start_delegator();
     let endpoint = delegator.local_endpoint();
@@ -82,7 +84,7 @@ fn the_status_follows_a_worker_through_work_a_delegator_shutdown_and_its_own_sto
 
 #[test]
 fn a_killed_worker_goes_stale() {
-    let dir = TempDir::new("kill");
+    let dir = TempDir::new("status", "kill");
     let file = dir.0.join("worker.json");
     let delegator = start_delegator();
     let mut worker = WorkerProcess::spawn_with_env(
@@ -107,7 +109,7 @@ fn a_killed_worker_goes_stale() {
 
 #[test]
 fn a_missing_status_file_exits_2_naming_it() {
-    let dir = TempDir::new("missing");
+    let dir = TempDir::new("status", "missing");
     let file = dir.0.join("never-written.json");
     let check = status(&file, &[]);
     assert_eq!(check.code, 2, "{check}");
@@ -117,7 +119,7 @@ fn a_missing_status_file_exits_2_naming_it() {
 
 #[test]
 fn a_status_file_that_is_not_a_status_exits_2_naming_it() {
-    let dir = TempDir::new("garbage");
+    let dir = TempDir::new("status", "garbage");
     let file = dir.0.join("worker.json");
     std::fs::write(&file, "{\"state\": \"conn").unwrap();
     let check = status(&file, &[]);
@@ -127,7 +129,7 @@ fn a_status_file_that_is_not_a_status_exits_2_naming_it() {
 
 #[test]
 fn a_status_file_that_cannot_be_written_stops_the_worker_at_start_naming_it() {
-    let dir = TempDir::new("unwritable");
+    let dir = TempDir::new("status", "unwritable");
     let file = dir.0.join("no-such-dir").join("worker.json");
     let output = Command::new(WORKER)
         .args(["--connect", "tcp://127.0.0.1:1", "--threads", "1"])
@@ -204,18 +206,6 @@ fn read_json(file: &Path) -> WorkerStatus {
     serde_json::from_slice(&bytes).expect("status file is a status")
 }
 
-/// Calls `attempt` until it returns something; panics after [`DEADLINE`].
-fn poll<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(done) = attempt() {
-            return done;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Runs `ganger-worker status` until its answer is accepted; panics after [`DEADLINE`] showing
 /// the last answer.
 fn poll_status(file: &Path, args: &[&str], what: &str, accept: impl Fn(&Check) -> bool) -> Check {
@@ -230,31 +220,6 @@ fn poll_status(file: &Path, args: &[&str], what: &str, accept: impl Fn(&Check) -
             "timed out waiting for {what}; last answer:\n{check}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("temporary paths are UTF-8")
-}
-
-/// A fresh directory under the system's temporary directory, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "ganger-worker-status-{test}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temporary directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

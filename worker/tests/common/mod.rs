@@ -1,0 +1,84 @@
+//! What the worker's integration tests share: the repository root, the Python probe with its
+//! `GANGER_REQUIRE_PYTHON` rule, polling with a deadline, and temporary folders.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// How long a wait may take before the test gives up: a guard against hangs, not a timing
+/// assertion.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// The repository's root folder (the worker crate is `worker/` in it).
+pub fn repository_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("worker/ is inside the repository")
+        .to_path_buf()
+}
+
+/// Whether `python3` can import `modules` (none: whether it runs at all). If not, prints why
+/// so the test can skip; with `GANGER_REQUIRE_PYTHON=1` (set by CI) panics instead.
+pub fn python_ready(modules: &[&str]) -> bool {
+    let script = if modules.is_empty() {
+        "pass".to_string()
+    } else {
+        format!("import {}", modules.join(", "))
+    };
+    let problem = match Command::new("python3").args(["-c", &script]).output() {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => format!(
+            "python3 -c \"{script}\" failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => format!("cannot run python3: {e}"),
+    };
+    if std::env::var("GANGER_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
+        panic!("GANGER_REQUIRE_PYTHON=1 but {problem}");
+    }
+    eprintln!(
+        "skipped: {problem} (pip install -r .ci/python-requirements.txt; GANGER_REQUIRE_PYTHON=1 fails instead)"
+    );
+    false
+}
+
+/// Calls `attempt` until it returns something; panics after [`DEADLINE`].
+pub fn poll<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(done) = attempt() {
+            return done;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A temporary path as the `&str` a command line wants.
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `ganger-worker-{suite}-{test}-{pid}`, emptied if it exists.
+    pub fn new(suite: &str, test: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "ganger-worker-{suite}-{test}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
