@@ -10,9 +10,7 @@
 use ganger_conformance::Options;
 
 mod common;
-use common::{python_ready, repository_root};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
+use common::{python_ready, repository_root, WORKER};
 
 #[test]
 fn the_rust_worker_conforms() {

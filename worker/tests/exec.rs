@@ -8,15 +8,13 @@
 //! generous deadline (a guard against hangs, not a timing assertion).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use ganger_delegator::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig, UnitError};
 use ganger_worker::WorkerStatus;
 
 mod common;
-use common::{path_str, poll, python_ready, repository_root, TempDir};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
+use common::{path_str, poll, python_ready, repository_root, TempDir, WorkerProcess, WORKER};
 
 #[test]
 fn the_conformance_child_gives_correct_results_in_both_framings_and_stops_on_sigterm() {
@@ -29,7 +27,7 @@ fn the_conformance_child_gives_correct_results_in_both_framings_and_stops_on_sig
         let delegator = start_delegator(3);
         let child = repository_root().join("examples/exec/conformance_child.py");
         let command = format!("python3 {} --framing {framing}", child.display());
-        let mut worker = WorkerProcess::spawn(
+        let mut worker = exec_worker(
             &delegator.local_endpoint(),
             &command,
             &[
@@ -107,7 +105,7 @@ fn the_example_likelihood_evaluates_mcmc_units() {
     }
     let delegator = start_delegator(1);
     let example = repository_root().join("examples/exec/likelihood.py");
-    let _worker = WorkerProcess::spawn(
+    let _worker = exec_worker(
         &delegator.local_endpoint(),
         &format!("python3 {}", example.display()),
         &[
@@ -165,7 +163,7 @@ for line in sys.stdin:
     .unwrap();
     let delegator = start_delegator(3);
     let command = format!("python3 {}", program.display());
-    let _worker = WorkerProcess::spawn(
+    let _worker = exec_worker(
         &delegator.local_endpoint(),
         &command,
         &[
@@ -227,7 +225,7 @@ for line in sys.stdin:
     )
     .unwrap();
     let delegator = start_delegator(1);
-    let _worker = WorkerProcess::spawn(
+    let _worker = exec_worker(
         &delegator.local_endpoint(),
         &format!("python3 {}", program.display()),
         &[
@@ -282,7 +280,7 @@ for line in sys.stdin:
     .unwrap();
     let delegator = start_delegator(2);
     let command = format!("python3 {}", program.display());
-    let _worker = WorkerProcess::spawn(
+    let _worker = exec_worker(
         &delegator.local_endpoint(),
         &command,
         &["--exec-framing", "json", "--job-types", "echo"],
@@ -341,7 +339,7 @@ for line in sys.stdin:
     .unwrap();
     let delegator = start_delegator(1);
     let command = format!("python3 {}", program.display());
-    let _worker = WorkerProcess::spawn(
+    let _worker = exec_worker(
         &delegator.local_endpoint(),
         &command,
         &[
@@ -437,7 +435,7 @@ time.sleep(3600)  # ignores EOF: only the parent-death signal ends it
     ];
     for (command, processes) in commands {
         let delegator = start_delegator(1);
-        let mut worker = WorkerProcess::spawn(
+        let mut worker = exec_worker(
             &delegator.local_endpoint(),
             &command,
             &["--exec-framing", "json", "--job-types", "noop"],
@@ -552,35 +550,8 @@ fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
-/// A worker process with two copies of `command`, killed when dropped.
-struct WorkerProcess(Child);
-
-impl WorkerProcess {
-    fn spawn(endpoint: &str, command: &str, args: &[&str]) -> WorkerProcess {
-        let child = Command::new(WORKER)
-            .args(["--connect", endpoint, "--threads", "2", "--exec", command])
-            .args(args)
-            .env("GANGER_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("worker starts");
-        WorkerProcess(child)
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child with a valid signal number.
-        assert_eq!(unsafe { libc::kill(self.0.id() as i32, signal) }, 0);
-    }
-
-    /// Waits for the process to exit and returns its exit code (`None` if killed by a signal).
-    fn wait(&mut self) -> Option<i32> {
-        self.0.wait().expect("wait works").code()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// A worker process with two copies of `command` (`--exec`), killed when dropped.
+fn exec_worker(endpoint: &str, command: &str, args: &[&str]) -> WorkerProcess {
+    let args: Vec<&str> = ["--exec", command].iter().chain(args).copied().collect();
+    WorkerProcess::spawn(endpoint, 2, &args, &[])
 }

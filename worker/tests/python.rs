@@ -8,9 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{python_ready, repository_root};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
+use common::{python_ready, repository_root, WORKER};
 
 #[test]
 fn the_python_worker_packages_unittests_pass() {

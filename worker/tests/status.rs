@@ -5,16 +5,14 @@
 //! guard against hangs, not a timing assertion).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ganger_delegator::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig};
 use ganger_worker::{WorkerState, WorkerStatus};
 
 mod common;
-use common::{path_str, poll, TempDir, DEADLINE};
-
-const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
+use common::{path_str, poll, TempDir, WorkerProcess, DEADLINE, WORKER};
 
 #[test]
 fn the_status_follows_a_worker_through_work_a_delegator_shutdown_and_its_own_stop() {
@@ -22,7 +20,7 @@ fn the_status_follows_a_worker_through_work_a_delegator_shutdown_and_its_own_sto
     let file = dir.0.join("worker.json");
     let delegator = start_delegator();
     let endpoint = delegator.local_endpoint();
-    let mut worker = WorkerProcess::spawn(&endpoint, &["--status-file", path_str(&file)]);
+    let mut worker = WorkerProcess::spawn(&endpoint, 1, &["--status-file", path_str(&file)], &[]);
 
     let check = poll_status(&file, &[], "the worker to be healthy", |c| c.code == 0);
     assert_eq!(check.field("state"), Some("connected"), "{check}");
@@ -87,8 +85,9 @@ fn a_killed_worker_goes_stale() {
     let dir = TempDir::new("status", "kill");
     let file = dir.0.join("worker.json");
     let delegator = start_delegator();
-    let mut worker = WorkerProcess::spawn_with_env(
+    let mut worker = WorkerProcess::spawn(
         &delegator.local_endpoint(),
+        1,
         &[],
         &[("GANGER_STATUS_FILE", path_str(&file))],
     );
@@ -220,47 +219,5 @@ fn poll_status(file: &Path, args: &[&str], what: &str, accept: impl Fn(&Check) -
             "timed out waiting for {what}; last answer:\n{check}"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A worker process on one thread, killed when dropped.
-struct WorkerProcess(Child);
-
-impl WorkerProcess {
-    fn spawn(endpoint: &str, args: &[&str]) -> WorkerProcess {
-        WorkerProcess::spawn_with_env(endpoint, args, &[])
-    }
-
-    fn spawn_with_env(endpoint: &str, args: &[&str], env: &[(&str, &str)]) -> WorkerProcess {
-        let child = Command::new(WORKER)
-            .args(["--connect", endpoint, "--threads", "1"])
-            .args(args)
-            .envs(env.iter().copied())
-            .env("GANGER_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("worker starts");
-        WorkerProcess(child)
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child with a valid signal number.
-        assert_eq!(unsafe { libc::kill(self.0.id() as i32, signal) }, 0);
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.0.try_wait().expect("wait works").is_none()
-    }
-
-    /// Waits for the process to exit and returns its exit code (`None` if killed by a signal).
-    fn wait(&mut self) -> Option<i32> {
-        self.0.wait().expect("wait works").code()
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }

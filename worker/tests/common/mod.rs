@@ -1,11 +1,15 @@
-//! What the worker's integration tests share: the repository root, the Python probe with its
-//! `GANGER_REQUIRE_PYTHON` rule, polling with a deadline, and temporary folders.
+//! What the worker's integration tests share: the worker binary and a process handle for it,
+//! the repository root, the Python probe with its `GANGER_REQUIRE_PYTHON` rule, polling with a
+//! deadline, and temporary folders.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The `ganger-worker` binary cargo built for these tests.
+pub const WORKER: &str = env!("CARGO_BIN_EXE_ganger-worker");
 
 /// How long a wait may take before the test gives up: a guard against hangs, not a timing
 /// assertion.
@@ -80,5 +84,52 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `ganger-worker` process, killed when dropped.
+pub struct WorkerProcess(pub Child);
+
+impl WorkerProcess {
+    /// `ganger-worker --connect ENDPOINT --threads THREADS ARGS…` with `env` added, logging
+    /// warnings only.
+    pub fn spawn(
+        endpoint: &str,
+        threads: usize,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
+        let child = Command::new(WORKER)
+            .args(["--connect", endpoint, "--threads", &threads.to_string()])
+            .args(args)
+            .envs(env.iter().copied())
+            .env("GANGER_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("worker starts");
+        WorkerProcess(child)
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child with a valid signal number.
+        assert_eq!(unsafe { libc::kill(self.0.id() as i32, signal) }, 0);
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn is_running(&mut self) -> bool {
+        self.0.try_wait().expect("wait works").is_none()
+    }
+
+    /// Waits for the process to exit and returns its exit code (`None` if killed by a signal).
+    pub fn wait(&mut self) -> Option<i32> {
+        self.0.wait().expect("wait works").code()
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
