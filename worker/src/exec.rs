@@ -185,7 +185,7 @@ pub(crate) struct Stats {
 
 impl Stats {
     fn lock(&self) -> MutexGuard<'_, (ExecStatus, Option<(String, Instant)>)> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// The counters now.
@@ -368,23 +368,24 @@ impl Inner {
                 }
                 Err(failure) => failure,
             };
-            let (reason, retry) = match &failure {
+            let (reason, timed_out) = match &failure {
                 Failure::Crashed(how) => {
-                    (format!("the program {how} while evaluating a unit"), true)
+                    (format!("the program {how} while evaluating a unit"), None)
                 }
                 Failure::Breach(why) => {
-                    (format!("the program broke the exec framing: {why}"), true)
+                    (format!("the program broke the exec framing: {why}"), None)
                 }
                 Failure::TimedOut(after) => (
                     format!("the unit timed out after {} s", after.as_secs_f64()),
-                    false,
+                    Some(*after),
                 ),
             };
             self.retire(index, copy, &failure, &reason);
-            if !retry {
+            // A hang is likely to repeat: not retried here; the delegator retries elsewhere.
+            if let Some(after) = timed_out {
                 return Err(format!(
                     "timed out after {} s (the program was killed and restarted)",
-                    self.config.timeout.unwrap_or_default().as_secs_f64()
+                    after.as_secs_f64()
                 ));
             }
             if attempts > self.config.retries {
