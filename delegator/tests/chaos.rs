@@ -112,26 +112,34 @@ fn mcmc_output_is_byte_identical_while_workers_are_killed_again_and_again() {
 
     let chaotic = dir.join("chaotic");
     let config = mcmc_config(&dir, "chaotic.json", &chaotic, samples);
-    let mut delegator = Background::start(
-        &[
-            "mcmc",
-            "--heartbeat-ms",
-            "200",
-            "--timeout-ms",
-            "2000",
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &dir.0,
+    run_while_killing(
+        &dir,
+        "mcmc",
+        &["mcmc", "--config", config.to_str().unwrap()],
+        "1",
+        500,
     );
-    let mut pool = Pool::start(&delegator.endpoint, 3, &["--threads", "1"]);
-    let mut rng = chaos_rng("mcmc");
-    let kills = kill_until(&mut pool, &mut rng, 500, Duration::from_secs(300), || {
-        delegator.finished()
-    });
-    eprintln!("mcmc: {kills} workers killed");
-    assert!(kills > 0, "the run ended before the first kill");
     assert_same_as_fault_free(&reference, &chaotic);
+}
+
+/// Runs the delegator with `args` (and heartbeats of 200 ms, a timeout of 2 s) beside three
+/// workers of `threads` threads each, killing and replacing one at random every
+/// 100–`max_gap_ms` ms until the delegator finishes; the run must outlast the first kill.
+fn run_while_killing(dir: &TempDir, label: &str, args: &[&str], threads: &str, max_gap_ms: u64) {
+    let mut args = args.to_vec();
+    args.extend(["--heartbeat-ms", "200", "--timeout-ms", "2000"]);
+    let mut delegator = Background::start(&args, &dir.0);
+    let mut pool = Pool::start(&delegator.endpoint, 3, &["--threads", threads]);
+    let mut rng = chaos_rng(label);
+    let kills = kill_until(
+        &mut pool,
+        &mut rng,
+        max_gap_ms,
+        Duration::from_secs(300),
+        || delegator.finished(),
+    );
+    eprintln!("{label}: {kills} workers killed");
+    assert!(kills > 0, "the run ended before the first kill");
 }
 
 /// Inputs for the `sleep` task: 1–4 ms each, varied so outputs tell units apart.
@@ -189,29 +197,21 @@ fn job_chunks_arrive_each_once_while_workers_are_killed_again_and_again() {
     );
 
     let chaotic = dir.join("chaotic.jsonl");
-    let mut delegator = Background::start(
+    run_while_killing(
+        &dir,
+        "run",
         &[
             "run",
             "--task",
             "sleep",
             "--input",
             &input,
-            "--heartbeat-ms",
-            "200",
-            "--timeout-ms",
-            "2000",
             "--output",
             chaotic.to_str().unwrap(),
         ],
-        &dir.0,
+        "2",
+        400,
     );
-    let mut pool = Pool::start(&delegator.endpoint, 3, &["--threads", "2"]);
-    let mut rng = chaos_rng("run");
-    let kills = kill_until(&mut pool, &mut rng, 400, Duration::from_secs(300), || {
-        delegator.finished()
-    });
-    eprintln!("run: {kills} workers killed");
-    assert!(kills > 0, "the run ended before the first kill");
     let expected = run_results(&reference);
     assert_eq!(expected.len(), 6_000);
     assert_eq!(run_results(&chaotic), expected);
