@@ -275,7 +275,7 @@ struct Driven {
     messages: Vec<(Instant, usize, u64, usize)>,
     /// When each unit's answer arrived, in arrival order.
     answered: Vec<(u64, Instant)>,
-    /// When each batch was sent.
+    /// When each batch was sent (taken just before the send).
     sent: HashMap<u64, Instant>,
     /// Messages with `elapsed_us` 0.
     unmeasured: usize,
@@ -300,8 +300,11 @@ fn drive(
         while !queue.is_empty() && outstanding.len() < credit {
             let n = batch_size.min(credit - outstanding.len()).min(queue.len());
             let batch_units: Vec<Unit> = queue.drain(..n).collect();
+            // Stamped before sending: the worker may receive and start the batch before
+            // this thread runs again, and a lower bound must not count that time.
+            let before = Instant::now();
             let batch = peer.send_work(&batch_units);
-            driven.sent.insert(batch, Instant::now());
+            driven.sent.insert(batch, before);
             for unit in batch_units {
                 outstanding.insert(unit.id, (batch, unit));
             }
