@@ -35,6 +35,7 @@ mod job;
 pub mod local;
 pub mod mcmc;
 pub mod metrics;
+pub mod periodic;
 pub mod scheduler;
 pub mod status;
 

@@ -4,9 +4,7 @@
 //! engine shows as stale data and a failing `/healthz`, not as hung requests.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
@@ -18,6 +16,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::EngineMetrics;
+use crate::periodic::Periodic;
 use crate::{Stats, StatsHandle};
 
 /// Points kept in each time series; older halves are thinned out, so a series always spans the
@@ -537,47 +536,33 @@ impl StatusBoard {
     /// Starts a thread that asks the engine for its state twice a second and samples the rate
     /// every second, until the returned handle is dropped or the engine stops.
     pub fn spawn_poller(&self, stats: StatsHandle) -> Poller {
-        let stop = Arc::new(AtomicBool::new(false));
         let board = self.clone();
-        let flag = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("ganger-status".into())
-            .spawn(move || {
-                let mut last_rate = Instant::now();
-                while !flag.load(Ordering::Relaxed) {
-                    match stats.stats() {
-                        Ok(snapshot) => board.publish_engine(snapshot),
-                        Err(_) => break,
-                    }
-                    // An MCMC run samples its own rate, as it publishes its progress.
-                    if last_rate.elapsed() >= Duration::from_secs(1)
-                        && board.state().kind == RunKind::Run
-                    {
-                        last_rate = Instant::now();
-                        board.sample_rate();
-                    }
-                    std::thread::sleep(POLL_EVERY);
-                }
-            })
-            .ok();
-        Poller { stop, thread }
-    }
-}
-
-/// The status poller's thread; dropping this stops it.
-#[derive(Debug)]
-pub struct Poller {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Drop for Poller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let mut last_rate = Instant::now();
+        let periodic = Periodic::spawn("ganger-status", POLL_EVERY, move |last| {
+            if last {
+                return false;
+            }
+            match stats.stats() {
+                Ok(snapshot) => board.publish_engine(snapshot),
+                Err(_) => return false,
+            }
+            // An MCMC run samples its own rate, as it publishes its progress.
+            if last_rate.elapsed() >= Duration::from_secs(1) && board.state().kind == RunKind::Run {
+                last_rate = Instant::now();
+                board.sample_rate();
+            }
+            true
+        });
+        Poller {
+            _periodic: periodic.ok(),
         }
     }
+}
+
+/// The status poller's thread; dropping this stops it at once.
+#[derive(Debug)]
+pub struct Poller {
+    _periodic: Option<Periodic>,
 }
 
 /// Appends to a series, halving it (every other point) when full.

@@ -3,13 +3,12 @@
 //! a plain progress log line every 10 seconds otherwise (container logs).
 
 use std::io::IsTerminal as _;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use ganger_delegator::http::HttpServer;
+use ganger_delegator::periodic::Periodic;
 use ganger_delegator::status::{Poller, RunState, Status, StatusBoard};
 use ganger_delegator::Delegator;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,6 +21,9 @@ const DEFAULT_HTTP: &str = "0.0.0.0:8080";
 
 /// How often the progress log line is written when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// How often the progress bar is redrawn when stderr is a terminal.
+const DRAW_EVERY: Duration = Duration::from_millis(250);
 
 /// The board, the HTTP server and the terminal display of one run.
 pub(crate) struct Watch {
@@ -77,16 +79,13 @@ impl Watch {
     }
 }
 
-/// The terminal display's thread; dropping it draws the last state and stops it.
+/// The terminal display's thread; dropping it draws the last state and stops it at once.
 struct Console {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    _periodic: Option<Periodic>,
 }
 
 impl Console {
     fn start(board: &StatusBoard) -> Console {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
         let board = board.clone();
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
@@ -100,40 +99,26 @@ impl Console {
             board.set_printer(Box::new(move |text| printer.suspend(|| eprint!("{text}"))));
             bar
         });
-        let thread = std::thread::Builder::new()
-            .name("ganger-console".into())
-            .spawn(move || {
-                let mut last_log = Instant::now();
-                loop {
-                    let stopping = flag.load(Ordering::Relaxed);
-                    let status = board.snapshot();
-                    match &bar {
-                        Some(bar) => draw(bar, &status),
-                        None if stopping || last_log.elapsed() >= LOG_EVERY => {
-                            last_log = Instant::now();
-                            log_line(&status);
-                        }
-                        None => {}
-                    }
-                    if stopping {
-                        if let Some(bar) = &bar {
-                            bar.abandon();
-                        }
-                        return;
-                    }
-                    std::thread::sleep(Duration::from_millis(250));
+        let mut last_log = Instant::now();
+        let periodic = Periodic::spawn("ganger-console", DRAW_EVERY, move |last| {
+            let status = board.snapshot();
+            match &bar {
+                Some(bar) => draw(bar, &status),
+                None if last || last_log.elapsed() >= LOG_EVERY => {
+                    last_log = Instant::now();
+                    log_line(&status);
                 }
-            })
-            .ok();
-        Console { stop, thread }
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+                None => {}
+            }
+            if last {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+            }
+            true
+        });
+        Console {
+            _periodic: periodic.ok(),
         }
     }
 }
