@@ -6,5 +6,7 @@
 pub mod config;
 pub mod diagnostics;
 pub mod embedded;
+pub mod evidence;
 pub mod likelihood;
 pub mod sampler;
+pub mod tempering;
