@@ -4,7 +4,12 @@
 use super::*;
 use crate::mcmc::diagnostics;
 
-fn settings(d: usize, n_stacks: usize, n_temperatures: usize, swaps: Swaps) -> SamplerSettings {
+pub(super) fn settings(
+    d: usize,
+    n_stacks: usize,
+    n_temperatures: usize,
+    swaps: Swaps,
+) -> SamplerSettings {
     SamplerSettings {
         min: vec![-10.0; d],
         max: vec![10.0; d],
@@ -22,11 +27,18 @@ fn settings(d: usize, n_stacks: usize, n_temperatures: usize, swaps: Swaps) -> S
 }
 
 /// Runs `steps` steps, evaluating points in reverse chain order (the sampler must not care).
-fn run(sampler: &mut Sampler, energy: &dyn Fn(&[f64]) -> f64, steps: u64) -> Vec<Row> {
+pub(super) fn run(sampler: &mut Sampler, energy: &dyn Fn(&[f64]) -> f64, steps: u64) -> Vec<Row> {
     let mut rows = Vec::new();
     let target = sampler.step() + steps;
     while sampler.step() < target {
         let points: Vec<Vec<f64>> = sampler.points().map(<[f64]>::to_vec).collect();
+        let bounds = sampler.settings().min.iter().zip(&sampler.settings().max);
+        for (point, (lo, hi)) in points.iter().flatten().zip(bounds.cycle()) {
+            assert!(
+                lo <= point && point <= hi,
+                "{point} outside [{lo}, {hi}] was evaluated"
+            );
+        }
         let mut energies = vec![0.0; points.len()];
         for i in (0..points.len()).rev() {
             energies[i] = energy(&points[i]);
@@ -65,15 +77,6 @@ fn cold_rows(rows: &[Row], n_temperatures: usize, burn_in: u64, n_chains: usize)
         .skip(burn_in as usize * n_chains)
         .filter(|r| r.chain % n_temperatures == 0)
         .collect()
-}
-
-#[test]
-fn reflection_folds_into_the_bounds() {
-    assert_eq!(reflect(0.5, 0.0, 1.0), 0.5);
-    assert!((reflect(1.25, 0.0, 1.0) - 0.75).abs() < 1e-12);
-    assert!((reflect(-0.25, 0.0, 1.0) - 0.25).abs() < 1e-12);
-    assert!((reflect(3.25, 0.0, 1.0) - 0.75).abs() < 1e-12);
-    assert_eq!(reflect(f64::NAN, 0.0, 1.0), 0.5);
 }
 
 #[test]
@@ -260,3 +263,7 @@ fn speculating_changes_nothing_but_the_rounds() {
         }
     }
 }
+
+mod bounds;
+mod evidence;
+mod gaussian;
