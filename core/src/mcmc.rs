@@ -4,6 +4,7 @@
 //! `embedded` drives it in-process with rayon.
 
 pub mod config;
+pub mod convergence;
 pub mod diagnostics;
 pub mod embedded;
 pub mod evidence;

@@ -80,11 +80,9 @@ fn the_evidence_of_a_gaussian_inside_the_box_and_cut_by_it_is_recovered() {
 
         // A ladder this dense swaps well, and the two estimates of its barrier agree.
         let rates = sampler.fixed_ladder_swaps().rates();
-        let spread: Vec<f64> = draws
-            .iter()
-            .map(|stacks| crate::mcmc::diagnostics::sd(&stacks.concat()))
-            .collect();
-        let report = tempering::diagnose(sampler.betas(), &rates, Some(&spread));
+        let pooled: Vec<Vec<f64>> = draws.iter().map(|stacks| stacks.concat()).collect();
+        let pooled: Vec<&[f64]> = pooled.iter().map(Vec::as_slice).collect();
+        let report = tempering::diagnose(sampler.betas(), &rates, Some(&pooled));
         assert!(report.warning.is_none(), "{report:?}");
         let from_energies = report.barrier_from_energies.unwrap();
         assert!(
