@@ -70,7 +70,11 @@ fn a_users_likelihood_on_workers_writes_the_embedded_runs_files() {
         assert!(report.complete);
         assert_eq!(evaluator.failed_units(), 0);
         let (expected, got) = (files(&embedded_dir), files(&dir));
-        assert_eq!(got.len(), 7, "6 chain files and the summary");
+        assert_eq!(
+            got.len(),
+            8,
+            "6 chain files, the summary and the recorded config"
+        );
         for ((name_a, a), (name_b, b)) in expected.iter().zip(&got) {
             assert_eq!(name_a, name_b);
             assert!(a == b, "{name_a} differs ({name} speculation)");

@@ -5,6 +5,7 @@ mod distributed;
 pub mod output;
 pub mod run;
 pub mod speculation;
+pub mod summary;
 mod table;
 
 pub use distributed::OnWorkers;

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use ganger_core::mcmc::tempering::LadderReport;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -181,12 +182,20 @@ pub struct McmcStatus {
     pub chains: Vec<ChainStatus>,
     /// Per temperature tier, over all stacks.
     pub tiers: Vec<TierStatus>,
-    /// The cold chains' recent samples.
+    /// Steps of each chain the diagnostics leave out (`burnIn`).
+    pub burn_in: u64,
+    /// The cold chains' draws after the burn-in.
     pub convergence: ConvergenceStatus,
+    /// What should not be trusted yet (convergence, ladder), one sentence each.
+    pub warnings: Vec<String>,
+    /// The ladder's diagnosis (none with a single temperature).
+    pub ladder: Option<LadderReport>,
     /// Round trips (cold → hot → cold) per stack.
     pub round_trips: Vec<u64>,
     /// Proposals rejected for a NaN or infinite energy, all chains.
     pub invalid_proposals: u64,
+    /// Proposals outside the bounds (rejected without evaluation), all chains.
+    pub out_of_bounds_proposals: u64,
     /// `[step, max R-hat]` over the run.
     pub rhat_history: Vec<[f64; 2]>,
     /// Each cold chain's samples, thinned to at most a few hundred points.
@@ -231,11 +240,17 @@ pub struct TierStatus {
     pub swap_rate: Option<f64>,
 }
 
-/// Convergence of the cold chains over their recent samples.
+/// Convergence of the cold chains over their draws after the burn-in, thinned to a bounded
+/// number: every `stride`-th step from `from_step` on. The thinned draws' bulk ESS is the full
+/// draws' or the number kept, whichever is smaller, so it says truly whether ESS passes 400.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct ConvergenceStatus {
     /// Samples per chain the diagnostics use.
     pub window: usize,
+    /// The first step they cover (after the burn-in); 0 while the burn-in lasts.
+    pub from_step: u64,
+    /// Steps between two samples used.
+    pub stride: u64,
     /// Largest rank-normalised split R-hat over the dimensions.
     pub max_rhat: Option<f64>,
     /// Smallest bulk ESS over the dimensions.

@@ -115,7 +115,7 @@ fn start_run() -> Run {
         format!(
             r#"{{"nJobTypes": 2, "nStacks": 2, "nTemperatures": 3, "nSamplesTotal": 2000000000,
                 "min": [-10, -10], "max": [10, 10], "swapInterval": 10, "loggingRateSec": 3600,
-                "outputPath": "{}"}}"#,
+                "burnIn": 100, "outputPath": "{}"}}"#,
             dir.join("out").display()
         ),
     )
@@ -151,7 +151,8 @@ fn start_run() -> Run {
     // Wait until the run is under way with its worker registered.
     loop {
         let s = status(&run.address);
-        if s["mcmc"]["step"].as_u64() > Some(0)
+        // Past the burn-in, so that there are diagnostics to show.
+        if s["mcmc"]["step"].as_u64() > Some(200)
             && s["workers"].as_array().is_some_and(|w| !w.is_empty())
         {
             break;
@@ -244,6 +245,23 @@ fn the_api_and_the_dashboard_show_a_live_run() {
     assert!(
         dom.contains("aria-label=\"trace x1\""),
         "a trace per dimension"
+    );
+    // Diagnostics of the draws after the burn-in, said so, and the API's warnings, no others.
+    assert_eq!(after["mcmc"]["burn_in"], 100);
+    assert_eq!(after["mcmc"]["convergence"]["from_step"], 101);
+    let label = text_of(&dom, "rhat-label");
+    assert!(
+        label.starts_with("max R-hat (cold chains, steps 101–"),
+        "{label}"
+    );
+    assert!(after["mcmc"]["ladder"]["barrier_from_swaps"].is_number());
+    assert_ne!(text_of(&dom, "barrier"), "–");
+    let warnings = before["mcmc"]["warnings"].as_array().unwrap();
+    let shown_warnings = dom.matches("<p>⚠ ").count();
+    assert!(
+        shown_warnings == warnings.len()
+            || shown_warnings == after["mcmc"]["warnings"].as_array().unwrap().len(),
+        "{shown_warnings} warnings shown, the API had {warnings:?}"
     );
 
     // Later, the page shows a later step.

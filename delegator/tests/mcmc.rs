@@ -312,3 +312,176 @@ fn distributed_runs_write_the_embedded_runs_files_whatever_the_workers_do() {
     assert!(delegator.wait().unwrap().success());
     assert_same_outputs(&embedded, &three);
 }
+
+/// The mean of column `dim` of the cold chains' rows after `burn_in`, read from the files.
+fn cold_mean_after(
+    output: &Path,
+    n_stacks: usize,
+    n_temps: usize,
+    dim: usize,
+    burn_in: usize,
+) -> f64 {
+    let mut values = Vec::new();
+    for stack in 0..n_stacks {
+        let text =
+            std::fs::read_to_string(output.join(format!("{}.csv", stack * n_temps))).unwrap();
+        for line in text.lines().skip(1 + burn_in) {
+            values.push(line.split(',').nth(dim).unwrap().parse::<f64>().unwrap());
+        }
+    }
+    values.iter().sum::<f64>() / values.len() as f64
+}
+
+#[test]
+fn the_summary_covers_the_draws_after_the_burn_in_and_reports_the_ladder_and_evidence() {
+    let dir = temp_dir("burn-in");
+    let output = dir.join("out");
+    let config = config(&dir, "run.json", &output, 4000, ",\n  \"burnIn\": 500");
+    let result = mcmc(&config, &["--local-workers", "2"]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("summary.json")).unwrap())
+            .unwrap();
+    let draws = &summary["draws"];
+    assert_eq!(draws["burn_in"], 500);
+    assert_eq!(draws["first_step"], 501);
+    assert_eq!(draws["last_step"], 2000);
+    assert_eq!(draws["per_chain"], 1500);
+    assert_eq!(draws["adaptation_steps"], 1000);
+    for dim in 0..4 {
+        let expected = cold_mean_after(&output, 2, 3, dim, 500);
+        let mean = summary["dimensions"][dim]["mean"].as_f64().unwrap();
+        assert!(
+            (mean - expected).abs() < 1e-12,
+            "x{dim}: {mean} vs {expected}"
+        );
+        assert_ne!(
+            mean,
+            cold_mean_after(&output, 2, 3, dim, 0),
+            "the burn-in counted"
+        );
+    }
+    let ladder = &summary["ladder"];
+    assert!(
+        ladder["barrier_from_swaps"].as_f64().unwrap() > 0.0,
+        "{ladder}"
+    );
+    assert!(
+        ladder["barrier_from_energies"].as_f64().unwrap() > 0.0,
+        "{ladder}"
+    );
+    assert_eq!(ladder["swap_rates"].as_array().unwrap().len(), 2);
+    // A 4-D standard Gaussian in [-10, 10]^4 with the box as its prior: log Z = 4 ln(√(2π) / 20).
+    let evidence = &summary["evidence"];
+    let (log_z, se) = (
+        evidence["log_z"].as_f64().unwrap(),
+        evidence["standard_error"].as_f64().unwrap(),
+    );
+    let exact = 4.0 * ((2.0 * std::f64::consts::PI).sqrt() / 20.0).ln();
+    assert!(
+        se > 0.0 && (log_z - exact).abs() < 5.0 * se + 0.05,
+        "{log_z} ± {se} vs {exact}"
+    );
+    assert!(evidence["prior"]
+        .as_str()
+        .unwrap()
+        .contains("uniform on the box"));
+    // The console shows the posterior table, the ladder and the evidence.
+    for part in [
+        "posterior: 2 cold chain(s), steps 501-2000",
+        "ladder: swap rates",
+        "evidence: log Z =",
+    ] {
+        assert!(stderr.contains(part), "{part} missing from\n{stderr}");
+    }
+    // The run records its configuration, defaults filled in, beside its files.
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("ganger-run.json")).unwrap())
+            .unwrap();
+    assert_eq!(recorded["burnIn"], 500);
+    assert_eq!(recorded["adaptationSteps"], 1000);
+}
+
+#[test]
+fn a_sparse_ladder_and_too_few_draws_are_warned_about_in_the_summary_and_the_console() {
+    let dir = temp_dir("warnings");
+    let output = dir.join("out");
+    // Two temperatures a million apart never swap, and 300 draws per chain after the burn-in
+    // give nowhere near 400 ESS.
+    let extra = ",\n  \"nTemperatures\": 2,\n  \"maxTemperature\": 1e6";
+    let config = config(&dir, "run.json", &output, 1200, "")
+        .to_string_lossy()
+        .into_owned();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("  \"nTemperatures\": 3,\n", "");
+    std::fs::write(&config, text.replace("\n}", &format!("{extra}\n}}"))).unwrap();
+    let result = mcmc(Path::new(&config), &["--local-workers", "1"]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("summary.json")).unwrap())
+            .unwrap();
+    let warnings: Vec<&str> = summary["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("bulk ESS below 400 for x0")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("temperatures 0 and 1 swap only")
+                && w.contains("temperatures (nTemperatures)")),
+        "{warnings:?}"
+    );
+    for warning in warnings {
+        assert!(
+            stderr.contains(&format!("WARNING: {warning}")),
+            "{warning} not printed"
+        );
+    }
+}
+
+#[test]
+fn a_checkpoint_of_the_previous_sampler_is_refused_with_a_clear_message() {
+    let dir = temp_dir("old-checkpoint");
+    let output = dir.join("out");
+    std::fs::create_dir_all(&output).unwrap();
+    // A version-1 checkpoint carried no version: a MessagePack map {"lengths": []} stands in.
+    let mut old = vec![0x81, 0xa7];
+    old.extend_from_slice(b"lengths");
+    old.push(0x90);
+    std::fs::write(output.join("checkpoint.msgpack"), &old).unwrap();
+    std::fs::write(
+        output.join("0.csv"),
+        "x0,x1,x2,x3,energy,sigma,beta,accepted,swap_type\n",
+    )
+    .unwrap();
+    let config = config(&dir, "run.json", &output, 400, "");
+    let result = mcmc(&config, &["--local-workers", "1", "--resume"]);
+    assert_eq!(result.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("checkpoint.msgpack")
+            && stderr.contains("written by sampler version 1")
+            && stderr.contains("version 2"),
+        "{stderr}"
+    );
+    // Nothing was touched.
+    assert_eq!(
+        std::fs::read(output.join("checkpoint.msgpack")).unwrap(),
+        old
+    );
+    assert_eq!(
+        std::fs::read_to_string(output.join("0.csv")).unwrap(),
+        "x0,x1,x2,x3,energy,sigma,beta,accepted,swap_type\n"
+    );
+}

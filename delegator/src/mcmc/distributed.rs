@@ -123,6 +123,10 @@ impl RoundEvaluator for OnWorkers<'_> {
         self.rounds += 1;
         let n_terms = self.jobs.len();
         let n_points = sampler.n_points();
+        if n_points == 0 {
+            // Every proposal of the round fell outside the bounds: nothing to evaluate.
+            return Ok(Vec::new());
+        }
         let points: Vec<&[f64]> = sampler.points().collect();
         let n_units = n_points.clamp(1, 2 * self.slots);
         self.bounds.clear();

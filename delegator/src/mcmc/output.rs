@@ -222,15 +222,53 @@ pub fn read_chain(path: &Path) -> Result<Vec<Vec<f64>>, OutputError> {
 
 /// Reads the dimensions of a chain file back, for the summary; the file must have `n_dims`.
 pub fn read_states(path: &Path, n_dims: usize) -> Result<Vec<Vec<f64>>, OutputError> {
-    let states = read_chain(path)?;
-    if states.len() != n_dims {
+    Ok(read_columns(path, n_dims, 0, true)?.states)
+}
+
+/// What [`read_columns`] reads of a chain file.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChainColumns {
+    /// `states[dimension][row]`, if asked for (empty otherwise).
+    pub states: Vec<Vec<f64>>,
+    /// The energy of each row.
+    pub energy: Vec<f64>,
+    /// The inverse temperature of each row.
+    pub beta: Vec<f64>,
+}
+
+/// Reads the rows of a chain file from row `skip` on (row k is the state after step k + 1):
+/// energies and inverse temperatures, and the states if `states`. The file must have `n_dims`.
+pub fn read_columns(
+    path: &Path,
+    n_dims: usize,
+    skip: u64,
+    states: bool,
+) -> Result<ChainColumns, OutputError> {
+    let mut reader = ChainReader::open(path)?;
+    if reader.n_dims != n_dims {
         return Err(malformed(
             path,
             1,
-            format!("has {} dimensions, expected {n_dims}", states.len()),
+            format!("has {} dimensions, expected {n_dims}", reader.n_dims),
         ));
     }
-    Ok(states)
+    let mut columns = ChainColumns {
+        states: vec![Vec::new(); if states { n_dims } else { 0 }],
+        ..ChainColumns::default()
+    };
+    let mut row = 0u64;
+    while reader.next_row()? {
+        row += 1;
+        if row <= skip {
+            continue;
+        }
+        for (column, &x) in columns.states.iter_mut().zip(&reader.values) {
+            column.push(x);
+        }
+        columns.energy.push(reader.energy);
+        columns.beta.push(reader.beta);
+    }
+    Ok(columns)
 }
 
 /// A chain file read line by line, checking each row.
@@ -243,6 +281,8 @@ struct ChainReader<'a> {
     line: Vec<u8>,
     /// The current row's dimensions.
     values: Vec<f64>,
+    /// The current row's energy.
+    energy: f64,
     /// The current row's inverse temperature.
     beta: f64,
 }
@@ -257,6 +297,7 @@ impl<'a> ChainReader<'a> {
             line_number: 0,
             line: Vec::new(),
             values: Vec::new(),
+            energy: f64::NAN,
             beta: f64::NAN,
         };
         reader.read_line()?;
@@ -303,8 +344,8 @@ impl<'a> ChainReader<'a> {
             return Ok(false);
         }
         match parse_row(&self.line, self.n_dims, &mut self.values) {
-            Ok(beta) => {
-                self.beta = beta;
+            Ok((energy, beta)) => {
+                (self.energy, self.beta) = (energy, beta);
                 Ok(true)
             }
             // A run killed mid-write leaves a cut-off last line.
@@ -325,8 +366,9 @@ fn parse_header(header: &str) -> Option<usize> {
     (dims_ok && names[n_dims..] == TAIL_COLUMNS).then_some(n_dims)
 }
 
-/// Parses one row, its dimensions into `values`, checking every field; returns its beta.
-fn parse_row(line: &[u8], n_dims: usize, values: &mut Vec<f64>) -> Result<f64, String> {
+/// Parses one row, its dimensions into `values`, checking every field; returns its energy and
+/// beta.
+fn parse_row(line: &[u8], n_dims: usize, values: &mut Vec<f64>) -> Result<(f64, f64), String> {
     let line = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
     let n_fields = line.split(',').count();
     if n_fields != n_dims + TAIL_COLUMNS.len() {
@@ -336,7 +378,7 @@ fn parse_row(line: &[u8], n_dims: usize, values: &mut Vec<f64>) -> Result<f64, S
         ));
     }
     values.clear();
-    let mut beta = f64::NAN;
+    let (mut energy, mut beta) = (f64::NAN, f64::NAN);
     let mut fields = line.split(',');
     for (column, field) in fields.by_ref().take(n_dims + 3).enumerate() {
         let value = field.parse::<f64>().map_err(|_| {
@@ -348,6 +390,7 @@ fn parse_row(line: &[u8], n_dims: usize, values: &mut Vec<f64>) -> Result<f64, S
         })?;
         match column.checked_sub(n_dims) {
             None => values.push(value),
+            Some(0) => energy = value,
             Some(2) => beta = value,
             Some(_) => {}
         }
@@ -358,7 +401,7 @@ fn parse_row(line: &[u8], n_dims: usize, values: &mut Vec<f64>) -> Result<f64, S
             return Err(format!("{name} is `{field}`, expected one of {allowed}"));
         }
     }
-    Ok(beta)
+    Ok((energy, beta))
 }
 
 fn malformed(path: &Path, line: usize, reason: String) -> OutputError {

@@ -6,14 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use ganger_core::mcmc::config::{McmcConfig, SwapScheme};
-use ganger_core::mcmc::diagnostics;
 use ganger_core::mcmc::embedded;
 use ganger_core::mcmc::likelihood::Likelihood;
-use ganger_core::mcmc::sampler::{Sampler, SamplerSettings, Swaps};
+use ganger_core::mcmc::sampler::{Sampler, SamplerSettings, Swaps, SAMPLER_VERSION};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::output::{read_states, sync_dir, ChainFiles, ChainWriter, OutputError};
+use super::output::{sync_dir, ChainFiles, ChainWriter, OutputError};
+use super::summary;
 use super::table::Table;
 use crate::status::{RunKind, RunState, StatusBoard};
 
@@ -131,6 +131,9 @@ pub fn sampler_settings(config: &McmcConfig) -> SamplerSettings {
 /// What a checkpoint holds: enough to continue as if never interrupted.
 #[derive(Debug, Serialize, Deserialize)]
 struct Checkpoint {
+    /// [`SAMPLER_VERSION`] of the sampler that wrote it (absent before version 2).
+    #[serde(default)]
+    version: u32,
     sampler: Sampler,
     /// Byte length of each chain file when the sampler was at this step.
     lengths: Vec<u64>,
@@ -139,6 +142,42 @@ struct Checkpoint {
 /// The checkpoint file of a run writing to `dir`.
 pub fn checkpoint_path(dir: &Path) -> PathBuf {
     dir.join("checkpoint.msgpack")
+}
+
+/// The file in a run's output folder that records its configuration, every default filled in
+/// (the same keys as a config file, but `outputPath`, which is the folder itself): what produced
+/// the chain files beside it, and the burn-in that `ganger-delegator plot` leaves out.
+pub fn run_config_path(dir: &Path) -> PathBuf {
+    dir.join("ganger-run.json")
+}
+
+/// The configuration recorded in the output folder `dir`, if there is a readable one.
+pub fn read_run_config(dir: &Path) -> Option<McmcConfig> {
+    let path = run_config_path(dir);
+    let text = std::fs::read_to_string(&path).ok()?;
+    McmcConfig::parse(
+        &text,
+        &path.display().to_string(),
+        ganger_core::mcmc::config::ConfigFormat::Json,
+    )
+    .ok()
+}
+
+fn write_run_config(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
+    let path = run_config_path(dir);
+    let unwritable = |e: serde_json::Error| McmcError::Checkpoint {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let mut value = serde_json::to_value(config).map_err(unwritable)?;
+    // The folder is where the file is: naming it would make two copies of one run differ.
+    if let Some(object) = value.as_object_mut() {
+        object.remove("outputPath");
+    }
+    let mut text = serde_json::to_string_pretty(&value).map_err(unwritable)?;
+    text.push('\n');
+    std::fs::write(&path, text).map_err(|source| OutputError { path, source })?;
+    Ok(())
 }
 
 /// Runs `config` to its end, evaluating with `evaluator`; continues from the last checkpoint if
@@ -187,13 +226,19 @@ pub fn run_with_status(
             (Sampler::new(settings), files)
         }
     };
+    write_run_config(&dir, config)?;
     let mut files = ChainWriter::new(files);
     let total = config.samples_per_chain();
     sampler.set_horizon(total);
     sampler.set_speculation(evaluator.speculation(0));
     let started = Instant::now();
     let first_step = sampler.step();
-    let mut table = Table::new(&sampler, config.n_temperatures);
+    let mut table = Table::new(
+        &sampler,
+        config.n_temperatures,
+        config.burn_in,
+        config.adaptation_steps,
+    );
     board.begin(
         RunKind::Mcmc,
         &config.output_path,
@@ -253,7 +298,9 @@ pub fn run_with_status(
         RunState::Stopped
     });
     if complete {
-        write_summary(&dir, config, &sampler)?;
+        let summary = summary::summarize(&dir, config, &sampler)?;
+        summary::write(&dir, &summary)?;
+        board.print(&summary::render(&summary));
     }
     let steps_done = (sampler.step() - first_step) * sampler.n_chains() as u64;
     Ok(RunReport {
@@ -273,6 +320,25 @@ fn load_checkpoint(
         path: path.to_owned(),
         reason,
     };
+    /// Read first, so that a checkpoint of another sampler gets a clear refusal rather than a
+    /// decoding error about a field.
+    #[derive(Deserialize)]
+    struct Version {
+        #[serde(default)]
+        version: u32,
+    }
+    let version = match rmp_serde::from_slice::<Version>(&bytes) {
+        Ok(v) => v.version.max(1),
+        Err(e) => return Some(Err(invalid(format!("unreadable: {e}")))),
+    };
+    if version != SAMPLER_VERSION {
+        return Some(Err(invalid(format!(
+            "it was written by sampler version {version} and this ganger samples with version \
+             {SAMPLER_VERSION} (exact bounds, adaptation that forgets the start), which cannot \
+             continue it; finish the run with the ganger that started it, or start afresh \
+             without --resume"
+        ))));
+    }
     Some(
         rmp_serde::from_slice::<Checkpoint>(&bytes)
             .map_err(|e| invalid(format!("unreadable: {e}")))
@@ -297,6 +363,7 @@ fn save_checkpoint(
 ) -> Result<(), McmcError> {
     let lengths = files.sync()?;
     let checkpoint = Checkpoint {
+        version: SAMPLER_VERSION,
         sampler: sampler.clone(),
         lengths,
     };
@@ -319,106 +386,4 @@ fn save_checkpoint(
     // The rename, and the chain files' own entries, must survive a crash too.
     sync_dir(path.parent().unwrap_or(Path::new(".")))?;
     Ok(())
-}
-
-/// Per-chain rates and per-dimension diagnostics of the cold chains, from the chain files.
-#[derive(Debug, Serialize)]
-struct RunSummary {
-    steps_per_chain: u64,
-    seed: u64,
-    chains: Vec<ChainSummary>,
-    round_trips_per_stack: Vec<u64>,
-    /// Round trips per 1000 steps, per stack: how fast states travel up and down the ladder.
-    round_trip_rate_per_1000_steps: Vec<f64>,
-    dimensions: Vec<DimensionSummary>,
-}
-
-#[derive(Debug, Serialize)]
-struct ChainSummary {
-    chain: usize,
-    stack: usize,
-    temperature_index: usize,
-    beta: f64,
-    accept_rate: f64,
-    swap_rate: Option<f64>,
-    invalid_energies: u64,
-}
-
-#[derive(Debug, Serialize)]
-struct DimensionSummary {
-    name: String,
-    #[serde(flatten)]
-    summary: diagnostics::Summary,
-}
-
-fn write_summary(dir: &Path, config: &McmcConfig, sampler: &Sampler) -> Result<(), McmcError> {
-    let n_temps = config.n_temperatures;
-    let chains = (0..sampler.n_chains())
-        .map(|i| {
-            let stats = sampler.chain_stats(i);
-            ChainSummary {
-                chain: i,
-                stack: i / n_temps,
-                temperature_index: i % n_temps,
-                beta: sampler.betas()[i % n_temps],
-                accept_rate: ratio(stats.accepted, stats.proposals).unwrap_or(0.0),
-                swap_rate: ratio(stats.swaps_accepted, stats.swaps_attempted),
-                invalid_energies: stats.invalid,
-            }
-        })
-        .collect();
-    let mut cold: Vec<Vec<Vec<f64>>> = Vec::with_capacity(config.n_stacks);
-    for stack in 0..config.n_stacks {
-        cold.push(read_states(
-            &ChainFiles::path(dir, stack * n_temps),
-            config.n_dims(),
-        )?);
-    }
-    let dimensions = (0..config.n_dims())
-        .map(|d| {
-            let columns: Vec<&[f64]> = cold.iter().map(|c| c[d].as_slice()).collect();
-            DimensionSummary {
-                name: format!("x{d}"),
-                summary: diagnostics::summarize(&columns),
-            }
-        })
-        .collect();
-    let summary = RunSummary {
-        steps_per_chain: sampler.step(),
-        seed: config.seed,
-        chains,
-        round_trips_per_stack: sampler.round_trips(),
-        round_trip_rate_per_1000_steps: sampler
-            .round_trips()
-            .iter()
-            .map(|&n| 1000.0 * n as f64 / sampler.step().max(1) as f64)
-            .collect(),
-        dimensions,
-    };
-    let path = dir.join("summary.json");
-    let temporary = dir.join("summary.json.tmp");
-    let mut text = serde_json::to_string_pretty(&summary).map_err(|e| McmcError::Checkpoint {
-        path: path.clone(),
-        reason: e.to_string(),
-    })?;
-    text.push('\n');
-    // Through a synced temporary file: a crash leaves no half summary beside finished chains.
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| OutputError { path, source }
-    };
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io(&temporary))?;
-    }
-    std::fs::rename(&temporary, &path).map_err(io(&path))?;
-    sync_dir(dir)?;
-    Ok(())
-}
-
-fn ratio(numerator: u64, denominator: u64) -> Option<f64> {
-    (denominator > 0).then(|| numerator as f64 / denominator as f64)
 }

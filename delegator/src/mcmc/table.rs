@@ -1,17 +1,23 @@
 //! The console table printed every `loggingRateSec`, in Stateline's columns, and a convergence
-//! line from the cold chains' recent samples; and the same, with thinned traces of the cold
-//! chains, as the [`McmcStatus`] the status board and the dashboard show.
+//! line from the cold chains' draws after the burn-in; and the same, with thinned traces of the
+//! cold chains, warnings and the ladder's diagnosis, as the [`McmcStatus`] the status board and
+//! the dashboard show.
 
-use std::collections::VecDeque;
 use std::fmt::Write as _;
 
+use ganger_core::mcmc::convergence::{self, Diagnosed};
 use ganger_core::mcmc::diagnostics;
 use ganger_core::mcmc::sampler::{ChainStats, Row, Sampler};
+use ganger_core::mcmc::tempering::{self, LadderReport};
 
 use crate::status::{ChainStatus, ConvergenceStatus, McmcStatus, TierStatus, TraceStatus};
 
-/// Recent cold-chain samples kept per dimension for the convergence line.
-const CONVERGENCE_WINDOW: usize = 4096;
+/// Cold-chain draws after the burn-in kept per chain for the convergence figures; the stride
+/// between them doubles as the run grows, so they always span every draw since the burn-in.
+const CONVERGENCE_DRAWS: usize = 4096;
+
+/// Energies kept per chain for the ladder's barrier once the ladder is fixed.
+const ENERGY_DRAWS: usize = 1024;
 
 /// Points kept per cold-chain trace; the stride between them doubles as the run grows.
 const TRACE_POINTS: usize = 400;
@@ -29,27 +35,43 @@ pub enum Reader {
 #[derive(Debug)]
 pub struct Table {
     n_temperatures: usize,
+    /// Steps each chain's diagnostics leave out.
+    burn_in: u64,
+    /// Steps after which the ladder stays fixed.
+    adaptation_steps: u64,
     min_energy: Vec<f64>,
     current_energy: Vec<f64>,
     /// Each reader's copy of the chains' counters when it last looked.
     marks: [Vec<ChainStats>; 2],
-    /// Per stack, per dimension: the cold chain's latest samples.
-    cold: Vec<Vec<VecDeque<f64>>>,
+    /// Per stack: the cold chain's draws after the burn-in, thinned (steps count from it).
+    cold: Vec<Trace>,
     /// Per stack: the cold chain's thinned trace.
     traces: Vec<Trace>,
+    /// Per chain: its energies since the ladder was fixed, thinned.
+    energies: Vec<Trace>,
     /// Steps each chain has taken, as rows arrived.
     lengths: Vec<u64>,
 }
 
-/// A cold chain's samples at every `stride`-th step.
-#[derive(Debug, Clone, Default)]
+/// A cold chain's samples at every `stride`-th step, at most `capacity` of them.
+#[derive(Debug, Clone)]
 struct Trace {
+    capacity: usize,
     stride: u64,
     steps: Vec<u64>,
     values: Vec<Vec<f64>>,
 }
 
 impl Trace {
+    fn new(capacity: usize) -> Trace {
+        Trace {
+            capacity,
+            stride: 0,
+            steps: Vec::new(),
+            values: Vec::new(),
+        }
+    }
+
     fn observe(&mut self, step: u64, state: &[f64]) {
         if self.stride == 0 {
             self.stride = 1;
@@ -58,7 +80,7 @@ impl Trace {
         if step % self.stride != 0 {
             return;
         }
-        if self.steps.len() >= TRACE_POINTS {
+        if self.steps.len() >= self.capacity {
             // Keep the points still on the doubled stride.
             self.stride *= 2;
             let keep: Vec<bool> = self.steps.iter().map(|s| s % self.stride == 0).collect();
@@ -80,42 +102,52 @@ impl Trace {
 }
 
 impl Table {
-    /// A table for `n_chains` chains of `n_temperatures` per stack, whose chains have taken
-    /// `steps` steps (and whose counters are `sampler`'s).
-    pub fn new(sampler: &Sampler, n_temperatures: usize) -> Table {
+    /// A table for `sampler`'s chains, `n_temperatures` per stack, whose diagnostics leave out
+    /// the first `burn_in` steps and whose ladder is fixed after `adaptation_steps`. A sampler
+    /// resumed from a checkpoint starts the table at its step: draws before it are not seen.
+    pub fn new(
+        sampler: &Sampler,
+        n_temperatures: usize,
+        burn_in: u64,
+        adaptation_steps: u64,
+    ) -> Table {
         let n_chains = sampler.n_chains();
+        let n_stacks = n_chains / n_temperatures.max(1);
         let stats: Vec<ChainStats> = (0..n_chains)
             .map(|c| sampler.chain_stats(c).clone())
             .collect();
         Table {
             n_temperatures,
+            burn_in,
+            adaptation_steps,
             min_energy: vec![f64::INFINITY; n_chains],
             current_energy: vec![f64::NAN; n_chains],
             marks: [stats.clone(), stats],
-            cold: vec![Vec::new(); n_chains / n_temperatures.max(1)],
-            traces: vec![Trace::default(); n_chains / n_temperatures.max(1)],
+            cold: vec![Trace::new(CONVERGENCE_DRAWS); n_stacks],
+            traces: vec![Trace::new(TRACE_POINTS); n_stacks],
+            energies: vec![Trace::new(ENERGY_DRAWS); n_chains],
             lengths: vec![sampler.step(); n_chains],
         }
     }
 
     /// Takes one step's rows into account.
     pub fn observe(&mut self, rows: &[Row]) {
+        let fixed_from = self.burn_in.max(self.adaptation_steps);
         for row in rows {
             let c = row.chain;
             self.min_energy[c] = self.min_energy[c].min(row.energy);
             self.current_energy[c] = row.energy;
             self.lengths[c] += 1;
+            let step = self.lengths[c];
+            if step > fixed_from {
+                self.energies[c].observe(step - fixed_from, &[row.energy]);
+            }
             if c % self.n_temperatures == 0 {
                 let stack = c / self.n_temperatures;
-                let history = &mut self.cold[stack];
-                history.resize_with(row.state.len(), VecDeque::new);
-                for (column, &x) in history.iter_mut().zip(&row.state) {
-                    if column.len() == CONVERGENCE_WINDOW {
-                        column.pop_front();
-                    }
-                    column.push_back(x);
+                if step > self.burn_in {
+                    self.cold[stack].observe(step - self.burn_in, &row.state);
                 }
-                self.traces[stack].observe(self.lengths[c], &row.state);
+                self.traces[stack].observe(step, &row.state);
             }
         }
     }
@@ -183,6 +215,15 @@ impl Table {
                 values: trace.values.clone(),
             })
             .collect();
+        let convergence = self.convergence();
+        let mut warnings = self.warnings(&convergence);
+        let ladder = self.ladder(sampler);
+        warnings.extend(ladder.as_ref().and_then(|l| l.warning.clone()));
+        let count = |f: fn(&ChainStats) -> u64| -> u64 {
+            (0..sampler.n_chains())
+                .map(|c| f(sampler.chain_stats(c)))
+                .sum()
+        };
         McmcStatus {
             step: sampler.step(),
             total_steps,
@@ -191,14 +232,71 @@ impl Table {
             n_dims: sampler.settings().min.len(),
             chains,
             tiers,
-            convergence: self.convergence(),
+            burn_in: self.burn_in,
+            convergence,
+            warnings,
+            ladder,
             round_trips: sampler.round_trips(),
-            invalid_proposals: (0..sampler.n_chains())
-                .map(|c| sampler.chain_stats(c).invalid)
-                .sum(),
+            invalid_proposals: count(|s| s.invalid),
+            out_of_bounds_proposals: count(|s| s.out_of_bounds),
             rhat_history: Vec::new(),
             traces,
         }
+    }
+
+    /// The convergence warnings, once there are draws after the burn-in.
+    fn warnings(&self, convergence: &ConvergenceStatus) -> Vec<String> {
+        if convergence.window < 4 {
+            return Vec::new();
+        }
+        let names: Vec<String> = (0..convergence.rhat.len())
+            .map(|d| format!("x{d}"))
+            .collect();
+        let diagnosed: Vec<Diagnosed<'_>> = names
+            .iter()
+            .enumerate()
+            .map(|(d, name)| Diagnosed {
+                name,
+                rhat: convergence.rhat[d].unwrap_or(f64::NAN),
+                ess_bulk: convergence.ess_bulk[d].unwrap_or(f64::NAN),
+            })
+            .collect();
+        convergence::warnings(&diagnosed)
+    }
+
+    /// The ladder's diagnosis: from the swaps since the ladder was fixed, or over the run while
+    /// it still adapts.
+    fn ladder(&self, sampler: &Sampler) -> Option<LadderReport> {
+        let n_temps = self.n_temperatures;
+        if n_temps < 2 {
+            return None;
+        }
+        let fixed = sampler.fixed_ladder_swaps();
+        let rates = if fixed.attempted.iter().any(|&n| n > 0) {
+            fixed.rates()
+        } else {
+            (0..n_temps - 1)
+                .map(|t| {
+                    let stats = (t..sampler.n_chains()).step_by(n_temps);
+                    let (k, n) = stats.fold((0, 0), |(k, n), c| {
+                        let s = sampler.chain_stats(c);
+                        (k + s.swaps_accepted, n + s.swaps_attempted)
+                    });
+                    optional_rate(k, n)
+                })
+                .collect()
+        };
+        let pooled: Vec<Vec<f64>> = (0..n_temps)
+            .map(|t| {
+                self.energies[t..]
+                    .iter()
+                    .step_by(n_temps)
+                    .flat_map(|trace| trace.values.first().into_iter().flatten().copied())
+                    .collect()
+            })
+            .collect();
+        let pooled: Vec<&[f64]> = pooled.iter().map(Vec::as_slice).collect();
+        Some(tempering::diagnose(sampler.betas(), &rates, Some(&pooled)))
     }
 
     /// The table for the period since the last one (which this resets), and a convergence line.
@@ -236,41 +334,65 @@ impl Table {
             );
         }
         let c = self.convergence();
-        let _ = writeln!(
+        let step = sampler.step();
+        let _ = write!(
             out,
-            "step {}/{} ({:.1}%): cold chains over the last {} steps: max R-hat {:.3}, min bulk ESS {:.0}; round trips {:?}",
-            sampler.step(),
-            total_steps,
-            100.0 * sampler.step() as f64 / total_steps.max(1) as f64,
-            c.window,
-            c.max_rhat.unwrap_or(f64::NAN),
-            c.min_ess_bulk.unwrap_or(f64::NAN),
-            sampler.round_trips()
+            "step {step}/{total_steps} ({:.1}%): ",
+            100.0 * step as f64 / total_steps.max(1) as f64,
         );
+        if c.window < 4 {
+            let _ = write!(out, "burn-in until step {}", self.burn_in);
+        } else {
+            let _ = write!(
+                out,
+                "cold chains after the burn-in (steps {}-{step}, every {}): max R-hat {:.3}, \
+                 min bulk ESS {:.0}",
+                c.from_step,
+                c.stride,
+                c.max_rhat.unwrap_or(f64::NAN),
+                c.min_ess_bulk.unwrap_or(f64::NAN),
+            );
+        }
+        let _ = writeln!(out, "; round trips {:?}", sampler.round_trips());
+        for warning in self.warnings(&c) {
+            let _ = writeln!(out, "WARNING: {warning}");
+        }
         out
     }
 
-    /// R-hat and bulk ESS of the cold chains' recent samples, per dimension.
+    /// R-hat and bulk ESS of the cold chains' draws after the burn-in (thinned), per
+    /// dimension, over the steps every stack has reached.
     fn convergence(&self) -> ConvergenceStatus {
-        let n_dims = self.cold.first().map_or(0, Vec::len);
+        let n_dims = self.cold.first().map_or(0, |t| t.values.len());
+        let stride = self.cold.iter().map(|t| t.stride).max().unwrap_or(0);
+        let last = self
+            .cold
+            .iter()
+            .map(|t| t.steps.last().copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        let kept = |t: &Trace, d: usize| -> Vec<f64> {
+            t.steps
+                .iter()
+                .zip(&t.values[d])
+                .filter(|(s, _)| **s % stride.max(1) == 0 && **s <= last)
+                .map(|(_, x)| *x)
+                .collect()
+        };
         let finite = |x: f64| x.is_finite().then_some(x);
         let (mut rhat, mut ess_bulk) = (Vec::new(), Vec::new());
+        let mut window = 0;
         for d in 0..n_dims {
-            let columns: Vec<Vec<f64>> = self
-                .cold
-                .iter()
-                .map(|c| c[d].iter().copied().collect())
-                .collect();
+            let columns: Vec<Vec<f64>> = self.cold.iter().map(|t| kept(t, d)).collect();
+            window = columns.first().map_or(0, Vec::len);
             let views: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
             rhat.push(finite(diagnostics::rank_normalized_split_rhat(&views)));
             ess_bulk.push(finite(diagnostics::ess_bulk(&views)));
         }
         ConvergenceStatus {
-            window: self
-                .cold
-                .first()
-                .and_then(|c| c.first())
-                .map_or(0, VecDeque::len),
+            window,
+            from_step: if window > 0 { self.burn_in + 1 } else { 0 },
+            stride,
             max_rhat: rhat.iter().flatten().copied().reduce(f64::max),
             min_ess_bulk: ess_bulk.iter().flatten().copied().reduce(f64::min),
             rhat,
@@ -297,7 +419,7 @@ mod tests {
 
     #[test]
     fn traces_keep_a_bounded_evenly_strided_sample_of_the_whole_run() {
-        let mut trace = Trace::default();
+        let mut trace = Trace::new(TRACE_POINTS);
         for step in 1..=100_000u64 {
             trace.observe(step, &[step as f64, -(step as f64)]);
         }
