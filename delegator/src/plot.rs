@@ -28,7 +28,8 @@ pub(crate) struct PlotArgs {
     #[arg(long, env = "GANGER_PLOT_OUT")]
     out: Option<PathBuf>,
     /// Steps dropped from the start of every cold chain before the marginals and the corner plot
-    /// are drawn (the trace plots shade them) [default: the first 10 % of the steps].
+    /// are drawn (the trace plots shade them) [default: the run's burnIn, recorded in
+    /// OUTPUT_DIR/ganger-run.json; without that file, the first 10 % of the steps].
     #[arg(long, env = "GANGER_BURN_IN")]
     burn_in: Option<usize>,
 }
@@ -44,7 +45,22 @@ pub(crate) fn run(args: &PlotArgs) -> anyhow::Result<()> {
             args.output_dir.display()
         );
     }
-    let burn_in = args.burn_in.unwrap_or(shortest / 10);
+    let recorded = ganger_delegator::mcmc::run::read_run_config(&args.output_dir);
+    let burn_in = match (args.burn_in, &recorded) {
+        (Some(burn_in), _) => burn_in,
+        (None, Some(config)) => {
+            let burn_in = config.burn_in as usize;
+            if burn_in >= shortest {
+                bail!(
+                    "the run is still in its burn-in ({shortest} of {burn_in} steps, from \
+                     {}): pass --burn-in to plot its draws so far",
+                    ganger_delegator::mcmc::run::run_config_path(&args.output_dir).display()
+                );
+            }
+            burn_in
+        }
+        (None, None) => shortest / 10,
+    };
     if burn_in >= shortest {
         bail!(
             "--burn-in {burn_in} leaves no samples: the shortest cold chain has {shortest} steps"

@@ -273,3 +273,31 @@ fn folders_that_are_not_mcmc_output_get_one_clear_line() {
         "{message}"
     );
 }
+
+#[test]
+fn the_default_burn_in_is_the_runs_own_and_a_run_still_in_it_is_told_so() {
+    let output = run_output();
+    let out = temp_dir("default-burn-in");
+    assert_success(&plot(&[
+        output.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ]));
+    let trace = std::fs::read_to_string(out.join("trace.svg")).unwrap();
+    // The run adapted for half its 2000 steps, and its burn-in defaults to that.
+    assert!(trace.contains("2000 steps, burn-in 1000"), "wrong burn-in");
+
+    let dir = temp_dir("in-burn-in");
+    for chain in 0..6 {
+        let text = std::fs::read_to_string(output.join(format!("{chain}.csv"))).unwrap();
+        let head: String = text.lines().take(601).map(|l| format!("{l}\n")).collect();
+        std::fs::write(dir.join(format!("{chain}.csv")), head).unwrap();
+    }
+    std::fs::copy(output.join("ganger-run.json"), dir.join("ganger-run.json")).unwrap();
+    let message = error_line(&plot(&[dir.as_os_str()]));
+    assert!(
+        message.contains("still in its burn-in (600 of 1000 steps")
+            && message.contains("--burn-in"),
+        "{message}"
+    );
+}
