@@ -154,12 +154,12 @@ impl Drop for LocalCluster {
 /// assert!(report.complete);
 /// ```
 pub mod mcmc {
-    pub use ganger_core::mcmc::config::McmcConfig;
-    pub use ganger_core::mcmc::diagnostics;
+    pub use ganger_core::mcmc::config::{ConfigFormat, McmcConfig};
     pub use ganger_core::mcmc::likelihood::{Builtin, FnLikelihood, Likelihood};
     pub use ganger_core::mcmc::sampler::{Sampler, SamplerSettings};
+    pub use ganger_core::mcmc::{convergence, diagnostics, evidence, tempering};
     pub use ganger_delegator::mcmc::{
-        run, sampler_settings, InProcess, McmcError, OnWorkers, RunReport,
+        run, run_with_status, sampler_settings, InProcess, McmcError, OnWorkers, RunReport,
     };
 
     /// Runs `config` in this process, evaluating `likelihood` across rayon threads, and writes
