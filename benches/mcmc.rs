@@ -45,11 +45,13 @@ fn demo_config(samples: u64, output: &std::path::Path) -> Result<McmcConfig> {
 fn sampler_alone(steps: u64) -> Result<f64> {
     let config = demo_config(2 * steps, std::path::Path::new("unused"))?;
     let mut sampler = Sampler::new(ganger::mcmc::sampler_settings(&config));
-    let energies = vec![0.0; sampler.n_chains()];
+    let mut energies = vec![0.0; sampler.n_chains()];
     sampler.complete(&energies);
     let started = Instant::now();
     for _ in 0..steps {
-        // A flat likelihood: every proposal is accepted, the most work per step.
+        // A flat likelihood: every proposal inside the bounds is accepted, the most work per
+        // step. Those outside are not offered, so a round may have fewer points than chains.
+        energies.resize(sampler.n_points(), 0.0);
         std::hint::black_box(sampler.complete(&energies));
     }
     Ok(started.elapsed().as_secs_f64() * 1e9 / (steps * sampler.n_chains() as u64) as f64)

@@ -79,7 +79,7 @@ fn main() -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("ganger-quality-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     println!(
-        "| target | d | sampler | max |bias| / MCSE | min bulk ESS | ESS/s | ESS per 1000 evaluations | weight of x0 > 0 |"
+        "| target | d | sampler | max abs bias / MCSE | min bulk ESS | ESS/s | ESS per 1000 evaluations | weight of x0 > 0 |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|---|");
     let mut ratios = Vec::new();

@@ -845,14 +845,14 @@ impl Collector for StatusCollector {
             Self::gauge(
                 e,
                 "ganger_mcmc_rhat_max",
-                "Largest rank-normalised split R-hat of the cold chains' recent samples",
+                "Largest rank-normalised split R-hat of the cold chains' draws after the burn-in",
                 rhat,
             )?;
         }
         Self::gauges(
             e,
             "ganger_mcmc_rhat",
-            "Rank-normalised split R-hat of the cold chains' recent samples, per dimension",
+            "Rank-normalised split R-hat of the cold chains' draws after the burn-in, per dimension",
             "dim",
             m.convergence
                 .rhat
@@ -864,7 +864,7 @@ impl Collector for StatusCollector {
             Self::gauge(
                 e,
                 "ganger_mcmc_ess_bulk_min",
-                "Smallest bulk ESS of the cold chains' recent samples",
+                "Smallest bulk ESS of the cold chains' draws after the burn-in",
                 ess,
             )?;
         }

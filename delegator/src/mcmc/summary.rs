@@ -11,6 +11,7 @@ use ganger_core::mcmc::diagnostics;
 use ganger_core::mcmc::evidence::{self, Evidence};
 use ganger_core::mcmc::sampler::Sampler;
 use ganger_core::mcmc::tempering::{self, LadderReport};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::output::{read_columns, sync_dir, ChainFiles, OutputError};
@@ -118,19 +119,25 @@ pub fn summarize(
     let fixed_from = burn_in
         .max(config.adaptation_steps)
         .min(steps.saturating_sub(1));
+    // The files are independent: read them side by side.
+    let columns: Vec<_> = (0..sampler.n_chains())
+        .into_par_iter()
+        .map(|chain| {
+            let path = ChainFiles::path(dir, chain);
+            read_columns(&path, n_dims, burn_in, chain % n_temps == 0)
+        })
+        .collect::<Result<_, _>>()?;
     let mut cold = Vec::with_capacity(config.n_stacks);
     let mut energies: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n_temps];
-    for chain in 0..sampler.n_chains() {
-        let path = ChainFiles::path(dir, chain);
-        let is_cold = chain % n_temps == 0;
-        let columns = read_columns(&path, n_dims, burn_in, is_cold)?;
-        let skip = (fixed_from - burn_in) as usize;
+    let skip = (fixed_from - burn_in) as usize;
+    for (chain, columns) in columns.into_iter().enumerate() {
         energies[chain % n_temps].push(columns.energy.get(skip..).unwrap_or_default().to_vec());
-        if is_cold {
+        if chain % n_temps == 0 {
             cold.push(columns.states);
         }
     }
     let dimensions: Vec<DimensionSummary> = (0..n_dims)
+        .into_par_iter()
         .map(|d| {
             let columns: Vec<&[f64]> = cold.iter().map(|c| c[d].as_slice()).collect();
             DimensionSummary {
