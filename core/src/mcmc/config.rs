@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 /// Every key a config file may contain, in the order the documentation lists them.
 ///
 /// Stateline's keys come first; ganger's own follow.
-pub const KEYS: [&str; 21] = [
+pub const KEYS: [&str; 22] = [
     "nJobTypes",
     "nStacks",
     "nTemperatures",
@@ -49,6 +49,7 @@ pub const KEYS: [&str; 21] = [
     "maxTemperature",
     "adaptationSteps",
     "burnIn",
+    "evidenceDraws",
 ];
 
 // Defaults for the optional keys; each is also stated on its field.
@@ -62,6 +63,9 @@ const DEFAULT_LOGGING_RATE_SEC: f64 = 1.0;
 const DEFAULT_SEED: u64 = 42;
 const DEFAULT_CHECKPOINT_INTERVAL_SEC: f64 = 10.0;
 const DEFAULT_MAX_TEMPERATURE: f64 = 1000.0;
+// The prior step's weights lie in [0, 1]: a thousand draws put its error well below the ladder's.
+const DEFAULT_EVIDENCE_DRAWS: u64 = 1024;
+const MAX_EVIDENCE_DRAWS: u64 = 1_000_000;
 
 /// The syntax a config file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +216,11 @@ pub struct McmcConfig {
     /// it): the steps of each chain that the posterior summary, its diagnostics, the dashboard's
     /// convergence figures and the plots leave out. The chain files keep every step.
     pub burn_in: u64,
+    /// `evidenceDraws` (ganger; default 1024; 0 turns the evidence off): points drawn
+    /// uniformly in the bounds and evaluated at the end of a run with 2 or more temperatures,
+    /// for the evidence's step from the prior to the hottest chain. They cost that many extra
+    /// likelihood evaluations.
+    pub evidence_draws: u64,
 }
 
 impl McmcConfig {
@@ -390,6 +399,16 @@ impl McmcConfig {
                     self.samples_per_chain(),
                     self.n_samples_total,
                     self.n_stacks
+                ),
+            );
+        }
+        if self.evidence_draws > MAX_EVIDENCE_DRAWS {
+            return invalid(
+                "evidenceDraws",
+                format!(
+                    "{} is more than {MAX_EVIDENCE_DRAWS} (each draw is a likelihood evaluation \
+                     and a point held in memory)",
+                    self.evidence_draws
                 ),
             );
         }
@@ -1027,6 +1046,9 @@ impl<'a> Document<'a> {
                 .unwrap_or(DEFAULT_MAX_TEMPERATURE),
             adaptation_steps: 0,
             burn_in: 0,
+            evidence_draws: self
+                .whole("evidenceDraws")?
+                .unwrap_or(DEFAULT_EVIDENCE_DRAWS),
         };
         config.adaptation_steps = match self.whole("adaptationSteps")? {
             Some(steps) => steps,

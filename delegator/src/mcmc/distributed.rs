@@ -117,17 +117,29 @@ impl RoundEvaluator for OnWorkers<'_> {
     }
 
     fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError> {
+        let points: Vec<&[f64]> = sampler.points().collect();
+        self.evaluate_list(&points)
+    }
+
+    fn evaluate_points(&mut self, points: &[Vec<f64>]) -> Result<Vec<f64>, McmcError> {
+        let points: Vec<&[f64]> = points.iter().map(Vec::as_slice).collect();
+        self.evaluate_list(&points)
+    }
+}
+
+impl OnWorkers<'_> {
+    /// Evaluates `points` on the workers: each term's units, summed in term order.
+    fn evaluate_list(&mut self, points: &[&[f64]]) -> Result<Vec<f64>, McmcError> {
         if self.rounds % SLOTS_EVERY == 0 {
             self.refresh_slots();
         }
         self.rounds += 1;
         let n_terms = self.jobs.len();
-        let n_points = sampler.n_points();
+        let n_points = points.len();
         if n_points == 0 {
             // Every proposal of the round fell outside the bounds: nothing to evaluate.
             return Ok(Vec::new());
         }
-        let points: Vec<&[f64]> = sampler.points().collect();
         let n_units = n_points.clamp(1, 2 * self.slots);
         self.bounds.clear();
         self.bounds

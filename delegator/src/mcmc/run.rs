@@ -51,6 +51,10 @@ pub trait RoundEvaluator {
         let _ = steps;
         1
     }
+
+    /// Evaluates points outside the run's rounds (the prior draws of the evidence): one energy
+    /// per point, in order.
+    fn evaluate_points(&mut self, points: &[Vec<f64>]) -> Result<Vec<f64>, McmcError>;
 }
 
 /// Evaluates rounds in this process (rayon across chains once rounds are costly).
@@ -73,6 +77,17 @@ impl<L: Likelihood> InProcess<L> {
 }
 
 impl<L: Likelihood> RoundEvaluator for InProcess<L> {
+    fn evaluate_points(&mut self, points: &[Vec<f64>]) -> Result<Vec<f64>, McmcError> {
+        use rayon::prelude::*;
+        let likelihood = &self.likelihood;
+        let n_terms = likelihood.n_job_types();
+        // Terms added in term order, as a round's are.
+        Ok(points
+            .par_iter()
+            .map(|x| (0..n_terms).map(|j| likelihood.energy(j, x)).sum())
+            .collect())
+    }
+
     fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError> {
         let started = Instant::now();
         let energies = embedded::evaluate_round(sampler, &self.likelihood, self.parallel);
@@ -298,7 +313,8 @@ pub fn run_with_status(
         RunState::Stopped
     });
     if complete {
-        let summary = summary::summarize(&dir, config, &sampler)?;
+        let prior = prior_energies(config, evaluator)?;
+        let summary = summary::summarize(&dir, config, &sampler, &prior)?;
         summary::write(&dir, &summary)?;
         board.print(&summary::render(&summary));
     }
@@ -309,6 +325,23 @@ pub fn run_with_status(
         steps_per_sec: steps_done as f64 / sampling_seconds.max(1e-9),
         summary_seconds: started.elapsed().as_secs_f64() - sampling_seconds,
     })
+}
+
+/// The energies of the evidence's prior draws (none when there is no evidence to estimate).
+fn prior_energies(
+    config: &McmcConfig,
+    evaluator: &mut dyn RoundEvaluator,
+) -> Result<Vec<f64>, McmcError> {
+    if config.n_temperatures < 2 || config.evidence_draws == 0 {
+        return Ok(Vec::new());
+    }
+    let points = ganger_core::mcmc::evidence::prior_points(
+        &config.min,
+        &config.max,
+        config.evidence_draws as usize,
+        config.seed,
+    );
+    evaluator.evaluate_points(&points)
 }
 
 fn load_checkpoint(

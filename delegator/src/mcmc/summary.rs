@@ -106,10 +106,13 @@ pub struct EvidenceSummary {
 }
 
 /// Reads the chain files in `dir` and summarises the run `sampler` finished.
+/// `prior` holds the energies of the evidence's independent prior draws
+/// ([`prior_points`](ganger_core::mcmc::evidence::prior_points)); with none, there is no evidence.
 pub fn summarize(
     dir: &Path,
     config: &McmcConfig,
     sampler: &Sampler,
+    prior: &[f64],
 ) -> Result<RunSummary, McmcError> {
     let n_temps = config.n_temperatures;
     let n_dims = config.n_dims();
@@ -174,10 +177,20 @@ pub fn summarize(
         let rates = sampler.fixed_ladder_swaps().rates();
         let ladder = tempering::diagnose(sampler.betas(), &rates, Some(&thinned));
         warnings.extend(ladder.warning.clone());
-        let evidence = evidence::stepping_stone(sampler.betas(), &energy_views);
-        if let Some(evidence) = &evidence {
-            warnings.extend(evidence_warning(evidence));
-        }
+        let evidence = if prior.is_empty() {
+            None
+        } else {
+            let evidence = evidence::stepping_stone(sampler.betas(), &energy_views, prior);
+            match &evidence {
+                Some(evidence) => warnings.extend(evidence_warning(evidence)),
+                None => warnings.push(format!(
+                    "no evidence: too few draws after adaptation (steps {}-{steps}) or no \
+                     possible prior draw; run longer than adaptationSteps",
+                    fixed_from + 1
+                )),
+            }
+            evidence
+        };
         let evidence = evidence.map(|evidence| EvidenceSummary {
             evidence,
             prior: "uniform on the box [min, max]; Z = ∫ exp(-energy) dx / volume(box)".into(),
@@ -221,7 +234,8 @@ fn evidence_warning(evidence: &Evidence) -> Option<String> {
         .min_by(|a, b| a.weight_efficiency.total_cmp(&b.weight_efficiency))?;
     (worst.weight_efficiency < 0.01).then(|| {
         let advice = if worst.beta_from == 0.0 {
-            "raise maxTemperature so that the hottest chain is closer to the prior"
+            "raise maxTemperature so that the hottest chain is closer to the prior, or draw more \
+             from the prior (evidenceDraws)"
         } else {
             "use more temperatures (nTemperatures)"
         };

@@ -182,6 +182,7 @@ likelihood = "rosenbrock"
 maxTemperature = 50.0
 adaptationSteps = 1000
 burnIn = 2000
+evidenceDraws = 0
 "#;
     let config = McmcConfig::parse(text, "run.toml", ConfigFormat::Toml).unwrap();
     assert_eq!(
@@ -195,6 +196,7 @@ burnIn = 2000
     assert_eq!(config.max_temperature, 50.0);
     assert_eq!(config.adaptation_steps, 1000);
     assert_eq!(config.burn_in, 2000);
+    assert_eq!(config.evidence_draws, 0);
     assert_eq!(config.initial, Some(vec![0.5, 1.0]));
 }
 
@@ -508,6 +510,11 @@ fn config_inconsistent_values_are_rejected() {
             "adaptationSteps",
             "100001",
             "key `adaptationSteps`: 100001 is more than the 100000 steps",
+        ),
+        (
+            "evidenceDraws",
+            "1000001",
+            "key `evidenceDraws`: 1000001 is more than 1000000",
         ),
         (
             "burnIn",

@@ -1,7 +1,7 @@
 //! The evidence of tempered runs against closed forms, and the ladder's diagnosis.
 
 use super::{run, settings};
-use crate::mcmc::evidence::stepping_stone;
+use crate::mcmc::evidence::{prior_points, stepping_stone};
 use crate::mcmc::sampler::{Row, Sampler, Swaps};
 use crate::mcmc::tempering;
 
@@ -68,7 +68,11 @@ fn the_evidence_of_a_gaussian_inside_the_box_and_cut_by_it_is_recovered() {
             .iter()
             .map(|stacks| stacks.iter().map(Vec::as_slice).collect())
             .collect();
-        let evidence = stepping_stone(sampler.betas(), &views).unwrap();
+        let prior: Vec<f64> = prior_points(&min, &max, 2048, 3)
+            .iter()
+            .map(|x| energy(x))
+            .collect();
+        let evidence = stepping_stone(sampler.betas(), &views, &prior).unwrap();
         let exact = exact_log_z(&mu, &sd, &min, &max);
         assert!(
             (evidence.log_z - exact).abs() < 4.0 * evidence.standard_error,
