@@ -132,7 +132,7 @@ pub struct ChainStats {
     pub proposals: u64,
     /// Proposals accepted.
     pub accepted: u64,
-    /// Proposals whose energy was NaN or infinite (rejected).
+    /// Proposals whose energy was NaN or infinite (rejected), and a starting state's.
     pub invalid: u64,
     /// Proposals outside the bounds (rejected without being evaluated).
     pub out_of_bounds: u64,
@@ -382,7 +382,13 @@ impl Sampler {
         assert_eq!(energies.len(), self.n_points(), "one energy per point");
         if !self.initialised {
             for (chain, &energy) in self.chains.iter_mut().zip(energies) {
-                chain.energy = energy;
+                // An impossible start: any possible proposal is accepted, and it is counted.
+                chain.energy = if energy.is_finite() {
+                    energy
+                } else {
+                    chain.stats.invalid += 1;
+                    f64::INFINITY
+                };
             }
             self.initialised = true;
             self.speculate_all();
@@ -482,6 +488,8 @@ impl Sampler {
             }
         }
         let mut swap_types = vec![SwapType::NoAttempt; self.chains.len()];
+        // The rows carry the temperatures the step ran at, not those a ladder update brings.
+        let betas = self.betas.clone();
         if end % self.settings.swap_interval == 0 {
             self.swap(&mut swap_types);
         }
@@ -491,7 +499,7 @@ impl Sampler {
                 state: chain.state.clone(),
                 energy: chain.energy,
                 sigma: chain.log_sigma.exp(),
-                beta: self.betas[i % n_temps],
+                beta: betas[i % n_temps],
                 accepted: chain.boundary_accepted,
                 swap_type: swap_types[i],
             });

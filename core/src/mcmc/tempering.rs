@@ -96,7 +96,8 @@ fn fill_gaps(values: Vec<Option<f64>>) -> Vec<f64> {
             None => {
                 let after = known.iter().position(|&(k, _)| k > j);
                 match after {
-                    Some(0) | None => known.first().map_or(0.0, |&(_, v)| v.exp()),
+                    Some(0) => known[0].1.exp(),
+                    None => known.last().map_or(0.0, |&(_, v)| v.exp()),
                     Some(i) => {
                         let ((a, va), (b, vb)) = (known[i - 1], known[i]);
                         let f = (j - a) as f64 / (b - a) as f64;

@@ -25,9 +25,12 @@ const BASE_WINDOW: u64 = 25;
 /// fewer, and the window runs on into the next one.
 const DRAWS_PER_DIMENSION: u64 = 10;
 
-/// Shrinkage of the window's correlations towards none: `n / (n + SHRINKAGE)` of each
-/// off-diagonal entry is kept (Stan's regularisation, made scale-free).
-const SHRINKAGE: f64 = 5.0;
+/// Shrinkage of the window's correlations towards none: `n / (n + SHRINKAGE · d)` of each
+/// off-diagonal entry of a d-dimensional estimate from n draws is kept. Random-walk draws are
+/// strongly autocorrelated, so a window's n draws hold far fewer independent ones; without this,
+/// a short window's noisy correlations made nearly singular proposals from d = 20 up (one
+/// direction 50 times too narrow at d = 40 with one stack).
+const SHRINKAGE: f64 = 10.0;
 
 /// The ends of the slow windows of an adaptation phase of `adaptation_steps` steps, and where
 /// the first one starts.
@@ -136,7 +139,7 @@ impl Tier {
             return false;
         }
         let n = self.n as f64;
-        let keep = n / (n + SHRINKAGE);
+        let keep = n / (n + SHRINKAGE * d as f64);
         let mut covariance: Vec<f64> = self.comoment.iter().map(|c| c / (n - 1.0)).collect();
         for i in 0..d {
             for j in 0..d {
