@@ -1,12 +1,26 @@
 //! The parallel-tempering Metropolis–Hastings sampler as a state machine.
 //!
-//! The sampler advances in rounds. Each round it offers points to evaluate
-//! ([`Sampler::points`]); the driver evaluates every point (the negative log-likelihood summed
-//! over the job types, in any order, on any workers) and hands all energies back at once
-//! ([`Sampler::complete`]). Because a round only advances once every energy is in, and every
-//! random number comes from a stream owned by one chain (or one stack, for swaps), the output is
-//! a function of the seed alone: not of the number of workers, their speed, or the order in
-//! which results arrive.
+//! Each chain advances on its own. It asks for points to evaluate (its starting state, then its
+//! proposals), the driver evaluates them (the negative log-likelihood summed over the job types,
+//! in any order, on any workers) and hands the energies back, and the chain moves on until it
+//! reaches a step where it meets other chains:
+//!
+//! - a swap step (every `swap_interval`), with the neighbour it may exchange states with:
+//!   non-reversible swaps pair each chain with at most one neighbour per swap step, so two
+//!   chains meet; Stateline's classic scheme has every pair of the stack attempt in turn, so the
+//!   stack meets; a chain in no attempted pair passes the step alone;
+//! - while adapting, the end of each adaptation window (see `adaptation`), where every chain
+//!   meets: the temperature tiers' covariances and the ladder are re-estimated there;
+//! - the horizon, the run's last step.
+//!
+//! A chain never waits for chains it does not meet, so on workers of uneven speed, or with
+//! likelihood costs that vary, the slots stay busy. Every random number comes from a stream
+//! owned by one chain (or one pair of neighbours, for swaps), and everything that combines
+//! chains is done when all of them are there, in a fixed order: the output is a function of the
+//! seed alone, not of the number of workers, their speed, or the order in which results arrive.
+//! Drivers either take each chain's request as it comes ([`Sampler::take_requests`],
+//! [`Sampler::complete_chain`]) or every pending point at once ([`Sampler::points`],
+//! [`Sampler::complete`]); the rows are the same.
 //!
 //! The target of a chain at inverse temperature β is `exp(-β E(x))` on the box `[min, max]` and
 //! zero outside it: the box is a uniform prior. A proposal is `x + σ L z` with `z` standard
@@ -24,16 +38,17 @@
 //! the target acceptance rate, and the ladder's temperatures. After that the chains are plain
 //! Markov chains.
 //!
-//! Between swap points chains do not interact, so a round may carry several steps of one chain:
-//! each chain offers a tree of proposals (see [`Sampler::set_speculation`]). The root is its next
-//! proposal; below each proposal come the proposal of the step after it if it is rejected and
-//! the one if it is accepted, each computed from the random draws of that step along that
-//! history (adaptation included). Nodes are chosen most probable first from the chain's recent
-//! acceptance rate, and the chain advances down the tree for as long as its decisions stay inside
-//! it. Every proposal is the one the chain would make one step at a time, so the output is the
-//! same whatever the speculation; only the number of round trips changes.
+//! Between the steps where it meets others a chain depends on nothing but its own stream, so a
+//! request may carry several of its steps: a tree of proposals (see [`Sampler::set_speculation`]).
+//! The root is its next proposal; below each proposal come the proposal of the step after it if
+//! it is rejected and the one if it is accepted, each computed from the random draws of that
+//! step along that history (adaptation included). Nodes are chosen most probable first from the
+//! chain's recent acceptance rate, and the chain advances down the tree for as long as its
+//! decisions stay inside it. Every proposal is the one the chain would make one step at a time,
+//! so the output is the same whatever the speculation; only the number of round trips changes.
 
 mod adaptation;
+mod flow;
 mod ladder;
 mod tree;
 
@@ -43,17 +58,17 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-use adaptation::{adapted, Schedule, Tier};
+use adaptation::{Moments, Schedule, Tier};
 pub use ladder::PairCounts;
-use ladder::{LadderWindow, LADDER_WINDOW};
 use tree::Tree;
 
 /// The version of the sampling algorithm. A checkpoint written by another version is refused
 /// rather than resumed into a different sampler.
 ///
-/// Version 2: proposals outside the bounds are rejected (version 1 reflected them), and
-/// proposal covariances are estimated over windows that forget the start (version 1 used every
-/// draw since step 0).
+/// Version 2: proposals outside the bounds are rejected (version 1 reflected them); proposal
+/// covariances are estimated over windows that forget the start (version 1 used every draw
+/// since step 0); chains advance on their own between the steps where they meet, and swaps
+/// draw from a stream per pair of neighbours.
 pub const SAMPLER_VERSION: u32 = 2;
 
 /// How adjacent temperatures exchange states.
@@ -149,22 +164,37 @@ pub struct Sampler {
     chains: Vec<Chain>,
     stacks: Vec<Stack>,
     tiers: Vec<Tier>,
-    /// When the tiers' covariances are re-estimated.
+    /// When the chains meet to re-estimate the covariances and the ladder.
     schedule: Schedule,
     /// Inverse temperatures of the ladder, coldest (1) first; shared by all stacks.
     betas: Vec<f64>,
-    /// Swap statistics per adjacent pair since the ladder last adapted.
-    ladder_window: LadderWindow,
+    /// Swaps of each adjacent pair since the ladder last adapted, all stacks.
+    ladder_counts: PairCounts,
+    /// Ladder updates so far.
+    ladder_updates: u64,
     /// Swap statistics per adjacent pair after adaptation, with the ladder fixed.
     fixed_ladder_swaps: PairCounts,
-    /// Steps completed by every chain: the start of the current window between boundaries.
-    step: u64,
-    initialised: bool,
-    /// Points each chain may offer per round (1: no speculation). Runtime only: the output does
-    /// not depend on it.
+    /// Points each chain may offer per request (1: no speculation). Runtime only: the output
+    /// does not depend on it.
     speculation: usize,
     /// No chain steps beyond this (the run's length).
     horizon: u64,
+    /// Chains that need new proposals; emptied before any public call returns.
+    #[serde(skip)]
+    ready: VecDeque<usize>,
+}
+
+/// Where a chain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Phase {
+    /// Its starting state awaits its energy.
+    Starting,
+    /// Its proposals (its tree) await their energies.
+    Proposing,
+    /// At a step where it meets other chains, its row held until they are all there.
+    Waiting,
+    /// At the horizon.
+    Stopped,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,13 +208,17 @@ struct Chain {
     stats: ChainStats,
     /// Steps this chain has taken.
     step: u64,
+    phase: Phase,
+    /// Whether its request is with the driver (not serialised: a restored sampler asks again).
+    #[serde(skip)]
+    handed_out: bool,
     /// Random numbers drawn for upcoming steps (normal vector, uniform), next step first.
     draws: VecDeque<(Vec<f64>, f64)>,
-    /// This round's proposals, rebuilt after every round.
+    /// Its proposals, while proposing.
     tree: Tree,
-    /// States after each step since the window started that feed the tier's covariance.
-    window_states: Vec<Vec<f64>>,
-    /// The decision at the boundary step, for its row.
+    /// The moments of its states in the current covariance window.
+    window: Moments,
+    /// The decision at the step it waits at, for its row.
     boundary_accepted: bool,
     /// Smoothed acceptance, to predict decisions.
     accept_ewma: f64,
@@ -192,8 +226,8 @@ struct Chain {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Stack {
-    rng: Xoshiro256PlusPlus,
-    swap_steps: u64,
+    /// One stream per adjacent pair `(t, t + 1)`, for its swap decisions.
+    pair_rngs: Vec<Xoshiro256PlusPlus>,
     /// Which replica sits at each temperature, and where each replica is heading
     /// (true: towards the hot end), for counting round trips.
     replica_at: Vec<usize>,
@@ -205,7 +239,8 @@ impl Sampler {
     /// A sampler about to evaluate its chains' initial states.
     pub fn new(settings: SamplerSettings) -> Sampler {
         let d = settings.min.len();
-        let n_chains = settings.n_stacks * settings.n_temperatures;
+        let n_temps = settings.n_temperatures;
+        let n_chains = settings.n_stacks * n_temps;
         let mut master = Xoshiro256PlusPlus::seed_from_u64(settings.seed);
         let mut stream = || {
             // Each jump moves 2^128 draws ahead: streams never overlap.
@@ -230,9 +265,11 @@ impl Sampler {
                     rng,
                     stats: ChainStats::default(),
                     step: 0,
+                    phase: Phase::Starting,
+                    handed_out: false,
                     draws: VecDeque::new(),
                     tree: Tree::default(),
-                    window_states: Vec::new(),
+                    window: Moments::new(d),
                     boundary_accepted: false,
                     accept_ewma: 0.0,
                 }
@@ -240,21 +277,18 @@ impl Sampler {
             .collect();
         let stacks = (0..settings.n_stacks)
             .map(|_| Stack {
-                rng: stream(),
-                swap_steps: 0,
-                replica_at: (0..settings.n_temperatures).collect(),
-                heading_hot: vec![true; settings.n_temperatures],
+                pair_rngs: (1..n_temps).map(|_| stream()).collect(),
+                replica_at: (0..n_temps).collect(),
+                heading_hot: vec![true; n_temps],
                 round_trips: 0,
             })
             .collect();
         let initial_sd: Vec<f64> = (0..d)
             .map(|i| (settings.max[i] - settings.min[i]) / 20.0)
             .collect();
-        let tiers = (0..settings.n_temperatures)
-            .map(|_| Tier::new(&initial_sd))
-            .collect();
-        let betas = ladder::geometric(settings.n_temperatures, settings.max_temperature);
-        let pairs = settings.n_temperatures.saturating_sub(1);
+        let tiers = (0..n_temps).map(|_| Tier::new(&initial_sd)).collect();
+        let betas = ladder::geometric(n_temps, settings.max_temperature);
+        let pairs = n_temps.saturating_sub(1);
         Sampler {
             schedule: Schedule::new(settings.adaptation_steps),
             settings,
@@ -262,15 +296,12 @@ impl Sampler {
             stacks,
             tiers,
             betas,
-            ladder_window: LadderWindow {
-                counts: PairCounts::with_pairs(pairs),
-                ..LadderWindow::default()
-            },
+            ladder_counts: PairCounts::with_pairs(pairs),
+            ladder_updates: 0,
             fixed_ladder_swaps: PairCounts::with_pairs(pairs),
-            step: 0,
-            initialised: false,
             speculation: 1,
             horizon: u64::MAX,
+            ready: VecDeque::new(),
         }
     }
 
@@ -279,63 +310,132 @@ impl Sampler {
         &self.settings
     }
 
-    /// Steps completed.
+    /// Steps completed by every chain.
     pub fn step(&self) -> u64 {
-        self.step
+        self.chains.iter().map(|c| c.step).min().unwrap_or(0)
     }
 
-    /// The points to evaluate this round, chain by chain: each chain's state in the first
-    /// round, then each chain's proposals inside the bounds (see the module documentation). A
-    /// round may have none, when every proposal fell outside the bounds.
-    pub fn points(&self) -> impl Iterator<Item = &[f64]> {
-        let d = self.settings.min.len();
-        let initial = (!self.initialised).then(|| self.chains.iter().map(|c| c.state.as_slice()));
-        let speculative = self.initialised.then(|| {
-            self.chains
-                .iter()
-                .flat_map(move |c| c.tree.points().chunks_exact(d))
-        });
-        initial
-            .into_iter()
-            .flatten()
-            .chain(speculative.into_iter().flatten())
+    /// Steps chain `chain` has completed.
+    pub fn chain_step(&self, chain: usize) -> u64 {
+        self.chains[chain].step
     }
 
-    /// Number of points this round.
-    pub fn n_points(&self) -> usize {
-        let d = self.settings.min.len();
-        if self.initialised {
-            self.chains.iter().map(|c| c.tree.n_evaluated(d)).sum()
-        } else {
-            self.chains.len()
+    /// Whether every chain has reached the horizon.
+    pub fn is_finished(&self) -> bool {
+        self.chains.iter().all(|c| c.phase == Phase::Stopped)
+    }
+
+    /// Chains whose points await evaluation and were not handed out since they were made (or
+    /// since this sampler was restored), in chain order; each is now handed out. Evaluate
+    /// [`request`](Self::request) of each and give the energies to
+    /// [`complete_chain`](Self::complete_chain). A request may hold no point (every proposal
+    /// fell outside the bounds): complete it with no energies.
+    pub fn take_requests(&mut self) -> Vec<usize> {
+        let mut taken = Vec::new();
+        for (i, chain) in self.chains.iter_mut().enumerate() {
+            let pending = matches!(chain.phase, Phase::Starting | Phase::Proposing);
+            if pending && !chain.handed_out {
+                chain.handed_out = true;
+                taken.push(i);
+            }
+        }
+        taken
+    }
+
+    /// The points chain `chain` asks to be evaluated, `d` values each (empty if none).
+    pub fn request(&self, chain: usize) -> &[f64] {
+        let c = &self.chains[chain];
+        match c.phase {
+            Phase::Starting => &c.state,
+            Phase::Proposing => c.tree.points(),
+            Phase::Waiting | Phase::Stopped => &[],
         }
     }
 
-    /// Lets each chain offer up to `points` proposals per round (at least 1), the most probable
-    /// steps of its possible futures up to the next swap. Worth it when a round trip costs more
-    /// than the evaluations it carries; the output does not change.
-    pub fn set_speculation(&mut self, points: usize) {
-        self.speculation = points.max(1);
-        self.speculate_all();
+    /// Takes the energies of chain `chain`'s request (in [`request`](Self::request) order) and
+    /// advances it, and any chain it meets, as far as they can go. Returns every row that
+    /// became final, each chain's in step order.
+    pub fn complete_chain(&mut self, chain: usize, energies: &[f64]) -> Vec<Row> {
+        let d = self.settings.min.len();
+        assert_eq!(
+            energies.len() * d,
+            self.request(chain).len(),
+            "one energy per point of the request"
+        );
+        let mut rows = Vec::new();
+        self.apply(chain, energies, &mut rows);
+        self.settle();
+        rows
     }
 
-    /// Points each chain may offer per round.
+    /// Every pending point, chain by chain: what [`complete`](Self::complete) takes the
+    /// energies of. There may be none while chains still have requests to complete (every
+    /// proposal outside the bounds).
+    pub fn points(&self) -> impl Iterator<Item = &[f64]> {
+        let d = self.settings.min.len().max(1);
+        (0..self.chains.len()).flat_map(move |c| self.request(c).chunks_exact(d))
+    }
+
+    /// Number of pending points.
+    pub fn n_points(&self) -> usize {
+        let d = self.settings.min.len().max(1);
+        (0..self.chains.len())
+            .map(|c| self.request(c).len() / d)
+            .sum()
+    }
+
+    /// Takes the energies of every pending point (in [`points`](Self::points) order) and
+    /// advances every chain as far as it can go. Returns the rows that became final, each
+    /// chain's in step order.
+    pub fn complete(&mut self, energies: &[f64]) -> Vec<Row> {
+        assert_eq!(energies.len(), self.n_points(), "one energy per point");
+        let d = self.settings.min.len().max(1);
+        let pending: Vec<(usize, usize)> = (0..self.chains.len())
+            .filter(|&c| matches!(self.chains[c].phase, Phase::Starting | Phase::Proposing))
+            .map(|c| (c, self.request(c).len() / d))
+            .collect();
+        let mut rows = Vec::new();
+        let mut offset = 0;
+        for (chain, n) in pending {
+            self.apply(chain, &energies[offset..offset + n], &mut rows);
+            offset += n;
+        }
+        self.settle();
+        rows
+    }
+
+    /// Lets each chain offer up to `points` proposals per request (at least 1), the most
+    /// probable steps of its possible futures up to the next step where it meets others. Worth
+    /// it when a round trip costs more than the evaluations it carries; the output does not
+    /// change. Requests already handed out keep theirs.
+    pub fn set_speculation(&mut self, points: usize) {
+        self.speculation = points.max(1);
+        self.respeculate();
+    }
+
+    /// Points each chain may offer per request.
     pub fn speculation(&self) -> usize {
         self.speculation
     }
 
-    /// Stops every chain at `steps` steps.
+    /// Stops every chain at `steps` steps; a larger value than before lets chains that stopped
+    /// go on. Requests already handed out stay valid.
     pub fn set_horizon(&mut self, steps: u64) {
         self.horizon = steps;
-        self.speculate_all();
+        for (i, chain) in self.chains.iter_mut().enumerate() {
+            if chain.phase == Phase::Stopped && chain.step < steps {
+                chain.phase = Phase::Proposing;
+                self.ready.push_back(i);
+            }
+        }
+        self.respeculate();
     }
 
-    /// Whether every chain stands at the same step with nothing held for a swap: the moments
-    /// at which a checkpoint captures the run exactly.
+    /// Whether a checkpoint taken now captures the run exactly: always, since every chain's
+    /// state matches the rows it has emitted, and requests in flight are asked for again by a
+    /// restored sampler.
     pub fn at_boundary(&self) -> bool {
-        self.chains
-            .iter()
-            .all(|c| c.step == self.step && c.window_states.is_empty())
+        true
     }
 
     /// Number of chains (`n_stacks * n_temperatures`).
@@ -375,222 +475,14 @@ impl Sampler {
         &self.fixed_ladder_swaps
     }
 
-    /// Takes the energies of this round's points (in [`Sampler::points`] order) and advances.
-    /// Returns a row for every step any chain took (none for the initial round), each chain's
-    /// rows in step order.
-    pub fn complete(&mut self, energies: &[f64]) -> Vec<Row> {
-        assert_eq!(energies.len(), self.n_points(), "one energy per point");
-        if !self.initialised {
-            for (chain, &energy) in self.chains.iter_mut().zip(energies) {
-                // An impossible start: any possible proposal is accepted, and it is counted.
-                chain.energy = if energy.is_finite() {
-                    energy
-                } else {
-                    chain.stats.invalid += 1;
-                    f64::INFINITY
-                };
-            }
-            self.initialised = true;
-            self.speculate_all();
-            return Vec::new();
-        }
-        let window_end = self.window_end();
-        let d = self.settings.min.len();
-        let n_temps = self.settings.n_temperatures;
-        let adaptation_steps = self.settings.adaptation_steps;
-        let target = self.settings.optimal_accept_rate;
-        let mut rows = Vec::with_capacity(self.chains.len());
-        let mut offset = 0;
-        for (i, chain) in self.chains.iter_mut().enumerate() {
-            let beta = self.betas[i % n_temps];
-            let tree = std::mem::take(&mut chain.tree);
-            let mut node = (tree.len() > 0).then_some(0);
-            while let Some(k) = node {
-                let (_, uniform) = chain.draws.pop_front().expect("a draw per speculated step");
-                chain.step += 1;
-                let accepted = match tree.slot(k) {
-                    Some(slot) => {
-                        let energy = energies[offset + slot];
-                        chain.decide(tree.point(slot, d), energy, uniform, beta)
-                    }
-                    None => chain.reject_outside(),
-                };
-                if chain.step <= adaptation_steps {
-                    let t = chain.step - chain.adapt_origin;
-                    chain.log_sigma = adapted(chain.log_sigma, t, accepted, target);
-                }
-                chain.accept_ewma = 0.9 * chain.accept_ewma + if accepted { 0.1 } else { 0.0 };
-                if self.schedule.observes(chain.step) {
-                    chain.window_states.push(chain.state.clone());
-                }
-                if chain.step == window_end {
-                    // Its row waits for the swap.
-                    chain.boundary_accepted = accepted;
-                    break;
-                }
-                rows.push(Row {
-                    chain: i,
-                    state: chain.state.clone(),
-                    energy: chain.energy,
-                    sigma: chain.log_sigma.exp(),
-                    beta,
-                    accepted,
-                    swap_type: SwapType::NoAttempt,
-                });
-                node = tree.child(k, accepted);
-            }
-            offset += tree.n_evaluated(d);
-            // Keep the buffers for the next round.
-            chain.tree = tree;
-        }
-        if self.chains.iter().all(|c| c.step == window_end) {
-            self.close_window(window_end, &mut rows);
-        }
-        self.speculate_all();
-        rows
-    }
-
-    /// The step at which the current window ends: the next swap, the end of a covariance
-    /// window, or the horizon.
-    fn window_end(&self) -> u64 {
-        let swap = self.settings.swap_interval;
-        let mut end = (self.step / swap + 1) * swap;
-        if let Some(covariance_end) = self.schedule.next_end(self.step) {
-            end = end.min(covariance_end);
-        }
-        end.min(self.horizon.max(self.step + 1))
-    }
-
-    /// Every chain has reached `end`: update the tiers' moments in step-then-chain order (the
-    /// order in which one step at a time would), end a covariance window, swap, and emit the
-    /// boundary rows.
-    fn close_window(&mut self, end: u64, rows: &mut Vec<Row>) {
-        let n_temps = self.settings.n_temperatures;
-        let window = self.chains[0].window_states.len();
-        for k in 0..window {
-            for (i, chain) in self.chains.iter().enumerate() {
-                self.tiers[i % n_temps].observe(&chain.window_states[k]);
-            }
-        }
-        for chain in &mut self.chains {
-            chain.window_states.clear();
-        }
-        self.step = end;
-        if self.schedule.ends_at(end) {
-            for (t, tier) in self.tiers.iter_mut().enumerate() {
-                if tier.end_window() {
-                    // The scale was tuned to the old covariance: start its adaptation afresh.
-                    for chain in self.chains.iter_mut().skip(t).step_by(n_temps) {
-                        chain.log_sigma = 0.0;
-                        chain.adapt_origin = end;
-                    }
-                }
-            }
-        }
-        let mut swap_types = vec![SwapType::NoAttempt; self.chains.len()];
-        // The rows carry the temperatures the step ran at, not those a ladder update brings.
-        let betas = self.betas.clone();
-        if end % self.settings.swap_interval == 0 {
-            self.swap(&mut swap_types);
-        }
+    /// Rebuilds the proposals of chains whose request is not with the driver.
+    fn respeculate(&mut self) {
         for (i, chain) in self.chains.iter().enumerate() {
-            rows.push(Row {
-                chain: i,
-                state: chain.state.clone(),
-                energy: chain.energy,
-                sigma: chain.log_sigma.exp(),
-                beta: betas[i % n_temps],
-                accepted: chain.boundary_accepted,
-                swap_type: swap_types[i],
-            });
-        }
-    }
-
-    /// Builds each chain's proposals for this round.
-    fn speculate_all(&mut self) {
-        if !self.initialised {
-            return;
-        }
-        let window_end = self.window_end();
-        let n_temps = self.settings.n_temperatures;
-        for (i, chain) in self.chains.iter_mut().enumerate() {
-            let depth = window_end.saturating_sub(chain.step) as usize;
-            chain.speculate(
-                self.speculation,
-                depth,
-                &self.tiers[i % n_temps].cholesky,
-                &self.settings,
-            );
-        }
-    }
-
-    fn swap(&mut self, swap_types: &mut [SwapType]) {
-        let n_temps = self.settings.n_temperatures;
-        if n_temps < 2 {
-            return;
-        }
-        let adapting = self.step <= self.settings.adaptation_steps;
-        self.ladder_window.swap_steps += 1;
-        for (s, stack) in self.stacks.iter_mut().enumerate() {
-            let base = s * n_temps;
-            let parity = stack.swap_steps % 2;
-            stack.swap_steps += 1;
-            // Pairs (t, t + 1), hottest first.
-            for t in (0..n_temps - 1).rev() {
-                let draw: f64 = stack.rng.random();
-                let attempt = match self.settings.swaps {
-                    Swaps::Classic => true,
-                    Swaps::NonReversible => t as u64 % 2 == parity,
-                };
-                if !attempt {
-                    continue;
-                }
-                let (cold, hot) = (base + t, base + t + 1);
-                let log_ratio = (self.betas[t] - self.betas[t + 1])
-                    * (self.chains[cold].energy - self.chains[hot].energy);
-                let ok = log_ratio >= 0.0 || draw.ln() < log_ratio;
-                self.ladder_window.counts.record(t, ok);
-                if !adapting {
-                    self.fixed_ladder_swaps.record(t, ok);
-                }
-                self.chains[cold].stats.swaps_attempted += 1;
-                let kind = if ok {
-                    SwapType::Accept
-                } else {
-                    SwapType::Reject
-                };
-                swap_types[cold] = kind;
-                swap_types[hot] = kind;
-                if ok {
-                    self.chains[cold].stats.swaps_accepted += 1;
-                    let (a, b) = self.chains.split_at_mut(hot);
-                    std::mem::swap(&mut a[cold].state, &mut b[0].state);
-                    std::mem::swap(&mut a[cold].energy, &mut b[0].energy);
-                    stack.replica_at.swap(t, t + 1);
-                }
+            if chain.phase == Phase::Proposing && !chain.handed_out {
+                self.ready.push_back(i);
             }
-            stack.count_round_trips();
         }
-        if self.ladder_window.swap_steps >= LADDER_WINDOW {
-            let pairs = n_temps - 1;
-            let window = std::mem::replace(
-                &mut self.ladder_window,
-                LadderWindow {
-                    counts: PairCounts::with_pairs(pairs),
-                    ..LadderWindow::default()
-                },
-            );
-            if adapting {
-                ladder::adapt(
-                    &mut self.betas,
-                    self.settings.swaps,
-                    self.settings.optimal_swap_rate,
-                    &window.counts,
-                    window.updates,
-                );
-            }
-            self.ladder_window.updates = window.updates + 1;
-        }
+        self.settle();
     }
 }
 
@@ -617,21 +509,6 @@ impl Chain {
         self.stats.proposals += 1;
         self.stats.out_of_bounds += 1;
         false
-    }
-}
-
-impl Stack {
-    /// A replica that reached the hottest temperature turns round; one back at the coldest after
-    /// that has made a round trip.
-    fn count_round_trips(&mut self) {
-        let top = self.replica_at.len() - 1;
-        let hot = self.replica_at[top];
-        self.heading_hot[hot] = false;
-        let cold = self.replica_at[0];
-        if !self.heading_hot[cold] {
-            self.heading_hot[cold] = true;
-            self.round_trips += 1;
-        }
     }
 }
 

@@ -161,7 +161,7 @@ impl Table {
                 let before = std::mem::replace(&mut mark[c], stats.clone());
                 ChainStatus {
                     id: c,
-                    length: sampler.step(),
+                    length: sampler.chain_step(c),
                     min_energy: self.min_energy[c],
                     current_energy: self.current_energy[c],
                     sigma: sampler.sigma(c),
@@ -363,7 +363,9 @@ impl Table {
     /// R-hat and bulk ESS of the cold chains' draws after the burn-in (thinned), per
     /// dimension, over the steps every stack has reached.
     fn convergence(&self) -> ConvergenceStatus {
-        let n_dims = self.cold.first().map_or(0, |t| t.values.len());
+        // Chains move on their own: a stack whose cold chain is still in its burn-in has no
+        // draws yet, and then there is nothing to compare.
+        let n_dims = self.cold.iter().map(|t| t.values.len()).min().unwrap_or(0);
         let stride = self.cold.iter().map(|t| t.stride).max().unwrap_or(0);
         let last = self
             .cold
@@ -431,5 +433,47 @@ mod tests {
         );
         assert!(100_000 - trace.steps.last().unwrap() < trace.stride);
         assert_eq!(trace.values[1][3], -(trace.steps[3] as f64));
+    }
+
+    fn row(chain: usize, x: f64) -> Row {
+        Row {
+            chain,
+            state: vec![x, -x],
+            energy: x * x,
+            sigma: 1.0,
+            beta: 1.0,
+            accepted: true,
+            swap_type: ganger_core::mcmc::sampler::SwapType::NoAttempt,
+        }
+    }
+
+    #[test]
+    fn a_stack_still_in_its_burn_in_leaves_the_convergence_figures_empty() {
+        let sampler = Sampler::new(ganger_core::mcmc::sampler::SamplerSettings {
+            min: vec![-1.0; 2],
+            max: vec![1.0; 2],
+            n_stacks: 2,
+            n_temperatures: 1,
+            swap_interval: 10,
+            optimal_accept_rate: 0.24,
+            optimal_swap_rate: 0.24,
+            swaps: ganger_core::mcmc::sampler::Swaps::NonReversible,
+            max_temperature: 1.0,
+            adaptation_steps: 5,
+            initial: None,
+            seed: 1,
+        });
+        let mut table = Table::new(&sampler, 1, 5, 5);
+        // Chains move on their own: stack 0 is 40 steps past the burn-in, stack 1 not there.
+        let ahead: Vec<Row> = (0..45).map(|k| row(0, (k as f64 * 0.7).sin())).collect();
+        table.observe(&ahead);
+        table.observe(&[row(1, 0.5), row(1, 0.25)]);
+        let c = table.convergence();
+        assert_eq!((c.window, c.max_rhat), (0, None));
+        let behind: Vec<Row> = (0..43).map(|k| row(1, (k as f64 * 1.3).cos())).collect();
+        table.observe(&behind);
+        let c = table.convergence();
+        assert_eq!(c.window, 40, "the steps both stacks have reached");
+        assert!(c.max_rhat.is_some());
     }
 }

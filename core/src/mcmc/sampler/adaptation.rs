@@ -76,18 +76,99 @@ impl Schedule {
     pub(super) fn ends_at(&self, step: u64) -> bool {
         self.ends.binary_search(&step).is_ok()
     }
+
+    /// Whether every chain meets at step `step`: the end of the first buffer or of a slow
+    /// window, where the ladder adapts and the covariances are re-estimated.
+    pub(super) fn syncs_at(&self, step: u64) -> bool {
+        step > 0 && (step == self.first || self.ends_at(step))
+    }
+
+    /// The first step after `step` at which every chain meets, if any.
+    pub(super) fn next_sync(&self, step: u64) -> Option<u64> {
+        if self.first > step {
+            return Some(self.first);
+        }
+        self.next_end(step)
+    }
 }
 
-/// One temperature tier's proposal (all stacks share it): the covariance estimate and the
-/// Cholesky factor of `2.38² / d` times it (Roberts, Gelman & Gilks 1997), and the running
-/// moments of the current window's draws.
+/// Running moments of draws (Welford's update, stable in one pass), mergeable (Chan, Golub &
+/// LeVeque 1979) so that each chain keeps its own and a tier combines them in chain order: the
+/// result does not depend on when the chains got there.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Tier {
-    /// Draws in the current window.
+pub(super) struct Moments {
     n: u64,
     mean: Vec<f64>,
     /// Sum of outer products of deviations (row-major d × d).
     comoment: Vec<f64>,
+}
+
+impl Moments {
+    pub(super) fn new(d: usize) -> Moments {
+        Moments {
+            n: 0,
+            mean: vec![0.0; d],
+            comoment: vec![0.0; d * d],
+        }
+    }
+
+    /// Adds one draw.
+    pub(super) fn observe(&mut self, x: &[f64]) {
+        let d = x.len();
+        self.n += 1;
+        let n = self.n as f64;
+        let delta: Vec<f64> = x.iter().zip(&self.mean).map(|(x, m)| x - m).collect();
+        for (m, dx) in self.mean.iter_mut().zip(&delta) {
+            *m += dx / n;
+        }
+        for (row, di) in self.comoment.chunks_exact_mut(d).zip(&delta) {
+            for ((c, xj), mj) in row.iter_mut().zip(x).zip(&self.mean) {
+                *c += di * (xj - mj);
+            }
+        }
+    }
+
+    /// Adds another set's draws.
+    pub(super) fn merge(&mut self, other: &Moments) {
+        if other.n == 0 {
+            return;
+        }
+        if self.n == 0 {
+            self.clone_from(other);
+            return;
+        }
+        let d = self.mean.len();
+        let (na, nb) = (self.n as f64, other.n as f64);
+        let n = na + nb;
+        let delta: Vec<f64> = other
+            .mean
+            .iter()
+            .zip(&self.mean)
+            .map(|(b, a)| b - a)
+            .collect();
+        for i in 0..d {
+            for j in 0..d {
+                self.comoment[i * d + j] +=
+                    other.comoment[i * d + j] + delta[i] * delta[j] * na * nb / n;
+            }
+        }
+        for (m, dx) in self.mean.iter_mut().zip(&delta) {
+            *m += dx * nb / n;
+        }
+        self.n += other.n;
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.n = 0;
+        self.mean.fill(0.0);
+        self.comoment.fill(0.0);
+    }
+}
+
+/// One temperature tier's proposal (all stacks share it): the covariance estimate and the
+/// Cholesky factor of `2.38² / d` times it (Roberts, Gelman & Gilks 1997).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Tier {
     /// The covariance the proposal is built from (row-major d × d).
     pub(super) covariance: Vec<f64>,
     /// Lower Cholesky factor of `2.38² / d × covariance` (row-major d × d).
@@ -106,41 +187,25 @@ impl Tier {
             cholesky[i * d + i] = *sd;
         }
         Tier {
-            n: 0,
-            mean: vec![0.0; d],
-            comoment: vec![0.0; d * d],
             covariance,
             cholesky,
         }
     }
 
-    /// Adds one draw to the window (Welford's update, stable in one pass).
-    pub(super) fn observe(&mut self, x: &[f64]) {
-        let d = x.len();
-        self.n += 1;
-        let n = self.n as f64;
-        let delta: Vec<f64> = x.iter().zip(&self.mean).map(|(x, m)| x - m).collect();
-        for (m, dx) in self.mean.iter_mut().zip(&delta) {
-            *m += dx / n;
-        }
-        for (row, di) in self.comoment.chunks_exact_mut(d).zip(&delta) {
-            for ((c, xj), mj) in row.iter_mut().zip(x).zip(&self.mean) {
-                *c += di * (xj - mj);
-            }
-        }
+    /// Whether a window's draws are enough to estimate a covariance from.
+    pub(super) fn enough(window: &Moments) -> bool {
+        let d = window.mean.len() as u64;
+        window.n >= DRAWS_PER_DIMENSION * d && window.n >= 2
     }
 
-    /// Ends a window: if it holds enough draws, the proposal covariance becomes the window's
-    /// (regularised so that it stays positive definite) and the window starts afresh; returns
-    /// whether it did. A coordinate that never moved keeps its previous variance.
-    pub(super) fn end_window(&mut self) -> bool {
-        let d = self.mean.len();
-        if self.n < DRAWS_PER_DIMENSION * d as u64 || self.n < 2 {
-            return false;
-        }
-        let n = self.n as f64;
+    /// Ends a window with `window`'s draws (see [`Tier::enough`]): the proposal covariance
+    /// becomes the window's, regularised so that it stays positive definite; returns whether it
+    /// did. A coordinate that never moved keeps its previous variance.
+    pub(super) fn refresh(&mut self, window: &Moments) -> bool {
+        let d = window.mean.len();
+        let n = window.n as f64;
         let keep = n / (n + SHRINKAGE * d as f64);
-        let mut covariance: Vec<f64> = self.comoment.iter().map(|c| c / (n - 1.0)).collect();
+        let mut covariance: Vec<f64> = window.comoment.iter().map(|c| c / (n - 1.0)).collect();
         for i in 0..d {
             for j in 0..d {
                 if i != j {
@@ -161,18 +226,14 @@ impl Tier {
         for i in 0..d {
             scaled[i * d + i] *= 1.0 + 1e-9;
         }
-        let refreshed = match cholesky(&scaled, d) {
+        match cholesky(&scaled, d) {
             Some(l) => {
                 self.cholesky = l;
                 self.covariance = covariance;
                 true
             }
             None => false,
-        };
-        self.n = 0;
-        self.mean.fill(0.0);
-        self.comoment.fill(0.0);
-        refreshed
+        }
     }
 }
 
@@ -242,33 +303,76 @@ mod tests {
     fn a_window_estimates_the_covariance_of_its_own_draws_only() {
         let mut tier = Tier::new(&[1.0, 1.0]);
         // A first window far away, then one around the origin with sds 2 and 0.5.
+        let mut window = Moments::new(2);
         for k in 0..100 {
-            tier.observe(&[1000.0 + k as f64, -500.0]);
+            window.observe(&[1000.0 + k as f64, -500.0]);
         }
-        assert!(tier.end_window());
+        assert!(Tier::enough(&window) && tier.refresh(&window));
+        window.clear();
         for k in 0..400 {
             let (a, b) = if k % 2 == 0 { (2.0, 0.5) } else { (-2.0, -0.5) };
             let sign = if (k / 2) % 2 == 0 { 1.0 } else { -1.0 };
-            tier.observe(&[a, sign * b]);
+            window.observe(&[a, sign * b]);
         }
-        assert!(tier.end_window());
+        assert!(tier.refresh(&window));
         let var = |i: usize| tier.covariance[i * 2 + i];
         assert!((var(0) - 4.0).abs() < 0.02, "{:?}", tier.covariance);
         assert!((var(1) - 0.25).abs() < 0.01, "{:?}", tier.covariance);
     }
 
     #[test]
+    fn merged_moments_equal_those_of_all_the_draws() {
+        let draws: Vec<[f64; 2]> = (0..50)
+            .map(|k| {
+                [
+                    (k as f64).sin() * 3.0 + 1.0,
+                    (k as f64 * 0.7).cos() - 2.0 * k as f64,
+                ]
+            })
+            .collect();
+        let mut all = Moments::new(2);
+        draws.iter().for_each(|x| all.observe(x));
+        let (mut a, mut b, mut c) = (Moments::new(2), Moments::new(2), Moments::new(2));
+        draws[..13].iter().for_each(|x| a.observe(x));
+        draws[13..].iter().for_each(|x| b.observe(x));
+        a.merge(&c);
+        c.merge(&a);
+        c.merge(&b);
+        assert_eq!(c.n, all.n);
+        for (x, y) in c
+            .mean
+            .iter()
+            .chain(&c.comoment)
+            .zip(all.mean.iter().chain(&all.comoment))
+        {
+            assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
     fn a_coordinate_that_never_moved_keeps_its_variance() {
         let mut tier = Tier::new(&[2.38, 2.38 * 3.0]);
         let before = tier.covariance.clone();
+        let mut window = Moments::new(2);
         for k in 0..40 {
-            tier.observe(&[k as f64, 7.0]);
+            window.observe(&[k as f64, 7.0]);
         }
-        assert!(tier.end_window());
+        assert!(Tier::enough(&window) && tier.refresh(&window));
         assert_eq!(tier.covariance[3], before[3]);
         assert_eq!(tier.covariance[1], 0.0);
         // Too few draws: the window runs on.
-        tier.observe(&[1.0, 2.0]);
-        assert!(!tier.end_window());
+        window.clear();
+        window.observe(&[1.0, 2.0]);
+        assert!(!Tier::enough(&window));
+    }
+
+    #[test]
+    fn every_chain_meets_at_the_first_buffers_end_and_each_windows() {
+        let schedule = Schedule::new(1000);
+        assert_eq!(schedule.next_sync(0), Some(150));
+        assert_eq!(schedule.next_sync(150), Some(175));
+        assert_eq!(schedule.next_sync(900), None);
+        assert!(schedule.syncs_at(150) && schedule.syncs_at(900) && !schedule.syncs_at(160));
+        assert!(!Schedule::new(5).syncs_at(0));
     }
 }

@@ -1,13 +1,10 @@
-//! The temperature ladder: its initial geometric spacing, its adaptation while the run adapts,
-//! and the swap statistics of each adjacent pair.
+//! The temperature ladder: its initial geometric spacing, its adaptation at the steps where
+//! every chain meets while the run adapts, and the swap statistics of each adjacent pair.
 
 use serde::{Deserialize, Serialize};
 
 use super::adaptation::adaptation_rate;
 use super::Swaps;
-
-/// Swap steps whose statistics one ladder update uses: single attempts are too noisy.
-pub(super) const LADDER_WINDOW: u64 = 25;
 
 /// Swap attempts and acceptances of each adjacent pair `(t, t + 1)`, over all stacks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -39,14 +36,6 @@ impl PairCounts {
             .map(|(&n, &k)| (n > 0).then(|| k as f64 / n as f64))
             .collect()
     }
-}
-
-/// Swap statistics since the ladder last adapted, and the number of updates so far.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(super) struct LadderWindow {
-    pub(super) counts: PairCounts,
-    pub(super) swap_steps: u64,
-    pub(super) updates: u64,
 }
 
 /// Betas for temperatures geometric from 1 to `max_temperature`.

@@ -30,6 +30,7 @@ pub(super) fn settings(
 pub(super) fn run(sampler: &mut Sampler, energy: &dyn Fn(&[f64]) -> f64, steps: u64) -> Vec<Row> {
     let mut rows = Vec::new();
     let target = sampler.step() + steps;
+    sampler.set_horizon(target);
     while sampler.step() < target {
         let points: Vec<Vec<f64>> = sampler.points().map(<[f64]>::to_vec).collect();
         let bounds = sampler.settings().min.iter().zip(&sampler.settings().max);
@@ -48,7 +49,7 @@ pub(super) fn run(sampler: &mut Sampler, energy: &dyn Fn(&[f64]) -> f64, steps: 
     rows
 }
 
-fn gaussian(x: &[f64]) -> f64 {
+pub(super) fn gaussian(x: &[f64]) -> f64 {
     // Means 1, -2, 0.5; standard deviations 1, 0.5, 2.
     let mu = [1.0, -2.0, 0.5];
     let sd = [1.0, 0.5, 2.0];
@@ -72,10 +73,16 @@ fn mean_and_mcse(xs: &[f64]) -> (f64, f64) {
     (mean, (var / batch_means.len() as f64).sqrt())
 }
 
+/// The cold chains' rows after each chain's first `burn_in`, chain after chain (rows of
+/// different chains come in no particular order).
 fn cold_rows(rows: &[Row], n_temperatures: usize, burn_in: u64, n_chains: usize) -> Vec<&Row> {
-    rows.iter()
-        .skip(burn_in as usize * n_chains)
-        .filter(|r| r.chain % n_temperatures == 0)
+    (0..n_chains)
+        .step_by(n_temperatures)
+        .flat_map(|chain| {
+            rows.iter()
+                .filter(move |r| r.chain == chain)
+                .skip(burn_in as usize)
+        })
         .collect()
 }
 
@@ -228,7 +235,7 @@ fn tempering_recovers_the_weights_of_separated_modes_where_a_single_chain_cannot
 }
 
 /// Rows sorted by chain, keeping each chain's step order: the files a run writes.
-fn per_chain(mut rows: Vec<Row>) -> Vec<Row> {
+pub(super) fn per_chain(mut rows: Vec<Row>) -> Vec<Row> {
     rows.sort_by_key(|r| r.chain);
     rows
 }
@@ -244,6 +251,7 @@ fn speculating_changes_nothing_but_the_rounds() {
         for speculation in [2, 3, 10, 64] {
             let mut sampler = Sampler::new(settings(3, 2, 4, swaps));
             sampler.set_speculation(speculation);
+            sampler.set_horizon(400);
             let mut rounds = 0;
             let mut rows = Vec::new();
             while sampler.step() < 400 {
@@ -328,3 +336,4 @@ fn speculation_and_checkpoints_change_nothing_across_windows_and_the_end_of_adap
         }
     }
 }
+mod independence;
