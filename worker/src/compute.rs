@@ -1,8 +1,8 @@
 //! The hot loop: evaluating batches on the rayon pool and encoding their results.
 //!
 //! Runs on pool threads, never on the session thread, so that the session keeps heartbeating
-//! however long a unit takes. Each finished batch is handed back over a channel as ready-to-send
-//! frames, split so that no frame exceeds the delegator's size limit.
+//! however long a unit takes. Each finished chunk of a batch is handed back over a channel as
+//! ready-to-send frames, split so that no frame exceeds the delegator's size limit.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,7 +26,7 @@ pub(crate) struct Batch {
     pub(crate) frame: zmq::Message,
 }
 
-/// A batch's encoded results.
+/// The encoded results of a chunk of a batch (or a batch that could not be decoded).
 #[derive(Debug)]
 pub(crate) struct Finished {
     pub(crate) generation: u64,
@@ -51,51 +51,59 @@ pub(crate) struct Evaluator {
 impl Evaluator {
     /// Evaluates a group of batches, in parallel across and within them.
     pub(crate) fn run_group(&self, group: Vec<Batch>) {
-        group.into_par_iter().for_each(|batch| {
-            let finished = self.evaluate(batch);
-            // The session may have ended; then nobody needs these results.
-            let _ = self.finished_tx.send(finished);
-            self.waker.wake();
-        });
+        group.into_par_iter().for_each(|batch| self.evaluate(batch));
     }
 
-    pub(crate) fn evaluate(&self, batch: Batch) -> Finished {
+    /// Evaluates a batch in chunks across the pool, handing each chunk's results back as soon
+    /// as the chunk is done: a unit's result never waits for slower units of its batch, and
+    /// each results frame reports the time its own units took on their thread.
+    pub(crate) fn evaluate(&self, batch: Batch) {
         let Ok(Message::Work(work)) = protocol::decode(&batch.frame) else {
-            return Finished {
+            self.hand_back(Finished {
                 generation: batch.generation,
                 n_units: batch.n_units,
                 errors: 0,
                 last_error: None,
                 frames: Vec::new(),
                 malformed: true,
-            };
+            });
+            return;
         };
-        let started = Instant::now();
         let chunk = chunk_size(work.units.len(), rayon::current_num_threads());
-        let parts: Vec<Evaluated> = if work.units.len() <= chunk {
+        if work.units.len() <= chunk {
             // One chunk: no need to go through rayon's scheduler at all.
-            vec![self.evaluate_chunk(&work.units)]
+            self.hand_back(self.finish_chunk(&batch, &work.units));
         } else {
             work.units
                 .par_chunks(chunk)
-                .map(|units| self.evaluate_chunk(units))
-                .collect()
-        };
+                .for_each(|units| self.hand_back(self.finish_chunk(&batch, units)));
+        }
+    }
+
+    fn hand_back(&self, finished: Finished) {
+        // The session may have ended; then nobody needs these results.
+        let _ = self.finished_tx.send(finished);
+        self.waker.wake();
+    }
+
+    /// Evaluates one chunk of a batch and encodes its results.
+    fn finish_chunk(&self, batch: &Batch, units: &[UnitRef<'_>]) -> Finished {
+        let started = Instant::now();
+        let part = self.evaluate_chunk(units);
         let elapsed_us = started.elapsed().as_micros() as u64;
-        let outcomes: Vec<(u64, Result<&[u8], &str>)> = parts
+        let outcomes: Vec<(u64, Result<&[u8], &str>)> = part
+            .entries
             .iter()
-            .flat_map(|part| {
-                part.entries.iter().map(|(id, result)| {
-                    let outcome = match result {
-                        Ok(range) => Ok(&part.outputs[range.clone()]),
-                        Err(message) => Err(message.as_str()),
-                    };
-                    (*id, outcome)
-                })
+            .map(|(id, result)| {
+                let outcome = match result {
+                    Ok(range) => Ok(&part.outputs[range.clone()]),
+                    Err(message) => Err(message.as_str()),
+                };
+                (*id, outcome)
             })
             .collect();
         let errors = outcomes.iter().filter(|(_, o)| o.is_err()).count();
-        // Only the last error is kept (for the worker's status); most batches have none.
+        // Only the last error is kept (for the worker's status); most chunks have none.
         let last_error = match errors {
             0 => None,
             _ => outcomes.iter().rev().find_map(|(id, outcome)| {
@@ -104,7 +112,7 @@ impl Evaluator {
         };
         Finished {
             generation: batch.generation,
-            n_units: batch.n_units,
+            n_units: units.len(),
             errors,
             last_error,
             frames: encode_results(batch.batch, elapsed_us, &outcomes, self.max_frame),

@@ -512,16 +512,18 @@ class _Session:
                 self.status.last_error = item.last_error
             if not item.outcomes:
                 continue
+            # Chunks of one batch that finished by now travel together; their time is the sum
+            # of their threads' times (what the units took where they ran), which is what the
+            # delegator's batch sizing reads.
             batch = item.chunk.batch
             group = groups.get(batch)
             if group is None:
-                groups[batch] = [item.outcomes, item.start, item.end]
+                groups[batch] = [item.outcomes, item.end - item.start]
             else:
                 group[0] = group[0] + item.outcomes
-                group[1] = min(group[1], item.start)
-                group[2] = max(group[2], item.end)
-        for batch, (outcomes, start, end) in groups.items():
-            elapsed_us = max(1, int((end - start) * 1e6))
+                group[1] += item.end - item.start
+        for batch, (outcomes, seconds) in groups.items():
+            elapsed_us = max(1, int(seconds * 1e6))
             for frame in protocol.results_frames(batch, elapsed_us, outcomes, self.limit):
                 self.outbox.append(self._seal(frame))
 
