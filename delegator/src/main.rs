@@ -123,6 +123,12 @@ struct Common {
     /// while the queue is this full.
     #[arg(long, global = true, env = "GANGER_MAX_QUEUED_BYTES", default_value_t = 1 << 30)]
     max_queued_bytes: u64,
+    /// Re-issue a unit that has run this many times its usual time (and at least 50 ms) to a
+    /// worker with an idle slot when nothing else waits, and take the first result. Only for
+    /// tasks whose output depends on their input alone, with no side effects (likelihoods:
+    /// yes); the slow copy still runs [default: off].
+    #[arg(long, global = true, env = "GANGER_STRAGGLER_FACTOR")]
+    straggler_factor: Option<f64>,
     /// Keep serving after the job is done (until SIGTERM), e.g. for inspection.
     #[arg(long, global = true, env = "GANGER_KEEP_SERVING")]
     keep_serving: bool,
@@ -173,6 +179,12 @@ impl Common {
             self.max_queued_bytes > 0,
             "--max-queued-bytes must be at least 1"
         );
+        if let Some(factor) = self.straggler_factor {
+            anyhow::ensure!(
+                factor.is_finite() && factor > 1.0,
+                "--straggler-factor must be a number above 1, found {factor}"
+            );
+        }
         let bind = match &self.bind {
             Some(bind) => bind.clone(),
             None if self.local_workers > 0 => "tcp://127.0.0.1:0".into(),
@@ -193,6 +205,7 @@ impl Common {
                 max_batch_units: self.max_batch_units,
                 max_workers: self.max_workers,
                 max_queued_bytes: self.max_queued_bytes,
+                straggler_factor: self.straggler_factor,
                 ..SchedulerConfig::default()
             },
             secret: ganger_transport::secret::load(self.secret_file.as_deref())?,

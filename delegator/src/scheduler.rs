@@ -15,7 +15,9 @@
 //!   has failed `max_attempts` times, and is then delivered as failed with every error message.
 
 mod batching;
+mod done;
 mod queue;
+mod stragglers;
 #[cfg(test)]
 mod tests;
 
@@ -30,6 +32,7 @@ use ganger_core::protocol::{
 
 pub use batching::Batching;
 use batching::Rate;
+use done::DoneSet;
 use queue::UnitQueue;
 
 /// Identifies a registered worker for the lifetime of its registration.
@@ -40,6 +43,11 @@ pub type JobId = u32;
 pub type BatchId = u64;
 /// Logical time in milliseconds, supplied by the caller.
 pub type Millis = u64;
+
+/// The least work, in milliseconds of a worker's slots, that a share of the queue holds when
+/// there is that much (see [`Scheduler::fill`]): a message carrying less would cost more than
+/// its units.
+const MIN_SHARE_MS: f64 = 0.5;
 
 /// A unit id is its job id in the high bits and its index within the job in the low ones.
 pub const INDEX_BITS: u32 = 40;
@@ -86,7 +94,9 @@ pub struct SchedulerConfig {
     pub max_batch_units: u32,
     /// Most payload bytes in one batch (keeps frames under the size limit); default 16 MiB.
     pub max_batch_bytes: usize,
-    /// Work to keep queued at each worker beyond what it is running, milliseconds; default 20.
+    /// Work to keep queued at each worker beyond what its slots are running, milliseconds;
+    /// default 2 (a refill's round trip, with room to spare; a worker always holds at least
+    /// two batches, which is what keeps trivial units flowing).
     pub in_flight_ms: u64,
     /// The largest frame the delegator accepts, bytes (told to workers); default 64 MiB.
     pub max_frame: u64,
@@ -95,6 +105,12 @@ pub struct SchedulerConfig {
     /// Most payload bytes of units queued but not yet leased, across jobs; producers wait
     /// (back-pressure) while more would be queued, bytes; default 1 GiB.
     pub max_queued_bytes: u64,
+    /// Re-issue a unit that has run this many times its usual time (and at least 50 ms) to a
+    /// worker with an idle slot when nothing else is queued, and take whichever result comes
+    /// first; default off. Safe only for tasks whose output is a function of their input and
+    /// that have no side effects (a likelihood term: yes; a task that writes a file or sends
+    /// a message: no): the slow copy still runs to its end.
+    pub straggler_factor: Option<f64>,
 }
 
 impl Default for SchedulerConfig {
@@ -106,10 +122,11 @@ impl Default for SchedulerConfig {
             batching: Batching::default(),
             max_batch_units: 65_536,
             max_batch_bytes: 16 << 20,
-            in_flight_ms: 20,
+            in_flight_ms: 2,
             max_frame: 64 << 20,
             max_workers: 10_000,
             max_queued_bytes: 1 << 30,
+            straggler_factor: None,
         }
     }
 }
@@ -210,6 +227,9 @@ pub struct Counters {
     /// Workers lost because their connection closed (a send to them found no peer).
     #[serde(default)]
     pub disconnects: u64,
+    /// Units of slow leases given to a second worker (see `SchedulerConfig::straggler_factor`).
+    #[serde(default)]
+    pub reissued: u64,
 }
 
 /// A registered worker, as the status API shows it.
@@ -233,6 +253,23 @@ pub struct WorkerInfo {
     pub errors: u64,
     /// When it was last heard from.
     pub last_seen: Millis,
+    /// When it registered.
+    pub registered: Millis,
+    /// Evaluation time its results reported, summed, microseconds: its slots' busy time.
+    pub busy_us: u64,
+}
+
+impl WorkerInfo {
+    /// The share of its slots' time spent evaluating since it registered, up to `now` (0 to
+    /// 1; what its results report, so a worker that reports no times shows 0).
+    pub fn utilisation(&self, now: Millis) -> f64 {
+        let capacity_us =
+            now.saturating_sub(self.registered) as f64 * 1000.0 * f64::from(self.slots);
+        if capacity_us <= 0.0 {
+            return 0.0;
+        }
+        (self.busy_us as f64 / capacity_us).min(1.0)
+    }
 }
 
 /// The scheduler. See the module documentation.
@@ -257,6 +294,10 @@ pub struct Scheduler {
     /// Payload bytes of units queued but not leased, across jobs: the memory a producer's
     /// back-pressure bounds.
     queued_bytes: u64,
+    /// Where the next fill starts its passes over the workers.
+    fill_start: usize,
+    /// Units leased a second time, as stragglers, and not yet resolved.
+    reissued: HashSet<u64>,
 }
 
 #[derive(Debug)]
@@ -277,7 +318,7 @@ struct Job {
     total: u64,
     sealed: bool,
     resolved: u64,
-    done: Vec<u64>,
+    done: DoneSet,
     queue: UnitQueue,
     retry: VecDeque<Unit>,
 }
@@ -286,6 +327,8 @@ struct Job {
 struct Lease {
     worker: WorkerId,
     job_type: u32,
+    /// When it was sent.
+    sent_at: Millis,
     units: Vec<Option<Unit>>,
     /// Total payload size, to size the work frame in one allocation.
     payload_bytes: usize,
@@ -319,6 +362,8 @@ impl Scheduler {
             actions: Vec::new(),
             counters: Counters::default(),
             queued_bytes: 0,
+            fill_start: 0,
+            reissued: HashSet::new(),
         }
     }
 
@@ -376,6 +421,8 @@ impl Scheduler {
                     units_done: 0,
                     errors: 0,
                     last_seen: now,
+                    registered: now,
+                    busy_us: 0,
                 },
                 serves,
                 capacity: hello.capacity(),
@@ -437,6 +484,7 @@ impl Scheduler {
             w.info.in_flight -= answered;
             w.info.units_done += answered;
             w.info.errors += errors;
+            w.info.busy_us += results.elapsed_us;
             if let Some(lease) = &lease {
                 w.rates
                     .entry(lease.job_type)
@@ -541,7 +589,7 @@ impl Scheduler {
                 total: 0,
                 sealed: false,
                 resolved: 0,
-                done: Vec::new(),
+                done: DoneSet::default(),
                 queue: UnitQueue::default(),
                 retry: VecDeque::new(),
             },
@@ -576,7 +624,7 @@ impl Scheduler {
         j.total += units.len() as u64;
         self.queued_bytes += payload_bytes(&units);
         j.queue.push_back(units);
-        j.done.resize(j.total.div_ceil(64) as usize, 0);
+        j.done.cover(j.total);
         self.counters.submitted += j.total - before;
         true
     }
@@ -598,18 +646,55 @@ impl Scheduler {
         }
     }
 
-    /// Leases queued units to workers with spare capacity.
+    /// Leases queued units to workers with spare capacity: in passes of one batch per worker,
+    /// each batch at most a share of what is queued of its job type (half of an even split
+    /// between the workers that serve it), so that no worker swallows work others could start,
+    /// and the shares shrink as the queue drains (guided self-scheduling), which balances units
+    /// of uneven cost. Each fill starts its passes one worker further on.
     pub fn fill(&mut self, now: Millis) {
-        for position in 0..self.worker_order.len() {
-            let worker = self.worker_order[position];
-            while let Some(batch) = self.next_batch_for(worker) {
-                self.counters.batches += 1;
-                if let Some(w) = self.workers.get_mut(&worker) {
-                    w.last_sent = now;
+        let n = self.worker_order.len();
+        if n == 0 {
+            return;
+        }
+        let mut queued = self.queued_per_type();
+        let start = self.fill_start % n;
+        self.fill_start = self.fill_start.wrapping_add(1);
+        loop {
+            let mut sent = false;
+            for k in 0..n {
+                let worker = self.worker_order[(start + k) % n];
+                if let Some(batch) = self.next_batch_for(worker, &mut queued, now) {
+                    self.counters.batches += 1;
+                    if let Some(w) = self.workers.get_mut(&worker) {
+                        w.last_sent = now;
+                    }
+                    self.actions.push(Action::SendWork { worker, batch });
+                    sent = true;
                 }
-                self.actions.push(Action::SendWork { worker, batch });
+            }
+            if !sent {
+                break;
             }
         }
+        if self.config.straggler_factor.is_some() {
+            self.reissue_stragglers(now, &queued);
+        }
+    }
+
+    /// Per job type: units queued, and workers that serve it and are not leaving.
+    fn queued_per_type(&self) -> Vec<(u64, u64)> {
+        let mut counts = vec![(0u64, 0u64); self.job_types.len()];
+        for job in self.jobs.values() {
+            counts[job.job_type as usize].0 += (job.queue.len() + job.retry.len()) as u64;
+        }
+        for w in self.workers.values().filter(|w| !w.leaving) {
+            for (t, &serves) in w.serves.iter().enumerate() {
+                if serves && counts[t].0 > 0 {
+                    counts[t].1 += 1;
+                }
+            }
+        }
+        counts
     }
 
     /// Units of batch `batch` still outstanding (0 if there is no such lease).
@@ -738,7 +823,11 @@ impl Scheduler {
             }
             *in_flight.entry(lease.worker).or_default() += outstanding as u64;
             for unit in lease.units.iter().flatten() {
-                if !seen.insert(unit.id) {
+                // A re-issued straggler is leased twice until both copies are answered.
+                let (job, index) = split_unit_id(unit.id);
+                let copy_allowed = self.reissued.contains(&unit.id)
+                    || self.jobs.get(&job).is_none_or(|j| j.is_done(index));
+                if !seen.insert(unit.id) && !copy_allowed {
                     return Err(format!("unit {:#x} is leased twice", unit.id));
                 }
                 leased_ids.insert(unit.id);
@@ -795,7 +884,7 @@ impl Scheduler {
                 if j != job_id || index >= job.total {
                     return Err(format!("job {job_id} queues foreign unit {:#x}", unit.id));
                 }
-                if !seen.insert(unit.id) {
+                if !seen.insert(unit.id) && !self.reissued.contains(&unit.id) {
                     return Err(format!(
                         "unit {:#x} is both queued and leased, or queued twice",
                         unit.id
@@ -805,22 +894,23 @@ impl Scheduler {
                     open.insert(index);
                 }
             }
-            let done: u64 = job.done.iter().map(|w| u64::from(w.count_ones())).sum();
+            let done = job.done.count();
             if done != job.resolved {
                 return Err(format!(
                     "job {job_id}: {done} units done, resolved says {}",
                     job.resolved
                 ));
             }
-            if (job.total..job.done.len() as u64 * 64).any(|index| job.is_done(index)) {
+            if (job.total..job.done.covered()).any(|index| job.is_done(index)) {
                 return Err(format!("job {job_id}: a unit past its total is done"));
             }
             for index in 0..job.total {
                 if job.is_done(index) {
                     continue;
                 }
-                let leased = leased_ids.contains(&unit_id(job_id, index));
-                if leased == open.contains(&index) {
+                let id = unit_id(job_id, index);
+                let leased = leased_ids.contains(&id);
+                if leased == open.contains(&index) && !(leased && self.reissued.contains(&id)) {
                     return Err(format!(
                         "job {job_id} unit {index} is open but {}",
                         if leased {
@@ -872,8 +962,15 @@ impl Scheduler {
         id
     }
 
-    /// Builds the next batch for `worker`, if it has room and there is work it serves.
-    fn next_batch_for(&mut self, worker: WorkerId) -> Option<BatchId> {
+    /// Builds the next batch for `worker`, if it has room and there is work it serves; at
+    /// most its share of `queued` (units queued and workers serving, per job type), which it
+    /// updates.
+    fn next_batch_for(
+        &mut self,
+        worker: WorkerId,
+        queued: &mut [(u64, u64)],
+        now: Millis,
+    ) -> Option<BatchId> {
         let w = self.workers.get(&worker)?;
         if w.leaving || w.info.in_flight >= w.capacity {
             return None;
@@ -899,7 +996,19 @@ impl Scheduler {
         if w.info.in_flight >= limit {
             return None;
         }
-        let room = (limit - w.info.in_flight).min(u64::from(batch_size)) as usize;
+        let (waiting, serving) = queued[job_type as usize];
+        let share = if self.config.batching.shares_the_queue() {
+            // Never a share so small that its message costs more than its work.
+            let floor = rate.map_or(1, |r| {
+                (r.units_per_sec * f64::from(w.info.slots) * MIN_SHARE_MS / 1000.0) as u64
+            });
+            waiting.div_ceil(2 * serving.max(1)).max(floor).max(1)
+        } else {
+            u64::MAX
+        };
+        let room = (limit - w.info.in_flight)
+            .min(u64::from(batch_size))
+            .min(share) as usize;
         let other_serves = self
             .workers
             .values()
@@ -909,6 +1018,13 @@ impl Scheduler {
         if units.is_empty() {
             return None;
         }
+        let entry = &mut queued[job_type as usize].0;
+        *entry = entry.saturating_sub(units.len() as u64);
+        if let Some(w) = self.workers.get_mut(&worker) {
+            if let Some(rate) = w.rates.get_mut(&job_type) {
+                rate.largest_batch = rate.largest_batch.max(units.len() as u32);
+            }
+        }
         let batch = self.next_batch;
         self.next_batch += 1;
         let n = units.len();
@@ -917,6 +1033,7 @@ impl Scheduler {
             Lease {
                 worker,
                 job_type,
+                sent_at: now,
                 units,
                 payload_bytes,
                 outstanding: n,
@@ -1065,8 +1182,11 @@ impl Scheduler {
             self.counters.duplicates += 1;
             return;
         }
-        job.done[(index / 64) as usize] |= 1 << (index % 64);
+        job.done.insert(index);
         job.resolved += 1;
+        if !self.reissued.is_empty() {
+            self.reissued.remove(&id);
+        }
         if result.is_ok() {
             self.counters.completed += 1;
         } else {
@@ -1151,9 +1271,7 @@ impl Job {
     }
 
     fn is_done(&self, index: u64) -> bool {
-        self.done
-            .get((index / 64) as usize)
-            .is_some_and(|word| word & (1 << (index % 64)) != 0)
+        self.done.contains(index)
     }
 }
 

@@ -127,6 +127,10 @@ pub struct WorkerStatus {
     pub units_done: u64,
     /// Units it returned errors for.
     pub errors: u64,
+    /// The share of its slots' time spent evaluating since it registered, 0 to 1, from the
+    /// evaluation times its results report.
+    #[serde(default)]
+    pub utilisation: f64,
 }
 
 /// Units waiting for one job type.
@@ -603,6 +607,7 @@ fn engine_parts(stats: &Stats) -> (Vec<WorkerStatus>, Vec<QueueStatus>, Counters
             last_heartbeat_ms_ago: stats.now.saturating_sub(w.last_seen),
             units_done: w.units_done,
             errors: w.errors,
+            utilisation: w.utilisation(stats.now),
         })
         .collect();
     let queues = stats
@@ -707,6 +712,11 @@ impl Collector for StatusCollector {
             ),
             ("ganger_batches_sent", "Batches sent to workers", c.batches),
             (
+                "ganger_units_reissued",
+                "Units of slow leases given to a second worker (--straggler-factor)",
+                c.reissued,
+            ),
+            (
                 "ganger_worker_timeouts",
                 "Workers dropped after falling silent",
                 c.timeouts,
@@ -755,6 +765,15 @@ impl Collector for StatusCollector {
             "ganger_units_in_flight",
             "Units leased to workers now",
             in_flight as f64,
+        )?;
+        Self::gauges(
+            e,
+            "ganger_worker_utilisation",
+            "Share of a worker's slot time spent evaluating since it registered, per worker",
+            "worker",
+            s.workers
+                .iter()
+                .map(|w| (format!("{}-{}", w.id, w.name), w.utilisation)),
         )?;
         Self::gauges(
             e,
@@ -903,6 +922,9 @@ mod tests {
                 units_done: completed,
                 errors: 1,
                 last_seen: 900,
+                registered: 500,
+                // Half of 4 slots' 500 ms.
+                busy_us: 1_000_000,
             }],
             queue_depths: vec![("square".into(), 42)],
             open_jobs: 1,
@@ -1019,6 +1041,7 @@ mod tests {
             "ganger_units_completed_total 10",
             "ganger_workers_connected 1.0",
             "ganger_worker_slots 4.0",
+            "ganger_worker_utilisation{worker=\"7-w7\"} 0.5",
             "ganger_queue_depth{job_type=\"square\"} 42.0",
             "ganger_mcmc_samples_total 10",
             "ganger_mcmc_accept_rate{chain=\"0\"} 0.25",

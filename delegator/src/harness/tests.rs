@@ -57,17 +57,25 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn config() -> impl Strategy<Value = SchedulerConfig> {
-    (1u32..4, 1u32..10, 1usize..4).prop_map(|(max_attempts, max_batch_units, max_workers)| {
-        SchedulerConfig {
-            heartbeat_ms: 100,
-            timeout_ms: 500,
-            max_attempts,
-            max_batch_units,
-            max_workers,
-            max_frame: 512,
-            ..SchedulerConfig::default()
-        }
-    })
+    (
+        1u32..4,
+        1u32..10,
+        1usize..4,
+        prop_oneof![Just(None), Just(Some(1.5))],
+    )
+        .prop_map(
+            |(max_attempts, max_batch_units, max_workers, straggler_factor)| SchedulerConfig {
+                heartbeat_ms: 100,
+                timeout_ms: 500,
+                max_attempts,
+                max_batch_units,
+                max_workers,
+                max_frame: 512,
+                // Re-issuing stragglers leases units twice; nothing may be lost or delivered twice.
+                straggler_factor,
+                ..SchedulerConfig::default()
+            },
+        )
 }
 
 fn run(config: SchedulerConfig, steps: &[Step]) -> Result<Harness, TestCaseError> {

@@ -1,8 +1,13 @@
 //! Batch sizing: how many units go in one message, and how many a worker may hold.
 //!
-//! Adaptive batching measures each worker's throughput per job type from the `elapsed_us` its
-//! results report, and sizes batches so that one carries about `target_ms` of that worker's work:
-//! trivial units travel by the thousand, slow ones one at a time.
+//! Adaptive batching measures how fast each worker evaluates units of each job type on one
+//! slot, from the `elapsed_us` its results report (the time their units took where they ran:
+//! one chunk on one thread for ganger's workers), and sizes batches so that one carries about
+//! `target_ms` of work for all the worker's slots: trivial units travel by the thousand, slow
+//! ones a slot's worth at a time. A worker holds what its slots are running plus about
+//! `in_flight_ms` more, or two batches, whichever is more: enough that it never waits for work,
+//! so little that an expensive unit is never stuck behind another on a busy worker while a slot
+//! elsewhere is free.
 
 /// How the scheduler sizes batches.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,18 +33,22 @@ impl Batching {
         match *self {
             Batching::Fixed(n) => n.clamp(1, max_units),
             // Before a measurement, one unit per slot: a slow task must not be over-committed.
+            // Batches at most double from the largest so far (a slow start): the first units'
+            // speed says little about the rest, which may cost far more.
             Batching::Adaptive { target_ms } => match rate {
                 None => slots.clamp(1, max_units),
                 Some(rate) => {
-                    let units = rate.units_per_sec * target_ms / 1000.0;
-                    (units.ceil() as u64).clamp(1, u64::from(max_units)) as u32
+                    let units = rate.units_per_sec * f64::from(slots) * target_ms / 1000.0;
+                    let ramp = 2 * u64::from(rate.largest_batch.max(slots));
+                    (units.ceil() as u64).clamp(1, u64::from(max_units).min(ramp)) as u32
                 }
             },
         }
     }
 
     /// Most units to have leased to a worker at once (before its advertised capacity caps it):
-    /// enough that it never waits for the next batch, not so many that it hoards slow units.
+    /// what its slots run plus as much again or `in_flight_ms` of work if more, or two batches;
+    /// with adaptive batching and no measurement yet, what its slots run.
     pub(super) fn in_flight_limit(
         &self,
         rate: Option<Rate>,
@@ -47,18 +56,34 @@ impl Batching {
         slots: u32,
         in_flight_ms: u64,
     ) -> u64 {
-        let pipelined = 2 * u64::from(batch_size.max(slots));
-        let by_time = rate.map_or(0, |r| {
-            (r.units_per_sec * in_flight_ms as f64 / 1000.0) as u64
-        });
-        pipelined.max(by_time)
+        let slots = u64::from(slots);
+        let two_batches = 2 * u64::from(batch_size);
+        let queued =
+            |rate: Rate| (rate.units_per_sec * slots as f64 * in_flight_ms as f64 / 1000.0) as u64;
+        match (self, rate) {
+            (Batching::Fixed(_), rate) => two_batches.max(2 * slots).max(rate.map_or(0, queued)),
+            (Batching::Adaptive { .. }, None) => slots.max(u64::from(batch_size)),
+            // One unit waiting for each slot at least: when units of equal cost all finish at
+            // once, every slot starts its next one without waiting for the delegator.
+            (Batching::Adaptive { .. }, Some(rate)) => {
+                two_batches.max(slots + queued(rate).max(slots))
+            }
+        }
+    }
+
+    /// Whether batches are cut to a share of the queue (adaptive batching) or keep the size
+    /// asked for (fixed).
+    pub(super) fn shares_the_queue(&self) -> bool {
+        matches!(self, Batching::Adaptive { .. })
     }
 }
 
-/// A worker's measured throughput on one job type.
+/// A worker's measured speed on one job type: units per second on one slot; and the largest
+/// batch of that type it has been sent.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(super) struct Rate {
     pub(super) units_per_sec: f64,
+    pub(super) largest_batch: u32,
 }
 
 impl Rate {

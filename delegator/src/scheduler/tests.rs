@@ -343,10 +343,12 @@ fn adaptive_batches_grow_for_fast_units_and_stay_single_for_slow_ones() {
     let slow = register(&mut s, &["slow"], 2, 1_000_000);
     job(&mut s, "fast", 0, 1_000_000);
     job(&mut s, "slow", 0, 1_000);
-    let mut last = HashMap::new();
+    let (mut last, mut largest) = (HashMap::new(), HashMap::new());
     for now in 0..20 {
         for (worker, batch, ids) in sent(&mut s, now) {
             last.insert(worker, ids.len());
+            let most = largest.entry(worker).or_insert(0);
+            *most = ids.len().max(*most);
             // Fast units: 0.1 µs each; slow ones: 200 ms each, on two slots.
             let elapsed_us = if worker == fast {
                 ids.len() as u64 / 10 + 1
@@ -371,7 +373,10 @@ fn adaptive_batches_grow_for_fast_units_and_stay_single_for_slow_ones() {
             );
         }
     }
-    assert!(last[&fast] >= 10_000, "fast batch {}", last[&fast]);
+    // (The fast job drains, so its last batches shrink with the queue.)
+    assert!(largest[&fast] >= 10_000, "fast batch {}", largest[&fast]);
+    // One unit per slot before a measurement, then one at a time.
+    assert!(largest[&slow] <= 2);
     assert_eq!(last[&slow], 1);
     // A slow task is not hoarded: two slots, at most 2 × 2 units out.
     let held = s.workers().find(|w| w.id == slow).unwrap().in_flight;
@@ -517,4 +522,141 @@ fn queued_bytes_count_units_until_leased_cancelled_or_done() {
     s.cancel(a);
     assert_eq!(s.queued_bytes(), 50, "a cancelled job's units are dropped");
     s.check_invariants().unwrap();
+}
+
+/// Two one-slot workers evaluating `costs[i]` microseconds for unit `i`, each in the order its
+/// units were leased, reporting each unit's result and time as it finishes (as ganger's workers
+/// do, chunk by chunk). Returns the logical time at which the last result arrives, in
+/// microseconds, and how many units each worker evaluated.
+fn simulate(costs: &[u64]) -> (u64, [usize; 2]) {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    let workers = [
+        register(&mut s, &["t"], 1, 65_536),
+        register(&mut s, &["t"], 1, 65_536),
+    ];
+    job(&mut s, "t", 0, costs.len() as u64);
+    // Per worker: (batch, unit, when it was leased), in lease order.
+    let mut queues: [VecDeque<(BatchId, u64, u64)>; 2] = [VecDeque::new(), VecDeque::new()];
+    let mut free_at = [0u64; 2];
+    let mut done = [0usize; 2];
+    let mut now = 0u64;
+    let mut remaining = costs.len();
+    let cost = |id: u64| costs[split_unit_id(id).1 as usize];
+    while remaining > 0 {
+        for (worker, batch, ids) in sent(&mut s, now / 1000) {
+            let k = workers.iter().position(|&w| w == worker).unwrap();
+            queues[k].extend(ids.into_iter().map(|id| (batch, id, now)));
+        }
+        // The next unit to finish, on whichever worker finishes first.
+        let finish = |k: usize| {
+            let (_, id, leased) = queues[k][0];
+            free_at[k].max(leased) + cost(id)
+        };
+        let k = (0..2)
+            .filter(|&k| !queues[k].is_empty())
+            .min_by_key(|&k| finish(k))
+            .expect("units are leased while any remain");
+        now = finish(k);
+        let (batch, id, _) = queues[k].pop_front().unwrap();
+        free_at[k] = now;
+        let cost = cost(id);
+        let output = echo(id).unwrap();
+        let results = Results {
+            batch,
+            elapsed_us: cost,
+            results: vec![UnitResultRef {
+                id,
+                outcome: Ok(&output),
+            }],
+        };
+        s.results(now / 1000, workers[k], &results);
+        s.drain_actions().for_each(drop);
+        done[k] += 1;
+        remaining -= 1;
+    }
+    (now, done)
+}
+
+#[test]
+fn units_of_rising_cost_are_shared_between_two_workers_not_swallowed_by_one() {
+    // Unit i spins i µs: one worker took 2,998 of 3,000 when the first, cheap units' speed set
+    // the batch size and its prefetch took the rest.
+    let costs: Vec<u64> = (0..3000).map(|i| i.max(1)).collect();
+    let (makespan, done) = simulate(&costs);
+    let ideal = costs.iter().sum::<u64>() / 2;
+    assert!(
+        makespan < ideal + ideal / 10,
+        "{makespan} µs against an ideal of {ideal} µs; units per worker {done:?}"
+    );
+    // Even costs: the units themselves split about evenly.
+    let (_, done) = simulate(&vec![50; 3000]);
+    assert!(done.iter().all(|&n| n > 1200), "{done:?}");
+}
+
+#[test]
+fn a_straggler_is_reissued_to_an_idle_worker_and_delivered_once() {
+    let mut s = Scheduler::new(SchedulerConfig {
+        straggler_factor: Some(3.0),
+        ..SchedulerConfig::default()
+    });
+    let stalled = register(&mut s, &["t"], 1, 0);
+    let j = job(&mut s, "t", 0, 2);
+    // Its first unit takes 10 ms, as usual; it never answers the second.
+    let first = sent(&mut s, 0);
+    assert_eq!(first.len(), 1);
+    let (_, batch, ids) = first[0].clone();
+    let results = Results {
+        batch,
+        elapsed_us: 10_000,
+        results: vec![UnitResultRef {
+            id: ids[0],
+            outcome: Ok(&[1]),
+        }],
+    };
+    s.results(10, stalled, &results);
+    s.drain_actions().for_each(drop);
+    let (_, slow_batch, slow_ids) = sent(&mut s, 10).remove(0);
+    let idle = register(&mut s, &["t"], 1, 0);
+    // Not yet a straggler: 40 ms is under the 50 ms floor.
+    assert!(sent(&mut s, 50).is_empty());
+    s.check_invariants().unwrap();
+    let copies = sent(&mut s, 61);
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let (worker, copy_batch, copy_ids) = copies[0].clone();
+    assert_eq!((worker, &copy_ids), (idle, &slow_ids));
+    assert_eq!(s.counters().reissued, 1);
+    s.check_invariants().unwrap();
+    let actions = answer(&mut s, 70, idle, copy_batch, &copy_ids, echo);
+    assert_eq!(delivered(&actions).len(), 1);
+    assert!(actions.contains(&Action::JobDone(j)));
+    // The stalled worker's answer, when it comes, is a duplicate.
+    let late = answer(&mut s, 900, stalled, slow_batch, &slow_ids, echo);
+    assert!(delivered(&late).is_empty());
+    assert_eq!(s.counters().duplicates, 1);
+    s.check_invariants().unwrap();
+}
+
+#[test]
+fn without_the_setting_nothing_is_reissued() {
+    let mut s = Scheduler::new(SchedulerConfig::default());
+    let stalled = register(&mut s, &["t"], 1, 0);
+    job(&mut s, "t", 0, 2);
+    let (_, batch, ids) = sent(&mut s, 0).remove(0);
+    let results = Results {
+        batch,
+        elapsed_us: 10_000,
+        results: vec![UnitResultRef {
+            id: ids[0],
+            outcome: Ok(&[1]),
+        }],
+    };
+    s.results(10, stalled, &results);
+    s.drain_actions().for_each(drop);
+    assert_eq!(sent(&mut s, 10).len(), 1);
+    register(&mut s, &["t"], 1, 0);
+    assert!(
+        sent(&mut s, 1_000_000).is_empty(),
+        "the idle worker got a copy"
+    );
+    assert_eq!(s.counters().reissued, 0);
 }
