@@ -78,8 +78,9 @@ enum Workers {
 }
 
 /// Samples per second over all chains with 2 workers of 1 thread evaluating the terms, and
-/// chains speculating as far as measurement says pays (`speculate`) or not at all.
-fn distributed(steps: u64, workers: Workers, speculate: bool) -> Result<f64> {
+/// chains speculating as far as measurement says pays (`speculate`) or not at all, driven in
+/// lockstep rounds (the driver before chains moved on their own) or not.
+fn distributed(steps: u64, workers: Workers, speculate: bool, lockstep: bool) -> Result<f64> {
     let output = std::env::temp_dir().join(format!("ganger-bench-mcmc-d-{}", std::process::id()));
     let config = demo_config(2 * steps, &output)?;
     let delegator = Delegator::start(DelegatorConfig {
@@ -113,7 +114,10 @@ fn distributed(steps: u64, workers: Workers, speculate: bool) -> Result<f64> {
     if !speculate {
         evaluator.set_speculation(Some(1));
     }
+
+    evaluator.set_lockstep(lockstep);
     let report = run(&config, &mut evaluator, false, &stop)?;
+
     for (shutdown, _) in &threads {
         shutdown.request();
     }
@@ -133,6 +137,21 @@ fn distributed(steps: u64, workers: Workers, speculate: bool) -> Result<f64> {
 fn median(mut runs: Vec<f64>) -> f64 {
     runs.sort_by(f64::total_cmp);
     runs[runs.len() / 2]
+}
+
+/// `median [low – high]`, or the one value.
+fn median_range(values: &[f64], digits: usize) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    if sorted.len() == 1 {
+        return format!("{median:.digits$}");
+    }
+    format!(
+        "{median:.digits$} [{:.digits$} – {:.digits$}]",
+        sorted[0],
+        sorted[sorted.len() - 1]
+    )
 }
 
 fn main() -> Result<()> {
@@ -171,38 +190,54 @@ fn main() -> Result<()> {
             median(embedded_runs.iter().map(|r| r.1).collect())
         );
     }
-    let mut unspeculated = None;
-    for (name, workers, speculate) in [
+    // Interleaved: lockstep, then chains on their own, then again; each row a median with its
+    // range, and the ratio of each repetition's pair.
+    let variants = [
         (
-            "distributed without speculation (2 in-process workers x 1 thread)",
-            Workers::InProcess,
-            false,
-        ),
-        (
-            "distributed (2 in-process workers x 1 thread)",
-            Workers::InProcess,
+            "distributed, lockstep rounds (2 worker processes x 1 thread)",
+            Workers::Processes,
+            true,
             true,
         ),
         (
             "distributed (2 worker processes x 1 thread)",
             Workers::Processes,
             true,
+            false,
         ),
-    ] {
-        if wanted(name) {
-            let runs: Vec<f64> = (0..repeats)
-                .map(|_| distributed(200 * scale / 2, workers, speculate))
-                .collect::<Result<_>>()?;
-            let rate = median(runs);
-            let ratio = match unspeculated {
-                None => {
-                    unspeculated = Some(rate);
-                    String::new()
-                }
-                Some(base) => format!(" ({:.2} x without speculation)", rate / base),
-            };
-            println!("| {name}, samples/s over all chains | {rate:.0}{ratio} |");
+        (
+            "distributed (2 in-process workers x 1 thread)",
+            Workers::InProcess,
+            true,
+            false,
+        ),
+        (
+            "distributed without speculation (2 in-process workers x 1 thread)",
+            Workers::InProcess,
+            false,
+            false,
+        ),
+    ];
+    let chosen: Vec<_> = variants.iter().filter(|v| wanted(v.0)).collect();
+    let mut rates = vec![Vec::new(); chosen.len()];
+    for _ in 0..repeats {
+        for (i, &&(_, workers, speculate, lockstep)) in chosen.iter().enumerate() {
+            rates[i].push(distributed(200 * scale / 2, workers, speculate, lockstep)?);
         }
+    }
+    for (i, variant) in chosen.iter().enumerate() {
+        println!(
+            "| {}, samples/s over all chains | {} |",
+            variant.0,
+            median_range(&rates[i], 0)
+        );
+    }
+    if chosen.len() >= 2 && chosen[0].3 && !chosen[1].3 {
+        let ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(a, b)| a / b).collect();
+        println!(
+            "| chains on their own ÷ lockstep rounds (worker processes) | {} |",
+            median_range(&ratios, 2)
+        );
     }
     Ok(())
 }

@@ -52,7 +52,11 @@ fn a_users_likelihood_on_workers_writes_the_embedded_runs_files() {
     let embedded_dir = temp_dir("embedded");
     run_embedded(&config(&embedded_dir), likelihood()).expect("the embedded run finishes");
 
-    for (name, speculation) in [("tuned", None), ("fixed-7", Some(7))] {
+    for (name, speculation, lockstep) in [
+        ("tuned", None, false),
+        ("fixed-7", Some(7), false),
+        ("lockstep", None, true),
+    ] {
         let mut registry = Registry::new();
         registry.register_likelihood("tilted", likelihood());
         let cluster = LocalCluster::start(3, 1, registry).expect("the cluster starts");
@@ -60,6 +64,7 @@ fn a_users_likelihood_on_workers_writes_the_embedded_runs_files() {
         let mut evaluator =
             OnWorkers::new(cluster.delegator(), "tilted", 2).expect("the jobs open");
         evaluator.set_speculation(speculation);
+        evaluator.set_lockstep(lockstep);
         let report = run(
             &config(&dir),
             &mut evaluator,

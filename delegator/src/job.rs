@@ -191,6 +191,14 @@ impl<O: DeserializeOwned> Job<O> {
         }
     }
 
+    /// The next raw outcome if one has arrived, without waiting.
+    pub fn try_next_raw(&mut self) -> Option<Outcome> {
+        if self.buffered.is_empty() {
+            self.buffered = self.outcomes_rx.try_recv().ok()?.into();
+        }
+        self.buffered.pop_front()
+    }
+
     /// Waits for every outcome and returns them in input order.
     ///
     /// Fails with [`Error::Incomplete`] if the delegator stopped before the job finished.
@@ -211,6 +219,54 @@ impl<O: DeserializeOwned> Job<O> {
         }
         Ok(slots.into_iter().flatten().collect())
     }
+}
+
+/// What [`next_raw_of_any`] found.
+#[derive(Debug)]
+pub enum AnyOutcome {
+    /// An outcome of the job at this index.
+    Outcome(usize, Outcome),
+    /// Nothing arrived within the time allowed.
+    TimedOut,
+    /// Every job has yielded all its outcomes (or the delegator stopped).
+    Finished,
+}
+
+/// The next raw outcome of whichever of `jobs` has one first, with that job's index: at once if
+/// one has arrived, else waiting at most `timeout` for the first to arrive.
+pub fn next_raw_of_any<O: DeserializeOwned>(
+    jobs: &mut [Job<O>],
+    timeout: std::time::Duration,
+) -> AnyOutcome {
+    for (i, job) in jobs.iter_mut().enumerate() {
+        if let Some(outcome) = job.try_next_raw() {
+            return AnyOutcome::Outcome(i, outcome);
+        }
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let mut open: Vec<usize> = (0..jobs.len()).collect();
+    while !open.is_empty() {
+        let mut select = crossbeam_channel::Select::new();
+        for &i in &open {
+            select.recv(&jobs[i].outcomes_rx);
+        }
+        let Ok(operation) = select.select_deadline(deadline) else {
+            return AnyOutcome::TimedOut;
+        };
+        let ready = open[operation.index()];
+        match operation.recv(&jobs[ready].outcomes_rx) {
+            Ok(outcomes) => {
+                let job = &mut jobs[ready];
+                job.buffered = outcomes.into();
+                if let Some(outcome) = job.buffered.pop_front() {
+                    return AnyOutcome::Outcome(ready, outcome);
+                }
+            }
+            // This job has delivered everything; wait on the others.
+            Err(_) => open.retain(|&i| i != ready),
+        }
+    }
+    AnyOutcome::Finished
 }
 
 impl<O: DeserializeOwned> Iterator for Job<O> {

@@ -52,7 +52,7 @@ use serde::Serialize;
 use budget::QueueBudget;
 use engine::{Command, Engine};
 use job::JobShared;
-pub use job::{Job, Progress, UnitError};
+pub use job::{next_raw_of_any, AnyOutcome, Job, Progress, UnitError};
 pub use scheduler::{Batching, Counters, SchedulerConfig, UnitFailure, WorkerInfo};
 
 /// What can go wrong running a delegator.

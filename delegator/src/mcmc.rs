@@ -1,6 +1,7 @@
 //! Running the MCMC sampler: output files, checkpoints, console tables, and the drivers that
 //! evaluate rounds in-process or on workers.
 
+pub mod digest;
 mod distributed;
 pub mod output;
 pub mod run;
@@ -9,6 +10,4 @@ pub mod summary;
 mod table;
 
 pub use distributed::OnWorkers;
-pub use run::{
-    run, run_with_status, sampler_settings, InProcess, McmcError, RoundEvaluator, RunReport,
-};
+pub use run::{run, run_with_status, sampler_settings, Evaluator, InProcess, McmcError, RunReport};

@@ -485,3 +485,35 @@ fn a_checkpoint_of_the_previous_sampler_is_refused_with_a_clear_message() {
         "x0,x1,x2,x3,energy,sigma,beta,accepted,swap_type\n"
     );
 }
+
+#[test]
+fn sigterm_stops_a_run_waiting_for_workers_with_a_checkpoint() {
+    let dir = temp_dir("no-workers");
+    let output = dir.join("out");
+    let (mut delegator, _endpoint) =
+        distributed(&config(&dir, "lonely.json", &output, 4000, ""), &dir);
+    // No worker ever comes: the run waits for its first evaluations.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) on our own child with a valid signal number.
+    assert_eq!(
+        unsafe { libc::kill(delegator.id() as i32, libc::SIGTERM) },
+        0
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = delegator.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still waiting 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a stopped run is not a finished one"
+    );
+    assert!(output.join("checkpoint.msgpack").exists());
+}

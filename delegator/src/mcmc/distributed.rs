@@ -1,48 +1,88 @@
-//! Evaluating rounds on workers: one open job per likelihood term, extended every round.
+//! Evaluating a sampler's requests on workers: one open job per likelihood term, extended as
+//! requests come.
 //!
-//! Each round splits its points into a few units per term (job type `mcmc/LIKELIHOOD/TERM`,
-//! payload `[term, n_terms, [[x…], …]]`: PROTOCOL.md, MCMC units), about two per worker slot so
-//! that every worker has work and a cheap likelihood does not pay the engine's per-unit cost per
-//! point. It waits for every outcome and sums each point's terms in term order. The sum's order
-//! is fixed, so the energies are bitwise the same as an in-process run's, whichever workers
-//! answered and in whatever order.
+//! Each chain's request (its proposals) goes out as soon as the sampler makes it, together with
+//! the other requests made at that moment: their points split into a few units per term (job
+//! type `mcmc/LIKELIHOOD/TERM`, payload `[term, n_terms, [[x…], …]]`: PROTOCOL.md, MCMC units),
+//! one point per unit while there are no more points than worker slots, so that an expensive
+//! likelihood spreads over every slot, and at most two units per slot and term beyond, so that a
+//! cheap one does not pay the engine's per-unit cost per point. A chain is completed as soon as
+//! every term of its points is in, whatever the other chains are waiting for: chains meet only
+//! where the sampler says they must, and no slot idles while any chain could move.
+//!
+//! Each point's terms are summed in term order, so the energies are bitwise the same as an
+//! in-process run's, whichever workers answered and in whatever order.
+//!
+//! [`OnWorkers::set_lockstep`] keeps the earlier driver for comparison: every pending point of
+//! every chain in one round, all results awaited before any chain moves.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
 use tracing::warn;
 
 use ganger_core::mcmc::likelihood::{
     encode_points, job_type_name, read_energies, unit_payload_with,
 };
-use ganger_core::mcmc::sampler::Sampler;
+use ganger_core::mcmc::sampler::{Row, Sampler};
 
-use super::run::{McmcError, RoundEvaluator};
+use super::run::{Evaluator, McmcError};
 use super::speculation::SpeculationTuner;
+use crate::job::{next_raw_of_any, AnyOutcome};
+use crate::scheduler::Outcome;
 use crate::{Delegator, Job, JobOptions};
 
-/// Rounds between two looks at how many worker slots there are.
+/// How often a wait for results looks at the stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
+/// Submissions between two looks at how many worker slots there are.
 const SLOTS_EVERY: u64 = 64;
 
-/// Evaluates rounds on the delegator's workers.
+/// Evaluates requests on the delegator's workers.
 #[derive(Debug)]
 pub struct OnWorkers<'a> {
     delegator: &'a Delegator,
     jobs: Vec<Job<f64>>,
     /// The first term's job type.
     job_type: String,
-    /// Units added to each term's job so far: the index of this round's first unit.
+    /// Units added to each term's job so far: the index of the next unit.
     submitted: u64,
     failed_units: u64,
+    points_evaluated: u64,
     /// Worker slots serving the run's job types, as last seen.
     slots: usize,
-    rounds: u64,
+    submissions: u64,
     tuner: SpeculationTuner,
-    /// Points per chain and round when fixed by the caller instead of tuned.
+    /// Points per chain and request when fixed by the caller instead of tuned.
     fixed: Option<usize>,
-    /// When the last round ended.
-    round_started: Option<Instant>,
-    /// This round's points per unit: unit `i` holds points `bounds[i]..bounds[i + 1]`.
-    bounds: Vec<usize>,
+    lockstep: bool,
+    /// When the tuner last recorded.
+    last_record: Option<Instant>,
+    /// Units in flight, by index: the chains' points they carry, and terms still to come.
+    units: FxHashMap<u64, UnitInFlight>,
+    /// Requests in flight, by chain.
+    requests: FxHashMap<usize, RequestInFlight>,
+    /// Requests completed and their summed latency since the tuner last recorded.
+    completed: (u64, f64),
+}
+
+/// The points of one unit: `(chain, first point of the chain's request, points)` segments.
+#[derive(Debug)]
+struct UnitInFlight {
+    segments: Vec<(usize, usize, usize)>,
+    points: usize,
+    terms_left: usize,
+}
+
+#[derive(Debug)]
+struct RequestInFlight {
+    points: usize,
+    /// Term-major: term `t` of point `p` at `t * points + p`.
+    terms: Vec<f64>,
+    /// Unit-and-term results still to come.
+    left: usize,
+    sent: Instant,
 }
 
 impl<'a> OnWorkers<'a> {
@@ -62,12 +102,16 @@ impl<'a> OnWorkers<'a> {
             job_type: job_type_name(likelihood, 0),
             submitted: 0,
             failed_units: 0,
+            points_evaluated: 0,
             slots: 1,
-            rounds: 0,
+            submissions: 0,
             tuner: SpeculationTuner::new(),
             fixed: None,
-            round_started: None,
-            bounds: Vec::new(),
+            lockstep: false,
+            last_record: None,
+            units: FxHashMap::default(),
+            requests: FxHashMap::default(),
+            completed: (0, 0.0),
         })
     }
 
@@ -76,11 +120,23 @@ impl<'a> OnWorkers<'a> {
         self.failed_units
     }
 
-    /// Fixes how many points per chain each round carries (1: no speculation) instead of
+    /// Points sent for evaluation so far (each evaluated once per term).
+    pub fn points_evaluated(&self) -> u64 {
+        self.points_evaluated
+    }
+
+    /// Fixes how many points per chain each request carries (1: no speculation) instead of
     /// letting measurement choose; `None` goes back to measuring. The output is the same
     /// either way, only the speed differs.
     pub fn set_speculation(&mut self, points: Option<usize>) {
         self.fixed = points;
+    }
+
+    /// Drives the chains in lockstep rounds, as before chains moved on their own: every
+    /// pending point in one round, every result awaited before any chain moves. For
+    /// comparison; the output is the same.
+    pub fn set_lockstep(&mut self, lockstep: bool) {
+        self.lockstep = lockstep;
     }
 
     /// Counts the slots of the workers that serve this run's first job type.
@@ -101,52 +157,21 @@ impl<'a> OnWorkers<'a> {
             .sum();
         self.slots = (slots as usize).max(1);
     }
-}
 
-impl RoundEvaluator for OnWorkers<'_> {
-    fn speculation(&mut self, steps: usize) -> usize {
-        let now = Instant::now();
-        let points = match self.round_started {
-            Some(started) => self
-                .tuner
-                .record(steps, now.duration_since(started).as_secs_f64()),
-            None => self.tuner.points(),
-        };
-        self.round_started = Some(now);
-        self.fixed.unwrap_or(points)
-    }
-
-    fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError> {
-        let points: Vec<&[f64]> = sampler.points().collect();
-        self.evaluate_list(&points)
-    }
-
-    fn evaluate_points(&mut self, points: &[Vec<f64>]) -> Result<Vec<f64>, McmcError> {
-        let points: Vec<&[f64]> = points.iter().map(Vec::as_slice).collect();
-        self.evaluate_list(&points)
-    }
-}
-
-impl OnWorkers<'_> {
-    /// Evaluates `points` on the workers: each term's units, summed in term order.
-    fn evaluate_list(&mut self, points: &[&[f64]]) -> Result<Vec<f64>, McmcError> {
-        if self.rounds % SLOTS_EVERY == 0 {
+    /// Submits `points` as units of every term: one point per unit up to the slots, at most
+    /// two units per slot beyond. Returns the index of the first unit and the units' bounds.
+    fn submit(&mut self, points: &[&[f64]]) -> Result<(u64, Vec<usize>), McmcError> {
+        if self.submissions % SLOTS_EVERY == 0 {
             self.refresh_slots();
         }
-        self.rounds += 1;
+        self.submissions += 1;
         let n_terms = self.jobs.len();
         let n_points = points.len();
-        if n_points == 0 {
-            // Every proposal of the round fell outside the bounds: nothing to evaluate.
-            return Ok(Vec::new());
-        }
+        self.points_evaluated += n_points as u64;
         let n_units = n_points.clamp(1, 2 * self.slots);
-        self.bounds.clear();
-        self.bounds
-            .extend((0..=n_units).map(|i| i * n_points / n_units));
+        let bounds: Vec<usize> = (0..=n_units).map(|i| i * n_points / n_units).collect();
         // Every term evaluates the same points: encode them once.
-        let encoded: Vec<Vec<u8>> = self
-            .bounds
+        let encoded: Vec<Vec<u8>> = bounds
             .windows(2)
             .map(|w| encode_points(points[w[0]..w[1]].iter().copied()))
             .collect();
@@ -160,39 +185,267 @@ impl OnWorkers<'_> {
         }
         let first = self.submitted;
         self.submitted += n_units as u64;
-        let mut terms = vec![f64::NAN; n_terms * n_points];
-        for (job, values) in self
-            .jobs
-            .iter_mut()
-            .zip(terms.chunks_exact_mut(n_points.max(1)))
-        {
-            for _ in 0..n_units {
-                let outcome = job
-                    .next_raw()
-                    .ok_or_else(|| McmcError::Evaluation("the delegator stopped".into()))?;
-                let unit = (outcome.index - first) as usize;
-                let values = &mut values[self.bounds[unit]..self.bounds[unit + 1]];
-                let decoded = match outcome.result {
-                    Ok(bytes) => read_energies(&bytes, values),
-                    Err(failure) => Err(failure.to_string()),
-                };
-                if let Err(error) = decoded {
-                    // Impossible states for this run: the proposals are rejected and counted.
-                    if self.failed_units == 0 {
-                        warn!("an MCMC unit failed (its proposals are rejected; later failures are only counted): {error}");
-                    }
-                    self.failed_units += 1;
-                    values.fill(f64::NAN);
+        Ok((first, bounds))
+    }
+
+    /// The next outcome of any term's job, waiting for it; `None` once `stop` is set.
+    fn next(&mut self, stop: &AtomicBool) -> Result<Option<(usize, Outcome)>, McmcError> {
+        loop {
+            match next_raw_of_any(&mut self.jobs, STOP_CHECK) {
+                AnyOutcome::Outcome(term, outcome) => return Ok(Some((term, outcome))),
+                AnyOutcome::TimedOut if stop.load(Ordering::SeqCst) => return Ok(None),
+                AnyOutcome::TimedOut => {}
+                AnyOutcome::Finished => {
+                    return Err(McmcError::Evaluation("the delegator stopped".into()))
                 }
             }
         }
-        // The same summation, in the same order, as in-process evaluation.
-        Ok((0..n_points)
-            .map(|point| {
-                (0..n_terms)
-                    .map(|term| terms[term * n_points + point])
-                    .sum()
-            })
-            .collect())
     }
+
+    /// Decodes an outcome into `values` (NaN, counted and warned about once, if it failed).
+    fn decode(&mut self, outcome: Outcome, values: &mut [f64]) {
+        let decoded = match outcome.result {
+            Ok(bytes) => read_energies(&bytes, values),
+            Err(failure) => Err(failure.to_string()),
+        };
+        if let Err(error) = decoded {
+            // Impossible states for this run: the proposals are rejected and counted.
+            if self.failed_units == 0 {
+                warn!("an MCMC unit failed (its proposals are rejected; later failures are only counted): {error}");
+            }
+            self.failed_units += 1;
+            values.fill(f64::NAN);
+        }
+    }
+
+    /// The next points per chain, from the tuner or the caller.
+    fn record(&mut self, steps: usize, latency: f64) -> usize {
+        let now = Instant::now();
+        let points = match self.last_record {
+            Some(last) => {
+                let seconds = now.duration_since(last).as_secs_f64();
+                self.tuner.record(steps, seconds, latency)
+            }
+            None => self.tuner.points(),
+        };
+        self.last_record = Some(now);
+        self.fixed.unwrap_or(points)
+    }
+
+    /// One lockstep round: every pending point, every result.
+    fn lockstep_round(
+        &mut self,
+        sampler: &mut Sampler,
+        stop: &AtomicBool,
+    ) -> Result<Vec<Row>, McmcError> {
+        let started = Instant::now();
+        let points: Vec<&[f64]> = sampler.points().collect();
+        let energies = match self.evaluate_all(&points, stop) {
+            Err(McmcError::Stopped) => return Ok(Vec::new()),
+            other => other?,
+        };
+        let rows = sampler.complete(&energies);
+        let points = self.record(rows.len(), started.elapsed().as_secs_f64());
+        if points != sampler.speculation() {
+            sampler.set_speculation(points);
+        }
+        Ok(rows)
+    }
+
+    /// Evaluates `points` and waits for all of them (nothing else may be in flight).
+    fn evaluate_all(
+        &mut self,
+        points: &[&[f64]],
+        stop: &AtomicBool,
+    ) -> Result<Vec<f64>, McmcError> {
+        let n_points = points.len();
+        let n_terms = self.jobs.len();
+        let mut terms = vec![f64::NAN; n_terms * n_points];
+        if n_points > 0 {
+            let (first, bounds) = self.submit(points)?;
+            for _ in 0..(bounds.len() - 1) * n_terms {
+                let (term, outcome) = self.next(stop)?.ok_or(McmcError::Stopped)?;
+                let unit = (outcome.index - first) as usize;
+                let at = term * n_points;
+                let mut values = vec![0.0; bounds[unit + 1] - bounds[unit]];
+                self.decode(outcome, &mut values);
+                terms[at + bounds[unit]..at + bounds[unit + 1]].copy_from_slice(&values);
+            }
+        }
+        Ok(sum_terms(&terms, n_terms, n_points))
+    }
+
+    /// Sends every new request; requests with no point are completed at once.
+    fn send_requests(
+        &mut self,
+        sampler: &mut Sampler,
+        rows: &mut Vec<Row>,
+    ) -> Result<(), McmcError> {
+        let d = sampler.settings().min.len().max(1);
+        loop {
+            let chains = sampler.take_requests();
+            if chains.is_empty() {
+                return Ok(());
+            }
+            let (empty, full): (Vec<usize>, Vec<usize>) = chains
+                .into_iter()
+                .partition(|&c| sampler.request(c).is_empty());
+            if !full.is_empty() {
+                let mut points: Vec<&[f64]> = Vec::new();
+                let mut owners: Vec<(usize, usize)> = Vec::new();
+                for &chain in &full {
+                    for (k, x) in sampler.request(chain).chunks_exact(d).enumerate() {
+                        points.push(x);
+                        owners.push((chain, k));
+                    }
+                }
+                let (first, bounds) = self.submit(&points)?;
+                self.track(first, &bounds, &owners, &full, sampler);
+            }
+            if empty.is_empty() {
+                return Ok(());
+            }
+            for chain in empty {
+                rows.extend(sampler.complete_chain(chain, &[]));
+            }
+        }
+    }
+
+    /// Remembers which chains' points the units from `first` carry.
+    fn track(
+        &mut self,
+        first: u64,
+        bounds: &[usize],
+        owners: &[(usize, usize)],
+        chains: &[usize],
+        sampler: &Sampler,
+    ) {
+        let n_terms = self.jobs.len();
+        let d = sampler.settings().min.len().max(1);
+        let sent = Instant::now();
+        for &chain in chains {
+            let points = sampler.request(chain).len() / d;
+            self.requests.insert(
+                chain,
+                RequestInFlight {
+                    points,
+                    terms: vec![f64::NAN; n_terms * points],
+                    left: 0,
+                    sent,
+                },
+            );
+        }
+        for (u, w) in bounds.windows(2).enumerate() {
+            let mut segments: Vec<(usize, usize, usize)> = Vec::new();
+            for &(chain, k) in &owners[w[0]..w[1]] {
+                match segments.last_mut() {
+                    Some((c, _, n)) if *c == chain => *n += 1,
+                    _ => segments.push((chain, k, 1)),
+                }
+            }
+            for &(chain, _, _) in &segments {
+                if let Some(request) = self.requests.get_mut(&chain) {
+                    request.left += n_terms;
+                }
+            }
+            self.units.insert(
+                first + u as u64,
+                UnitInFlight {
+                    segments,
+                    points: w[1] - w[0],
+                    terms_left: n_terms,
+                },
+            );
+        }
+    }
+
+    /// Takes one unit's outcome for `term`; completes the chains whose every term is in.
+    fn take(&mut self, term: usize, outcome: Outcome, sampler: &mut Sampler, rows: &mut Vec<Row>) {
+        let index = outcome.index;
+        let Some(points) = self.units.get(&index).map(|u| u.points) else {
+            return;
+        };
+        let mut values = vec![0.0; points];
+        self.decode(outcome, &mut values);
+        let n_terms = self.jobs.len();
+        let unit = self.units.get_mut(&index).expect("looked up above");
+        unit.terms_left -= 1;
+        let segments = if unit.terms_left == 0 {
+            self.units.remove(&index).expect("present").segments
+        } else {
+            unit.segments.clone()
+        };
+        let mut offset = 0;
+        for (chain, first, n) in segments {
+            let request = self
+                .requests
+                .get_mut(&chain)
+                .expect("a request per unit's chain");
+            let at = term * request.points + first;
+            request.terms[at..at + n].copy_from_slice(&values[offset..offset + n]);
+            offset += n;
+            request.left -= 1;
+            if request.left == 0 {
+                let request = self.requests.remove(&chain).expect("present");
+                let energies = sum_terms(&request.terms, n_terms, request.points);
+                self.completed.0 += 1;
+                self.completed.1 += request.sent.elapsed().as_secs_f64();
+                rows.extend(sampler.complete_chain(chain, &energies));
+            }
+        }
+    }
+}
+
+impl Evaluator for OnWorkers<'_> {
+    fn advance(&mut self, sampler: &mut Sampler, stop: &AtomicBool) -> Result<Vec<Row>, McmcError> {
+        if self.lockstep {
+            return self.lockstep_round(sampler, stop);
+        }
+        let mut rows = Vec::new();
+        self.send_requests(sampler, &mut rows)?;
+        if !rows.is_empty() || self.requests.is_empty() {
+            return Ok(rows);
+        }
+        let Some((term, outcome)) = self.next(stop)? else {
+            return Ok(rows);
+        };
+        self.take(term, outcome, sampler, &mut rows);
+        // Whatever else has arrived, without waiting.
+        for term in 0..self.jobs.len() {
+            while let Some(outcome) = self.jobs[term].try_next_raw() {
+                self.take(term, outcome, sampler, &mut rows);
+            }
+        }
+        if self.completed.0 > 0 {
+            let latency = self.completed.1 / self.completed.0 as f64;
+            self.completed = (0, 0.0);
+            let points = self.record(rows.len(), latency);
+            if points != sampler.speculation() {
+                sampler.set_speculation(points);
+            }
+        }
+        // The chains these results moved ask again at once, before their rows are written.
+        self.send_requests(sampler, &mut rows)?;
+        Ok(rows)
+    }
+
+    fn evaluate_points(
+        &mut self,
+        points: &[Vec<f64>],
+        stop: &AtomicBool,
+    ) -> Result<Vec<f64>, McmcError> {
+        let points: Vec<&[f64]> = points.iter().map(Vec::as_slice).collect();
+        self.evaluate_all(&points, stop)
+    }
+}
+
+/// Each point's energy: its terms added in term order, as in-process evaluation adds them.
+fn sum_terms(terms: &[f64], n_terms: usize, n_points: usize) -> Vec<f64> {
+    (0..n_points)
+        .map(|point| {
+            (0..n_terms)
+                .map(|term| terms[term * n_points + point])
+                .sum()
+        })
+        .collect()
 }

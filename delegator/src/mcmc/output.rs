@@ -244,6 +244,28 @@ pub fn read_columns(
     skip: u64,
     states: bool,
 ) -> Result<ChainColumns, OutputError> {
+    let mut columns = ChainColumns {
+        states: vec![Vec::new(); if states { n_dims } else { 0 }],
+        ..ChainColumns::default()
+    };
+    for_each_row(path, n_dims, skip, |state, energy, beta| {
+        for (column, &x) in columns.states.iter_mut().zip(state) {
+            column.push(x);
+        }
+        columns.energy.push(energy);
+        columns.beta.push(beta);
+    })?;
+    Ok(columns)
+}
+
+/// Calls `each(state, energy, beta)` for every row of a chain file from row `skip` on (row k
+/// is the state after step k + 1), holding one row at a time. The file must have `n_dims`.
+pub fn for_each_row(
+    path: &Path,
+    n_dims: usize,
+    skip: u64,
+    mut each: impl FnMut(&[f64], f64, f64),
+) -> Result<(), OutputError> {
     let mut reader = ChainReader::open(path)?;
     if reader.n_dims != n_dims {
         return Err(malformed(
@@ -252,23 +274,14 @@ pub fn read_columns(
             format!("has {} dimensions, expected {n_dims}", reader.n_dims),
         ));
     }
-    let mut columns = ChainColumns {
-        states: vec![Vec::new(); if states { n_dims } else { 0 }],
-        ..ChainColumns::default()
-    };
     let mut row = 0u64;
     while reader.next_row()? {
         row += 1;
-        if row <= skip {
-            continue;
+        if row > skip {
+            each(&reader.values, reader.energy, reader.beta);
         }
-        for (column, &x) in columns.states.iter_mut().zip(&reader.values) {
-            column.push(x);
-        }
-        columns.energy.push(reader.energy);
-        columns.beta.push(reader.beta);
     }
-    Ok(columns)
+    Ok(())
 }
 
 /// A chain file read line by line, checking each row.
@@ -569,7 +582,7 @@ impl ChainWriter {
     /// Hands `files` to a new writer thread.
     pub fn new(mut files: ChainFiles) -> ChainWriter {
         // Bounded, so that a slow disk slows the sampler instead of filling memory.
-        let (requests_tx, requests_rx) = crossbeam_channel::bounded::<WriterRequest>(64);
+        let (requests_tx, requests_rx) = crossbeam_channel::bounded::<WriterRequest>(4);
         let failed_flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let thread_failed_flag = failed_flag.clone();
         let thread = std::thread::Builder::new()

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ganger_core::mcmc::config::{McmcConfig, SwapScheme};
 use ganger_core::mcmc::embedded;
 use ganger_core::mcmc::likelihood::Likelihood;
-use ganger_core::mcmc::sampler::{Sampler, SamplerSettings, Swaps, SAMPLER_VERSION};
+use ganger_core::mcmc::sampler::{Row, Sampler, SamplerSettings, Swaps, SAMPLER_VERSION};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -37,27 +37,29 @@ pub enum McmcError {
     /// Evaluating a round failed (the engine stopped).
     #[error("evaluation failed: {0}")]
     Evaluation(String),
+    /// The run was asked to stop while it waited for evaluations.
+    #[error("stopped while waiting for evaluations")]
+    Stopped,
 }
 
-/// Evaluates the points of a round: one energy per chain, in chain order.
-pub trait RoundEvaluator {
-    /// Evaluates `sampler`'s current points.
-    fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError>;
+/// Evaluates a sampler's requests, in this process or on workers, and completes them.
+pub trait Evaluator {
+    /// Evaluates some of `sampler`'s pending requests and completes them (see
+    /// `Sampler::complete_chain`); returns the rows that became final, possibly none while
+    /// results are still coming in, or once `stop` is set while it waits.
+    fn advance(&mut self, sampler: &mut Sampler, stop: &AtomicBool) -> Result<Vec<Row>, McmcError>;
 
-    /// Learns that the last round advanced the chains by `steps` steps in all, and returns
-    /// the points per chain the next round should carry (see `Sampler::set_speculation`): more
-    /// than 1 where a round trip costs more than the evaluations it carries.
-    fn speculation(&mut self, steps: usize) -> usize {
-        let _ = steps;
-        1
-    }
-
-    /// Evaluates points outside the run's rounds (the prior draws of the evidence): one energy
-    /// per point, in order.
-    fn evaluate_points(&mut self, points: &[Vec<f64>]) -> Result<Vec<f64>, McmcError>;
+    /// Evaluates points outside the run's requests (the prior draws of the evidence): one
+    /// energy per point, in order; [`McmcError::Stopped`] if `stop` is set while it waits.
+    fn evaluate_points(
+        &mut self,
+        points: &[Vec<f64>],
+        stop: &AtomicBool,
+    ) -> Result<Vec<f64>, McmcError>;
 }
 
-/// Evaluates rounds in this process (rayon across chains once rounds are costly).
+/// Evaluates in this process, every pending point at once (rayon across chains and terms once
+/// that is costly).
 pub struct InProcess<L> {
     likelihood: L,
     parallel: bool,
@@ -76,8 +78,21 @@ impl<L: Likelihood> InProcess<L> {
     }
 }
 
-impl<L: Likelihood> RoundEvaluator for InProcess<L> {
-    fn evaluate_points(&mut self, points: &[Vec<f64>]) -> Result<Vec<f64>, McmcError> {
+impl<L: Likelihood> Evaluator for InProcess<L> {
+    fn advance(
+        &mut self,
+        sampler: &mut Sampler,
+        _stop: &AtomicBool,
+    ) -> Result<Vec<Row>, McmcError> {
+        let energies = self.evaluate(sampler);
+        Ok(sampler.complete(&energies))
+    }
+
+    fn evaluate_points(
+        &mut self,
+        points: &[Vec<f64>],
+        _stop: &AtomicBool,
+    ) -> Result<Vec<f64>, McmcError> {
         use rayon::prelude::*;
         let likelihood = &self.likelihood;
         let n_terms = likelihood.n_job_types();
@@ -87,8 +102,10 @@ impl<L: Likelihood> RoundEvaluator for InProcess<L> {
             .map(|x| (0..n_terms).map(|j| likelihood.energy(j, x)).sum())
             .collect())
     }
+}
 
-    fn evaluate(&mut self, sampler: &Sampler) -> Result<Vec<f64>, McmcError> {
+impl<L: Likelihood> InProcess<L> {
+    fn evaluate(&mut self, sampler: &Sampler) -> Vec<f64> {
         let started = Instant::now();
         let energies = embedded::evaluate_round(sampler, &self.likelihood, self.parallel);
         // Smoothed, with hysteresis: one round slowed by the scheduler must not switch a cheap
@@ -100,7 +117,7 @@ impl<L: Likelihood> RoundEvaluator for InProcess<L> {
         } else if self.parallel && self.round_micros < 50.0 {
             self.parallel = false;
         }
-        Ok(energies)
+        energies
     }
 }
 
@@ -150,6 +167,9 @@ struct Checkpoint {
     #[serde(default)]
     version: u32,
     sampler: Sampler,
+    /// The evidence's prior draws' energies, once a finished run has evaluated them.
+    #[serde(default)]
+    prior: Option<Vec<f64>>,
     /// Byte length of each chain file when the sampler was at this step.
     lengths: Vec<u64>,
 }
@@ -200,7 +220,7 @@ fn write_run_config(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
 /// console table goes to stderr.
 pub fn run(
     config: &McmcConfig,
-    evaluator: &mut dyn RoundEvaluator,
+    evaluator: &mut dyn Evaluator,
     resume: bool,
     stop: &AtomicBool,
 ) -> Result<RunReport, McmcError> {
@@ -211,7 +231,7 @@ pub fn run(
 /// and printing the console table through [`StatusBoard::print`].
 pub fn run_with_status(
     config: &McmcConfig,
-    evaluator: &mut dyn RoundEvaluator,
+    evaluator: &mut dyn Evaluator,
     resume: bool,
     stop: &AtomicBool,
     board: &StatusBoard,
@@ -219,33 +239,33 @@ pub fn run_with_status(
     let dir = PathBuf::from(&config.output_path);
     let settings = sampler_settings(config);
     let checkpoint = checkpoint_path(&dir);
-    let (mut sampler, files) = match resume.then(|| load_checkpoint(&checkpoint, &settings)) {
-        Some(Some(loaded)) => {
-            let loaded = loaded?;
-            info!(
-                step = loaded.sampler.step(),
-                "resuming from {}",
-                checkpoint.display()
-            );
-            let files = ChainFiles::resume(&dir, &loaded.lengths)?;
-            (loaded.sampler, files)
-        }
-        _ => {
-            if resume {
+    let (mut sampler, files, mut prior) =
+        match resume.then(|| load_checkpoint(&checkpoint, &settings)) {
+            Some(Some(loaded)) => {
+                let loaded = loaded?;
                 info!(
-                    "no checkpoint in {}: starting from the beginning",
-                    dir.display()
+                    step = loaded.sampler.step(),
+                    "resuming from {}",
+                    checkpoint.display()
                 );
+                let files = ChainFiles::resume(&dir, &loaded.lengths)?;
+                (loaded.sampler, files, loaded.prior)
             }
-            let files = ChainFiles::create(&dir, config.n_chains(), config.n_dims())?;
-            (Sampler::new(settings), files)
-        }
-    };
+            _ => {
+                if resume {
+                    info!(
+                        "no checkpoint in {}: starting from the beginning",
+                        dir.display()
+                    );
+                }
+                let files = ChainFiles::create(&dir, config.n_chains(), config.n_dims())?;
+                (Sampler::new(settings), files, None)
+            }
+        };
     write_run_config(&dir, config)?;
     let mut files = ChainWriter::new(files);
     let total = config.samples_per_chain();
     sampler.set_horizon(total);
-    sampler.set_speculation(evaluator.speculation(0));
     let started = Instant::now();
     let first_step = sampler.step();
     let mut table = Table::new(
@@ -266,7 +286,7 @@ pub fn run_with_status(
     let checkpoint_every = (config.checkpoint_interval_sec > 0.0)
         .then(|| Duration::from_secs_f64(config.checkpoint_interval_sec));
     let (mut last_log, mut last_checkpoint) = (Instant::now(), Instant::now());
-    while sampler.step() < total {
+    while !sampler.is_finished() {
         if stop.load(Ordering::SeqCst) {
             break;
         }
@@ -274,12 +294,7 @@ pub fn run_with_status(
             // A full disk or a lost file: stop now, with the last checkpoint intact.
             files.sync()?;
         }
-        let energies = evaluator.evaluate(&sampler)?;
-        let rows = sampler.complete(&energies);
-        let speculation = evaluator.speculation(rows.len());
-        if speculation != sampler.speculation() {
-            sampler.set_speculation(speculation);
-        }
+        let rows = evaluator.advance(&mut sampler, stop)?;
         if rows.is_empty() {
             continue;
         }
@@ -298,22 +313,34 @@ pub fn run_with_status(
             && checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every)
         {
             last_checkpoint = Instant::now();
-            save_checkpoint(&checkpoint, &sampler, &mut files)?;
+            save_checkpoint(&checkpoint, &sampler, None, &mut files)?;
         }
     }
-    save_checkpoint(&checkpoint, &sampler, &mut files)?;
+    save_checkpoint(&checkpoint, &sampler, prior.as_deref(), &mut files)?;
     let sampling_seconds = started.elapsed().as_secs_f64();
     // A last table, so that even a run shorter than the logging interval shows one.
     board.print(&table.render(&sampler, total));
     board.publish_mcmc(table.status(&sampler, total));
-    let complete = sampler.step() >= total;
+    let mut complete = sampler.is_finished();
+    if complete && prior.is_none() {
+        match prior_energies(config, evaluator, stop) {
+            Ok(energies) => {
+                // Kept with the run, so that resuming a finished run evaluates nothing again.
+                save_checkpoint(&checkpoint, &sampler, Some(&energies), &mut files)?;
+                prior = Some(energies);
+            }
+            // The summary waits for a resume; the chains are all there.
+            Err(McmcError::Stopped) => complete = false,
+            Err(e) => return Err(e),
+        }
+    }
     board.end(if complete {
         RunState::Done
     } else {
         RunState::Stopped
     });
     if complete {
-        let prior = prior_energies(config, evaluator)?;
+        let prior = prior.unwrap_or_default();
         let summary = summary::summarize(&dir, config, &sampler, &prior)?;
         summary::write(&dir, &summary)?;
         board.print(&summary::render(&summary));
@@ -330,7 +357,8 @@ pub fn run_with_status(
 /// The energies of the evidence's prior draws (none when there is no evidence to estimate).
 fn prior_energies(
     config: &McmcConfig,
-    evaluator: &mut dyn RoundEvaluator,
+    evaluator: &mut dyn Evaluator,
+    stop: &AtomicBool,
 ) -> Result<Vec<f64>, McmcError> {
     if config.n_temperatures < 2 || config.evidence_draws == 0 {
         return Ok(Vec::new());
@@ -341,7 +369,7 @@ fn prior_energies(
         config.evidence_draws as usize,
         config.seed,
     );
-    evaluator.evaluate_points(&points)
+    evaluator.evaluate_points(&points, stop)
 }
 
 fn load_checkpoint(
@@ -392,6 +420,7 @@ fn load_checkpoint(
 fn save_checkpoint(
     path: &Path,
     sampler: &Sampler,
+    prior: Option<&[f64]>,
     files: &mut ChainWriter,
 ) -> Result<(), McmcError> {
     let lengths = files.sync()?;
@@ -399,6 +428,7 @@ fn save_checkpoint(
         version: SAMPLER_VERSION,
         sampler: sampler.clone(),
         lengths,
+        prior: prior.map(<[f64]>::to_vec),
     };
     let bytes = rmp_serde::to_vec_named(&checkpoint).map_err(|e| McmcError::Checkpoint {
         path: path.to_owned(),

@@ -8,13 +8,15 @@
 //! re-measuring a neighbour now and then to follow changes (workers joining or leaving). The
 //! output of a run never depends on the setting, only its speed does.
 //!
-//! An expensive likelihood never pays for speculation: once rounds take
-//! [`EXPENSIVE_ROUND_SECONDS`] or more, evaluations outweigh any round trip they could save, so
-//! the tuner goes back to one point per chain and stops probing until rounds are quick again.
+//! An expensive likelihood never pays for speculation: once a request takes
+//! [`EXPENSIVE_ROUND_SECONDS`] or more from sending to its last result, evaluations outweigh any
+//! round trip they could save, so the tuner goes back to one point per chain and stops probing
+//! until requests are quick again.
 //! Only a cheap likelihood, whose round trips dominate, gets the extra evaluations (1.9-2.9
 //! times the steps taken, measured on the demo's targets).
 //!
-//! A state machine without clocks: the caller reports each round's steps and duration.
+//! A state machine without clocks: the caller reports the steps taken since its last report,
+//! the time that took, and how long requests took on average.
 
 /// Points per chain and round the tuner chooses from.
 const LEVELS: [usize; 8] = [1, 2, 4, 8, 16, 32, 64, 128];
@@ -28,7 +30,7 @@ const PERIOD_SECONDS: f64 = 0.02;
 /// Every this many periods, a neighbouring setting is measured again.
 const PROBE_EVERY: u64 = 8;
 
-/// Rounds this long are spent evaluating, not waiting on round trips (a round trip on a LAN
+/// Requests this long are spent evaluating, not waiting on round trips (a round trip on a LAN
 /// takes well under a millisecond, on loopback about 0.1 ms): no speculation then.
 pub const EXPENSIVE_ROUND_SECONDS: f64 = 0.05;
 
@@ -42,6 +44,8 @@ pub struct SpeculationTuner {
     periods: u64,
     steps: u64,
     seconds: f64,
+    /// Summed mean request latency of the reports this period.
+    latency: f64,
     rounds: u32,
 }
 
@@ -60,6 +64,7 @@ impl SpeculationTuner {
             periods: 0,
             steps: 0,
             seconds: 0.0,
+            latency: 0.0,
             rounds: 0,
         }
     }
@@ -69,11 +74,13 @@ impl SpeculationTuner {
         LEVELS[self.current]
     }
 
-    /// Records a round that advanced the chains by `steps` steps in all and took `seconds`;
-    /// returns the points per chain for the next round.
-    pub fn record(&mut self, steps: usize, seconds: f64) -> usize {
+    /// Records that the chains advanced by `steps` steps in all over `seconds`, with requests
+    /// taking `latency` seconds on average (in lockstep, a round's time); returns the points
+    /// per chain for the next requests.
+    pub fn record(&mut self, steps: usize, seconds: f64, latency: f64) -> usize {
         self.steps += steps as u64;
         self.seconds += seconds.max(0.0);
+        self.latency += latency.max(0.0);
         self.rounds += 1;
         if self.rounds >= PERIOD_ROUNDS && self.seconds >= PERIOD_SECONDS {
             let rate = self.steps as f64 / self.seconds;
@@ -84,14 +91,14 @@ impl SpeculationTuner {
 
     fn end_period(&mut self, rate: f64) {
         let cur = self.current;
-        let expensive = self.seconds / f64::from(self.rounds) >= EXPENSIVE_ROUND_SECONDS;
+        let expensive = self.latency / f64::from(self.rounds) >= EXPENSIVE_ROUND_SECONDS;
         self.periods += 1;
         let smoothed = match self.rates[cur] {
             Some((old, _)) => 0.5 * old + 0.5 * rate,
             None => rate,
         };
         self.rates[cur] = Some((smoothed, self.periods));
-        (self.steps, self.seconds, self.rounds) = (0, 0.0, 0);
+        (self.steps, self.seconds, self.latency, self.rounds) = (0, 0.0, 0.0, 0);
         if expensive {
             // Forget what cheap rounds measured: they no longer say anything.
             self.rates = [None; LEVELS.len()];
@@ -148,7 +155,8 @@ mod tests {
     fn period(tuner: &mut SpeculationTuner, rate: &impl Fn(usize) -> f64) {
         let periods = tuner.periods;
         while tuner.periods == periods {
-            tuner.record(100, 100.0 / rate(tuner.points()));
+            let seconds = 100.0 / rate(tuner.points());
+            tuner.record(100, seconds, seconds);
         }
     }
 

@@ -14,7 +14,8 @@ use ganger_core::mcmc::tempering::{self, LadderReport};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::output::{read_columns, sync_dir, ChainFiles, OutputError};
+use super::digest::{digest, ChainDigest, Running};
+use super::output::{sync_dir, ChainFiles, OutputError};
 use super::run::McmcError;
 
 /// Energies per temperature the barrier's estimate uses, at most.
@@ -60,6 +61,13 @@ pub struct Draws {
     pub chains: usize,
     /// Steps of adaptation (`adaptationSteps`): draws before it come from a changing kernel.
     pub adaptation_steps: u64,
+    /// Draws per chain the quantiles, R-hat, ESS and MCSE come from: every `stride`-th, so
+    /// that a run of any length is summarised in bounded memory (the mean and sd always come
+    /// from every draw). With a stride above 1, ESS is at most the draws kept, so MCSE errs
+    /// large, never small.
+    pub kept_per_chain: u64,
+    /// Every how many draws one was kept (1: all of them).
+    pub stride: u64,
 }
 
 /// One chain's rates over the whole run.
@@ -122,30 +130,43 @@ pub fn summarize(
     let fixed_from = burn_in
         .max(config.adaptation_steps)
         .min(steps.saturating_sub(1));
-    // The files are independent: read them side by side.
-    let columns: Vec<_> = (0..sampler.n_chains())
+    // The files are independent: read them side by side, each in bounded memory.
+    let digests: Vec<ChainDigest> = (0..sampler.n_chains())
         .into_par_iter()
         .map(|chain| {
             let path = ChainFiles::path(dir, chain);
-            read_columns(&path, n_dims, burn_in, chain % n_temps == 0)
+            digest(&path, n_dims, burn_in, fixed_from, chain % n_temps == 0)
         })
         .collect::<Result<_, _>>()?;
-    let mut cold = Vec::with_capacity(config.n_stacks);
-    let mut energies: Vec<Vec<Vec<f64>>> = vec![Vec::new(); n_temps];
-    let skip = (fixed_from - burn_in) as usize;
-    for (chain, columns) in columns.into_iter().enumerate() {
-        energies[chain % n_temps].push(columns.energy.get(skip..).unwrap_or_default().to_vec());
-        if chain % n_temps == 0 {
-            cold.push(columns.states);
-        }
-    }
+    let cold: Vec<&ChainDigest> = digests.iter().step_by(n_temps).collect();
+    // Per temperature, each stack's energies.
+    let energies: Vec<Vec<&[f64]>> = (0..n_temps)
+        .map(|t| {
+            digests[t..]
+                .iter()
+                .step_by(n_temps)
+                .map(|d| d.energies.columns[0].as_slice())
+                .collect()
+        })
+        .collect();
+    let stride = cold.first().map_or(1, |c| c.states.stride);
+    // One dimension at a time: their diagnostics' buffers are the summary's largest.
     let dimensions: Vec<DimensionSummary> = (0..n_dims)
-        .into_par_iter()
         .map(|d| {
-            let columns: Vec<&[f64]> = cold.iter().map(|c| c[d].as_slice()).collect();
+            let columns: Vec<&[f64]> = cold
+                .iter()
+                .map(|c| c.states.columns[d].as_slice())
+                .collect();
+            let mut summary = diagnostics::summarize(&columns);
+            if stride > 1 {
+                // Thinned draws: the mean and sd of every draw are known exactly.
+                let mut all = Running::default();
+                cold.iter().for_each(|c| all.merge(&c.moments[d]));
+                (summary.mean, summary.sd) = (all.mean, all.sd());
+            }
             DimensionSummary {
                 name: format!("x{d}"),
-                summary: diagnostics::summarize(&columns),
+                summary,
             }
         })
         .collect();
@@ -160,17 +181,19 @@ pub fn summarize(
             .collect::<Vec<_>>(),
     );
     let (ladder, evidence) = if n_temps > 1 {
-        let energy_views: Vec<Vec<&[f64]>> = energies
-            .iter()
-            .map(|stacks| stacks.iter().map(Vec::as_slice).collect())
-            .collect();
+        let energy_views = &energies;
         // A few thousand draws per temperature, evenly spaced, are plenty for the barrier.
         let thinned: Vec<Vec<f64>> = energies
             .iter()
             .map(|stacks| {
-                let pooled = stacks.concat();
-                let stride = pooled.len().div_ceil(BARRIER_DRAWS).max(1);
-                pooled.into_iter().step_by(stride).collect()
+                let n: usize = stacks.iter().map(|s| s.len()).sum();
+                let stride = n.div_ceil(BARRIER_DRAWS).max(1);
+                stacks
+                    .iter()
+                    .flat_map(|s| s.iter())
+                    .step_by(stride)
+                    .copied()
+                    .collect()
             })
             .collect();
         let thinned: Vec<&[f64]> = thinned.iter().map(Vec::as_slice).collect();
@@ -180,7 +203,7 @@ pub fn summarize(
         let evidence = if prior.is_empty() {
             None
         } else {
-            let evidence = evidence::stepping_stone(sampler.betas(), &energy_views, prior);
+            let evidence = evidence::stepping_stone(sampler.betas(), energy_views, prior);
             match &evidence {
                 Some(evidence) => warnings.extend(evidence_warning(evidence)),
                 None => warnings.push(format!(
@@ -200,7 +223,14 @@ pub fn summarize(
     } else {
         (None, None)
     };
-    let n_cold = cold.first().and_then(|c| c.first()).map_or(0, Vec::len) as u64;
+    let n_cold = cold
+        .first()
+        .and_then(|c| c.moments.first())
+        .map_or(0, |m| m.n);
+    let kept = cold
+        .first()
+        .and_then(|c| c.states.columns.first())
+        .map_or(0, Vec::len) as u64;
     Ok(RunSummary {
         steps_per_chain: steps,
         seed: config.seed,
@@ -211,6 +241,8 @@ pub fn summarize(
             per_chain: n_cold,
             chains: cold.len(),
             adaptation_steps: config.adaptation_steps,
+            kept_per_chain: kept,
+            stride,
         },
         chains: chain_summaries(sampler, n_temps),
         round_trips_per_stack: sampler.round_trips(),
@@ -296,9 +328,17 @@ pub fn write(dir: &Path, summary: &RunSummary) -> Result<(), McmcError> {
 pub fn render(summary: &RunSummary) -> String {
     let mut out = String::new();
     let draws = &summary.draws;
+    let thinned = if draws.stride > 1 {
+        format!(
+            "; quantiles and diagnostics from every {}th, {} each",
+            draws.stride, draws.kept_per_chain
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "posterior: {} cold chain(s), steps {}-{} ({} draws each; burn-in {})",
+        "posterior: {} cold chain(s), steps {}-{} ({} draws each; burn-in {}{thinned})",
         draws.chains, draws.first_step, draws.last_step, draws.per_chain, draws.burn_in
     );
     let _ = writeln!(
