@@ -72,8 +72,11 @@ pub(crate) struct Engine {
     scheduler: Scheduler,
     config: DelegatorConfig,
     started: Instant,
-    peers: HashMap<Vec<u8>, WorkerId>,
-    addresses: HashMap<WorkerId, Vec<u8>>,
+    peers: FxHashMap<Vec<u8>, WorkerId>,
+    addresses: FxHashMap<WorkerId, Vec<u8>>,
+    /// When this turn of the loop started: one clock read for every batch sent or answered in
+    /// it (round trips are logged to the histogram's resolution, far coarser).
+    turn_started: Instant,
     jobs: HashMap<JobId, (Sender<Vec<Outcome>>, Arc<JobShared>)>,
     dropped: DroppedFrames,
     warn_limit: RateLimited,
@@ -110,8 +113,9 @@ impl Engine {
             scheduler: Scheduler::new(config.scheduler.clone()),
             config,
             started: Instant::now(),
-            peers: HashMap::new(),
-            addresses: HashMap::new(),
+            peers: FxHashMap::default(),
+            addresses: FxHashMap::default(),
+            turn_started: Instant::now(),
             jobs: HashMap::new(),
             dropped: DroppedFrames::default(),
             warn_limit: RateLimited::new(Duration::from_secs(1)),
@@ -135,6 +139,7 @@ impl Engine {
                 timeout = timeout.min(due.saturating_sub(self.now()) as i64);
             }
             let ready = monitor::poll(&self.socket, &self.monitor, &self.wake_rx, timeout);
+            self.turn_started = Instant::now();
             if ready.router.contains(zmq::POLLIN) {
                 self.read_frames();
             }
@@ -229,8 +234,8 @@ impl Engine {
         match (worker, message) {
             (Some(worker), Message::Results(results)) => {
                 if let Some(sent) = self.sent_at.remove(&results.batch) {
-                    self.metrics
-                        .observe_round_trip(sent.elapsed().as_secs_f64());
+                    let round_trip = self.turn_started.saturating_duration_since(sent);
+                    self.metrics.observe_round_trip(round_trip.as_secs_f64());
                 }
                 self.scheduler.results(now, worker, &results)
             }
@@ -379,8 +384,30 @@ impl Engine {
             if actions.is_empty() {
                 return;
             }
+            // A turn's outcomes for one job go to it together: one hand-off, not one per
+            // results message (trivial unbatched units arrive a few hundred thousand a second).
+            let mut deliveries: Vec<(JobId, Vec<Outcome>)> = Vec::new();
             for action in actions {
-                self.carry_out(action);
+                match action {
+                    Action::Deliver { job, mut outcomes } => {
+                        match deliveries.iter_mut().find(|(j, _)| *j == job) {
+                            Some((_, all)) => all.append(&mut outcomes),
+                            None => deliveries.push((job, outcomes)),
+                        }
+                    }
+                    Action::JobDone(job) => {
+                        // Its last outcomes go first.
+                        if let Some(at) = deliveries.iter().position(|(j, _)| *j == job) {
+                            let (job, outcomes) = deliveries.swap_remove(at);
+                            self.carry_out(Action::Deliver { job, outcomes });
+                        }
+                        self.carry_out(Action::JobDone(job));
+                    }
+                    other => self.carry_out(other),
+                }
+            }
+            for (job, outcomes) in deliveries {
+                self.carry_out(Action::Deliver { job, outcomes });
             }
         }
     }
@@ -392,7 +419,7 @@ impl Engine {
                 if self.scheduler.encode_work(batch, &mut frame) {
                     let units = self.scheduler.batch_len(batch);
                     self.metrics.batch_units.observe(units as f64);
-                    self.sent_at.insert(batch, Instant::now());
+                    self.sent_at.insert(batch, self.turn_started);
                     self.send_to(worker, frame);
                 }
             }
