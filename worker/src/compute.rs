@@ -170,8 +170,16 @@ impl Evaluator {
 /// one after another on one thread. With one thread this is what it always was.
 fn chunk_size(len: usize, threads: usize) -> usize {
     let threads = threads.max(1);
+    if len >= LARGE_BATCH {
+        // Thousands of units to a batch are trivial ones (batches carry about 5 ms of work):
+        // one chunk per thread, one results message each.
+        return len.div_ceil(threads);
+    }
     (len / (4 * threads)).max(64.min(len.div_ceil(threads)).max(1))
 }
+
+/// Units from which a batch is split once per thread rather than four times.
+const LARGE_BATCH: usize = 4096;
 
 /// The outcomes of a chunk of units: outputs back to back in one buffer.
 struct Evaluated {
@@ -246,11 +254,13 @@ mod tests {
             ((8, 2), 4),
             ((100, 2), 50),
             ((128, 2), 64),
-            ((5000, 2), 625),
+            ((2000, 2), 250),
+            ((5000, 2), 2500),
             ((0, 2), 1),
             ((40, 1), 40),
             ((64, 1), 64),
-            ((5000, 1), 1250),
+            ((2000, 1), 500),
+            ((5000, 1), 5000),
         ];
         for ((len, threads), chunk) in cases {
             assert_eq!(
