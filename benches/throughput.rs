@@ -12,19 +12,22 @@
 //!   cluster and warm-up jobs, growing until one takes 250 ms (so the workers are registered
 //!   and adaptive batching has a rate estimate); the job size is then scaled from the last
 //!   warm-up's rate to take about 2 s. A measurement is the time from `submit` until every
-//!   outcome has been received by iterating the `Job`; the median of 3 is reported, in units
-//!   per second and as a ratio to the baseline's round trips per second.
+//!   outcome has been received by iterating the `Job`.
+//! - **Interleaved**: each of 3 repetitions measures the baseline, then every setting; a
+//!   setting's ratio to the baseline is taken within each repetition, and medians are printed
+//!   with their range, so that the machine's drift moves both sides of a ratio alike.
 //! - **ganger with a secret**: unbatched (fixed batch 1) and batched (adaptive) again, with a
 //!   cluster secret on both sides, so every frame after the handshake is sealed
-//!   (ChaCha20-Poly1305); reported as the ratio encrypted / plain of the two medians.
+//!   (ChaCha20-Poly1305); reported as the ratio encrypted / plain within each repetition.
 //!
 //! `cargo bench --bench throughput -- --test` runs every measurement once with tiny sizes, so
-//! CI can check that the bench still works in a few seconds. Other arguments are ignored.
+//! CI can check that the bench still works in a few seconds. `-- NAME` runs the settings whose
+//! names contain NAME.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 use ganger::delegator::Secret;
 use ganger::delegator::{Batching, SchedulerConfig};
 use ganger::{DelegatorConfig, JobOptions, LocalCluster, Registry};
@@ -106,31 +109,20 @@ impl Plan {
     }
 }
 
-/// One row of the results table.
-#[derive(Debug)]
-struct Row {
-    /// The batching setting, as printed.
-    setting: String,
-    /// Units per job measured.
-    units: u64,
-    /// Median units per second.
-    rate: f64,
-}
-
-/// Runs the baseline and every ganger setting, then prints the table.
+/// Runs the baseline and every ganger setting, interleaved, then prints the table.
 fn main() -> Result<()> {
-    let smoke = std::env::args().skip(1).any(|arg| arg == "--test");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let smoke = args.iter().any(|arg| arg == "--test");
     let plan = if smoke { Plan::smoke() } else { Plan::full() };
+    // Other arguments that are not flags pick settings by name.
+    let picked: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
 
-    let baseline = zmq_baseline(&plan).context("raw ZeroMQ baseline")?;
-    println!(
-        "raw ZeroMQ baseline: {} round trips/s (ROUTER echo + DEALER, {IN_FLIGHT} x {MESSAGE_BYTES}-byte messages in flight, {:.1} s window)",
-        thousands(baseline),
-        plan.baseline_window.as_secs_f64()
-    );
-
-    // The secret's runs are interleaved with the plain ones so that drift in the machine's
-    // load affects both sides of each ratio alike.
+    // The secret's settings sit beside the plain ones so that drift in the machine's load
+    // affects both sides of each ratio alike.
     let settings = [
         ("fixed batch 1", Batching::Fixed(1), false),
         ("fixed batch 1 + secret", Batching::Fixed(1), true),
@@ -139,52 +131,55 @@ fn main() -> Result<()> {
         ("adaptive (default)", Batching::default(), false),
         ("adaptive + secret", Batching::default(), true),
     ];
-    let mut rows = Vec::with_capacity(settings.len());
-    for (name, batching, secure) in settings {
-        let (units, rates) =
-            ganger_setting(&plan, batching, secure).with_context(|| format!("ganger, {name}"))?;
-        let each: Vec<String> = rates.iter().map(|&rate| thousands(rate)).collect();
-        eprintln!(
-            "  {name}: {units} units/job, runs: {} units/s",
-            each.join(", ")
-        );
-        let rate = median(rates)?;
-        rows.push(Row {
-            setting: name.to_owned(),
-            units,
-            rate,
-        });
+    // Every cluster is started and warmed up first; then each repetition measures the raw
+    // baseline and every setting in turn, so that each ratio compares measurements taken
+    // moments apart.
+    let settings: Vec<_> = settings
+        .into_iter()
+        .filter(|(name, _, _)| picked.is_empty() || picked.iter().any(|p| name.contains(p)))
+        .collect();
+    let mut clusters = Vec::with_capacity(settings.len());
+    for (name, batching, secure) in settings.iter().copied() {
+        let cluster = start_cluster(batching, secure).with_context(|| format!("ganger, {name}"))?;
+        let warmup_rate = warm_up(&cluster, &plan).with_context(|| format!("ganger, {name}"))?;
+        clusters.push((name, plan.units_for(warmup_rate), cluster));
     }
+    let mut baseline = Vec::with_capacity(plan.repetitions);
+    let mut rates = vec![Vec::with_capacity(plan.repetitions); settings.len()];
+    for _ in 0..plan.repetitions {
+        baseline.push(zmq_baseline(&plan).context("raw ZeroMQ baseline")?);
+        for (i, (name, units, cluster)) in clusters.iter().enumerate() {
+            rates[i].push(run_job(cluster, *units).with_context(|| format!("ganger, {name}"))?);
+        }
+    }
+    let ratio =
+        |i: usize| -> Vec<f64> { rates[i].iter().zip(&baseline).map(|(r, b)| r / b).collect() };
 
-    println!();
     println!(
-        "ganger: LocalCluster, {WORKERS} workers x {THREADS_PER_WORKER} thread, `noop` units, median of {}",
+        "raw ZeroMQ baseline: ROUTER echo + DEALER, {IN_FLIGHT} x {MESSAGE_BYTES}-byte messages in flight, {:.1} s windows",
+        plan.baseline_window.as_secs_f64()
+    );
+    println!(
+        "ganger: LocalCluster, {WORKERS} workers x {THREADS_PER_WORKER} thread, `noop` units; {} repetitions interleaved (baseline, every setting, baseline, ...): medians [lowest – highest]",
         plan.repetitions
     );
     println!();
+    println!("| setting | units/job | units/s | ÷ raw ZeroMQ round trips/s, same repetition |");
+    println!("|---|---:|---:|---:|");
     println!(
-        "| {:<20} | {:>10} | {:>14} | {:>11} |",
-        "setting", "units/job", "units/s", "vs baseline"
+        "| raw ZeroMQ (round trips/s) | - | {} | 1 |",
+        spread(&baseline, thousands)
     );
-    println!("|{:-<22}|{:->12}|{:->16}|{:->13}|", "", ":", ":", ":");
-    println!(
-        "| {:<20} | {:>10} | {:>14} | {:>11} |",
-        "raw ZeroMQ (RT/s)",
-        "-",
-        thousands(baseline),
-        "1.000"
-    );
-    for row in &rows {
+    for (i, (name, units, _)) in clusters.iter().enumerate() {
         println!(
-            "| {:<20} | {:>10} | {:>14} | {:>11.3} |",
-            row.setting,
-            row.units,
-            thousands(row.rate),
-            row.rate / baseline
+            "| {name} | {units} | {} | {} |",
+            spread(&rates[i], thousands),
+            spread(&ratio(i), |r| format!("{r:.3}"))
         );
     }
     println!();
-    println!("cost of encryption (median with a secret / median without):");
+    println!("cost of encryption (with a secret ÷ without, same repetition):");
+    let index = |name: &str| clusters.iter().position(|(n, _, _)| *n == name);
     for (plain, sealed, what) in [
         (
             "fixed batch 1",
@@ -197,12 +192,33 @@ fn main() -> Result<()> {
             "batched (adaptive)",
         ),
     ] {
-        let rate = |setting: &str| rows.iter().find(|r| r.setting == setting).map(|r| r.rate);
-        if let (Some(plain), Some(sealed)) = (rate(plain), rate(sealed)) {
-            println!("  {what}: encrypted/plain = {:.3}", sealed / plain);
-        }
+        let (Some(plain), Some(sealed)) = (index(plain), index(sealed)) else {
+            continue;
+        };
+        let each: Vec<f64> = rates[sealed]
+            .iter()
+            .zip(&rates[plain])
+            .map(|(s, p)| s / p)
+            .collect();
+        println!("  {what}: {}", spread(&each, |r| format!("{r:.3}")));
     }
     Ok(())
+}
+
+/// `median [lowest – highest]` of `values`, each formatted by `show`; the one value alone.
+fn spread(values: &[f64], show: impl Fn(f64) -> String) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    if sorted.len() == 1 {
+        return show(median);
+    }
+    format!(
+        "{} [{} – {}]",
+        show(median),
+        show(sorted[0]),
+        show(sorted[sorted.len() - 1])
+    )
 }
 
 /// Measures ZeroMQ round trips per second: a DEALER keeping [`IN_FLIGHT`] messages in flight
@@ -290,9 +306,8 @@ fn drive_dealer(dealer: &zmq::Socket, plan: &Plan) -> Result<f64> {
     Ok(count as f64 / elapsed.as_secs_f64())
 }
 
-/// Starts a cluster with `batching` (and a secret if `secure`), warms it up, and returns the units per measured job and
-/// the units per second of each measurement.
-fn ganger_setting(plan: &Plan, batching: Batching, secure: bool) -> Result<(u64, Vec<f64>)> {
+/// Starts a cluster with `batching`, and a secret if `secure`.
+fn start_cluster(batching: Batching, secure: bool) -> Result<LocalCluster> {
     let mut registry = Registry::with_builtins();
     registry.retain(|name| name == "noop");
     let secret = match secure {
@@ -308,14 +323,12 @@ fn ganger_setting(plan: &Plan, batching: Batching, secure: bool) -> Result<(u64,
         secret,
         ..DelegatorConfig::default()
     };
-    let cluster = LocalCluster::with_config(config, WORKERS, THREADS_PER_WORKER, registry)?;
-    let warmup_rate = warm_up(&cluster, plan)?;
-    let units = plan.units_for(warmup_rate);
-    let mut rates = Vec::with_capacity(plan.repetitions);
-    for _ in 0..plan.repetitions {
-        rates.push(run_job(&cluster, units)?);
-    }
-    Ok((units, rates))
+    Ok(LocalCluster::with_config(
+        config,
+        WORKERS,
+        THREADS_PER_WORKER,
+        registry,
+    )?)
 }
 
 /// Runs warm-up jobs, each 4 times larger than the last, until one takes at least
@@ -351,20 +364,6 @@ fn run_job(cluster: &LocalCluster, units: u64) -> Result<f64> {
         "received {received} outcomes for {units} units"
     );
     Ok(units as f64 / elapsed.as_secs_f64())
-}
-
-/// The median of `values` (the mean of the middle two when there is an even number).
-fn median(mut values: Vec<f64>) -> Result<f64> {
-    if values.is_empty() {
-        bail!("no measurements");
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    Ok(if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
-    })
 }
 
 /// Formats a rate as a whole number with `_` thousands separators, e.g. `1_234_567`.

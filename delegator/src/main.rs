@@ -245,6 +245,7 @@ impl Common {
                 .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
         }
         let workers = self.spawn_workers(n_workers, &delegator, secret)?;
+        wait_for_workers(&delegator, n_workers);
         Ok((delegator, workers))
     }
 
@@ -303,4 +304,26 @@ fn main() {
         eprintln!("ganger-delegator: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Waits until `n` workers have registered (the local ones this command started), for at most
+/// a few seconds: work submitted before then would all go to the first to arrive, which with
+/// units that start cheap could take far more than its share before the others are there.
+fn wait_for_workers(delegator: &ganger_delegator::Delegator, n: usize) {
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+    if n == 0 {
+        return;
+    }
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::time::Instant::now() < deadline {
+        match delegator.stats() {
+            Ok(stats) if stats.workers.len() >= n => return,
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(_) => return,
+        }
+    }
+    tracing::warn!(
+        workers = n,
+        "the local workers did not all register within {PATIENCE:?}; starting without them"
+    );
 }

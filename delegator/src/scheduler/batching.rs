@@ -65,8 +65,10 @@ impl Batching {
             (Batching::Adaptive { .. }, None) => slots.max(u64::from(batch_size)),
             // One unit waiting for each slot at least: when units of equal cost all finish at
             // once, every slot starts its next one without waiting for the delegator.
+            // Time-based, but no faster than batches grow: the first units' speed may not last.
             (Batching::Adaptive { .. }, Some(rate)) => {
-                two_batches.max(slots + queued(rate).max(slots))
+                let ramp = 2 * u64::from(rate.largest_batch).max(slots);
+                two_batches.max(slots + queued(rate).min(ramp).max(slots))
             }
         }
     }
