@@ -184,6 +184,24 @@ pub struct Sampler {
     ready: VecDeque<usize>,
 }
 
+/// What a chain waiting for its swap partner has asked for ahead.
+///
+/// With speculation on (a cheap likelihood), a chain that reaches a non-reversible swap step
+/// before its partner asks at once for the proposals it will make after the swap if it keeps
+/// its own state, as it does unless the swap is accepted: its tree depends only on its state,
+/// its own random draws and its scale, and nothing else changes at a pair's swap. If the swap
+/// goes through, the early request is dropped (its energies, arriving or not, are ignored).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+enum Early {
+    /// Nothing asked ahead.
+    #[default]
+    None,
+    /// Its tree awaits its energies.
+    Asked,
+    /// Its tree's energies are in, held until the swap.
+    Answered(Vec<f64>),
+}
+
 /// Where a chain stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 enum Phase {
@@ -212,6 +230,13 @@ struct Chain {
     /// Whether its request is with the driver (not serialised: a restored sampler asks again).
     #[serde(skip)]
     handed_out: bool,
+    /// Counts its requests, so that the energies of one it no longer needs are recognised.
+    #[serde(default)]
+    generation: u64,
+    /// While it waits for its swap partner: the proposals it will make if its state stays its
+    /// own (see [`Early`]).
+    #[serde(default)]
+    early: Early,
     /// Random numbers drawn for upcoming steps (normal vector, uniform), next step first.
     draws: VecDeque<(Vec<f64>, f64)>,
     /// Its proposals, while proposing.
@@ -267,6 +292,8 @@ impl Sampler {
                     step: 0,
                     phase: Phase::Starting,
                     handed_out: false,
+                    generation: 0,
+                    early: Early::None,
                     draws: VecDeque::new(),
                     tree: Tree::default(),
                     window: Moments::new(d),
@@ -326,17 +353,17 @@ impl Sampler {
     }
 
     /// Chains whose points await evaluation and were not handed out since they were made (or
-    /// since this sampler was restored), in chain order; each is now handed out. Evaluate
-    /// [`request`](Self::request) of each and give the energies to
-    /// [`complete_chain`](Self::complete_chain). A request may hold no point (every proposal
-    /// fell outside the bounds): complete it with no energies.
-    pub fn take_requests(&mut self) -> Vec<usize> {
+    /// since this sampler was restored), in chain order, each with its request's generation;
+    /// each is now handed out. Evaluate [`request`](Self::request) of each and give the
+    /// energies, with the generation, to [`complete_chain`](Self::complete_chain). A request
+    /// may hold no point (every proposal fell outside the bounds): complete it with no
+    /// energies.
+    pub fn take_requests(&mut self) -> Vec<(usize, u64)> {
         let mut taken = Vec::new();
         for (i, chain) in self.chains.iter_mut().enumerate() {
-            let pending = matches!(chain.phase, Phase::Starting | Phase::Proposing);
-            if pending && !chain.handed_out {
+            if chain.asks() && !chain.handed_out {
                 chain.handed_out = true;
-                taken.push(i);
+                taken.push((i, chain.generation));
             }
         }
         taken
@@ -348,23 +375,28 @@ impl Sampler {
         match c.phase {
             Phase::Starting => &c.state,
             Phase::Proposing => c.tree.points(),
+            Phase::Waiting if c.early == Early::Asked => c.tree.points(),
             Phase::Waiting | Phase::Stopped => &[],
         }
     }
 
-    /// Takes the energies of chain `chain`'s request (in [`request`](Self::request) order) and
-    /// advances it, and any chain it meets, as far as they can go. Returns every row that
-    /// became final, each chain's in step order.
-    pub fn complete_chain(&mut self, chain: usize, energies: &[f64]) -> Vec<Row> {
+    /// Takes the energies of chain `chain`'s request of generation `generation` (in
+    /// [`request`](Self::request) order) and advances it, and any chain it meets, as far as
+    /// they can go. Returns every row that became final, each chain's in step order. The
+    /// energies of a request the chain no longer needs (an earlier generation) are ignored.
+    pub fn complete_chain(&mut self, chain: usize, generation: u64, energies: &[f64]) -> Vec<Row> {
+        let mut rows = Vec::new();
+        if self.chains[chain].generation != generation || !self.chains[chain].asks() {
+            return rows;
+        }
         let d = self.settings.min.len();
         assert_eq!(
             energies.len() * d,
             self.request(chain).len(),
             "one energy per point of the request"
         );
-        let mut rows = Vec::new();
         self.apply(chain, energies, &mut rows);
-        self.settle();
+        self.settle(&mut rows);
         rows
     }
 
@@ -390,17 +422,21 @@ impl Sampler {
     pub fn complete(&mut self, energies: &[f64]) -> Vec<Row> {
         assert_eq!(energies.len(), self.n_points(), "one energy per point");
         let d = self.settings.min.len().max(1);
-        let pending: Vec<(usize, usize)> = (0..self.chains.len())
-            .filter(|&c| matches!(self.chains[c].phase, Phase::Starting | Phase::Proposing))
-            .map(|c| (c, self.request(c).len() / d))
+        let pending: Vec<(usize, u64, usize)> = (0..self.chains.len())
+            .filter(|&c| self.chains[c].asks())
+            .map(|c| (c, self.chains[c].generation, self.request(c).len() / d))
             .collect();
         let mut rows = Vec::new();
         let mut offset = 0;
-        for (chain, n) in pending {
-            self.apply(chain, &energies[offset..offset + n], &mut rows);
+        for (chain, generation, n) in pending {
+            // A chain met by one completed before it may no longer need what it asked ahead.
+            let current = &self.chains[chain];
+            if current.generation == generation && current.asks() {
+                self.apply(chain, &energies[offset..offset + n], &mut rows);
+            }
             offset += n;
         }
-        self.settle();
+        self.settle(&mut rows);
         rows
     }
 
@@ -482,11 +518,22 @@ impl Sampler {
                 self.ready.push_back(i);
             }
         }
-        self.settle();
+        let mut rows = Vec::new();
+        self.settle(&mut rows);
+        debug_assert!(rows.is_empty(), "making proposals emits no row");
     }
 }
 
 impl Chain {
+    /// Whether it asks for an evaluation: its start, its proposals, or proposals ahead.
+    fn asks(&self) -> bool {
+        match self.phase {
+            Phase::Starting | Phase::Proposing => true,
+            Phase::Waiting => self.early == Early::Asked,
+            Phase::Stopped => false,
+        }
+    }
+
     /// Metropolis decision on an evaluated proposal; a NaN or infinite energy is a rejection.
     fn decide(&mut self, proposal: &[f64], energy: f64, uniform: f64, beta: f64) -> bool {
         self.stats.proposals += 1;

@@ -62,15 +62,18 @@ pub struct OnWorkers<'a> {
     /// Units in flight, by index: the chains' points they carry, and terms still to come.
     units: FxHashMap<u64, UnitInFlight>,
     /// Requests in flight, by chain.
-    requests: FxHashMap<usize, RequestInFlight>,
+    requests: FxHashMap<Request, RequestInFlight>,
     /// Requests completed and their summed latency since the tuner last recorded.
     completed: (u64, f64),
 }
 
-/// The points of one unit: `(chain, first point of the chain's request, points)` segments.
+/// A chain's request: the chain and the request's generation.
+type Request = (usize, u64);
+
+/// The points of one unit: `(request, first point of the request, points)` segments.
 #[derive(Debug)]
 struct UnitInFlight {
-    segments: Vec<(usize, usize, usize)>,
+    segments: Vec<(Request, usize, usize)>,
     points: usize,
     terms_left: usize,
 }
@@ -283,20 +286,20 @@ impl<'a> OnWorkers<'a> {
     ) -> Result<(), McmcError> {
         let d = sampler.settings().min.len().max(1);
         loop {
-            let chains = sampler.take_requests();
-            if chains.is_empty() {
+            let taken = sampler.take_requests();
+            if taken.is_empty() {
                 return Ok(());
             }
-            let (empty, full): (Vec<usize>, Vec<usize>) = chains
+            let (empty, full): (Vec<Request>, Vec<Request>) = taken
                 .into_iter()
-                .partition(|&c| sampler.request(c).is_empty());
+                .partition(|&(c, _)| sampler.request(c).is_empty());
             if !full.is_empty() {
                 let mut points: Vec<&[f64]> = Vec::new();
-                let mut owners: Vec<(usize, usize)> = Vec::new();
-                for &chain in &full {
-                    for (k, x) in sampler.request(chain).chunks_exact(d).enumerate() {
+                let mut owners: Vec<(Request, usize)> = Vec::new();
+                for &request in &full {
+                    for (k, x) in sampler.request(request.0).chunks_exact(d).enumerate() {
                         points.push(x);
-                        owners.push((chain, k));
+                        owners.push((request, k));
                     }
                 }
                 let (first, bounds) = self.submit(&points)?;
@@ -305,8 +308,8 @@ impl<'a> OnWorkers<'a> {
             if empty.is_empty() {
                 return Ok(());
             }
-            for chain in empty {
-                rows.extend(sampler.complete_chain(chain, &[]));
+            for (chain, generation) in empty {
+                rows.extend(sampler.complete_chain(chain, generation, &[]));
             }
         }
     }
@@ -316,17 +319,17 @@ impl<'a> OnWorkers<'a> {
         &mut self,
         first: u64,
         bounds: &[usize],
-        owners: &[(usize, usize)],
-        chains: &[usize],
+        owners: &[(Request, usize)],
+        requests: &[Request],
         sampler: &Sampler,
     ) {
         let n_terms = self.jobs.len();
         let d = sampler.settings().min.len().max(1);
         let sent = Instant::now();
-        for &chain in chains {
-            let points = sampler.request(chain).len() / d;
+        for &request in requests {
+            let points = sampler.request(request.0).len() / d;
             self.requests.insert(
-                chain,
+                request,
                 RequestInFlight {
                     points,
                     terms: vec![f64::NAN; n_terms * points],
@@ -336,15 +339,15 @@ impl<'a> OnWorkers<'a> {
             );
         }
         for (u, w) in bounds.windows(2).enumerate() {
-            let mut segments: Vec<(usize, usize, usize)> = Vec::new();
-            for &(chain, k) in &owners[w[0]..w[1]] {
+            let mut segments: Vec<(Request, usize, usize)> = Vec::new();
+            for &(owner, k) in &owners[w[0]..w[1]] {
                 match segments.last_mut() {
-                    Some((c, _, n)) if *c == chain => *n += 1,
-                    _ => segments.push((chain, k, 1)),
+                    Some((r, _, n)) if *r == owner => *n += 1,
+                    _ => segments.push((owner, k, 1)),
                 }
             }
-            for &(chain, _, _) in &segments {
-                if let Some(request) = self.requests.get_mut(&chain) {
+            for &(owner, _, _) in &segments {
+                if let Some(request) = self.requests.get_mut(&owner) {
                     request.left += n_terms;
                 }
             }
@@ -376,21 +379,21 @@ impl<'a> OnWorkers<'a> {
             unit.segments.clone()
         };
         let mut offset = 0;
-        for (chain, first, n) in segments {
+        for (owner, first, n) in segments {
             let request = self
                 .requests
-                .get_mut(&chain)
+                .get_mut(&owner)
                 .expect("a request per unit's chain");
             let at = term * request.points + first;
             request.terms[at..at + n].copy_from_slice(&values[offset..offset + n]);
             offset += n;
             request.left -= 1;
             if request.left == 0 {
-                let request = self.requests.remove(&chain).expect("present");
+                let request = self.requests.remove(&owner).expect("present");
                 let energies = sum_terms(&request.terms, n_terms, request.points);
                 self.completed.0 += 1;
                 self.completed.1 += request.sent.elapsed().as_secs_f64();
-                rows.extend(sampler.complete_chain(chain, &energies));
+                rows.extend(sampler.complete_chain(owner.0, owner.1, &energies));
             }
         }
     }

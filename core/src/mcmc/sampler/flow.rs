@@ -9,7 +9,7 @@ use rand::Rng;
 
 use super::adaptation::{adapted, Moments, Tier};
 use super::ladder::{self, PairCounts};
-use super::{Phase, Row, Sampler, SwapType, Swaps};
+use super::{Early, Phase, Row, Sampler, SwapType, Swaps};
 
 impl Sampler {
     /// Applies chain `c`'s energies to its request: its start, or its walk down its tree.
@@ -30,32 +30,46 @@ impl Sampler {
                 self.ready.push_back(c);
             }
             Phase::Proposing => self.walk(c, energies, rows),
+            // Held until its partner comes: the swap decides whether they are walked.
+            Phase::Waiting if chain.early == Early::Asked => {
+                chain.early = Early::Answered(energies.to_vec());
+            }
             Phase::Waiting | Phase::Stopped => panic!("chain {c} asked for no evaluation"),
         }
     }
 
-    /// Makes new proposals for every chain that needs them. (A chain whose proposals all fall
-    /// outside the bounds asks for no point; its request is completed with no energies.)
-    pub(super) fn settle(&mut self) {
+    /// Makes new proposals for every chain that needs them, and walks those whose early
+    /// energies turned out to be needed. (A chain whose proposals all fall outside the bounds
+    /// asks for no point; its request is completed with no energies.)
+    pub(super) fn settle(&mut self, rows: &mut Vec<Row>) {
         while let Some(c) = self.ready.pop_front() {
             if self.chains[c].phase != Phase::Proposing || self.chains[c].handed_out {
                 continue;
             }
-            let step = self.chains[c].step;
-            if step >= self.horizon {
+            if let Early::Answered(energies) = std::mem::take(&mut self.chains[c].early) {
+                self.walk(c, &energies, rows);
+                continue;
+            }
+            if self.chains[c].step >= self.horizon {
                 self.chains[c].phase = Phase::Stopped;
                 continue;
             }
-            let depth = (self.stop(c) - step) as usize;
-            let tier = c % self.settings.n_temperatures;
-            let chain = &mut self.chains[c];
-            chain.speculate(
-                self.speculation,
-                depth,
-                &self.tiers[tier].cholesky,
-                &self.settings,
-            );
+            self.propose(c);
         }
+    }
+
+    /// Builds chain `c`'s proposals from its state, up to the next step where it meets others.
+    fn propose(&mut self, c: usize) {
+        let depth = (self.stop(c) - self.chains[c].step) as usize;
+        let tier = c % self.settings.n_temperatures;
+        let chain = &mut self.chains[c];
+        chain.generation += 1;
+        chain.speculate(
+            self.speculation,
+            depth,
+            &self.tiers[tier].cholesky,
+            &self.settings,
+        );
     }
 
     /// The next step after chain `c`'s where it meets other chains, or the horizon.
@@ -160,6 +174,12 @@ impl Sampler {
                         let betas = (self.betas[pair], self.betas[pair + 1]);
                         self.release(base + pair + 1, kind, betas.1, true, rows);
                         self.release(base + pair, kind, betas.0, true, rows);
+                    } else if self.speculation > 1 && s < self.horizon {
+                        // Its partner is behind: ask now for what it proposes if it keeps its
+                        // state. Only here: at a global sync its scale and covariance may change.
+                        self.propose(c);
+                        self.chains[c].early = Early::Asked;
+                        self.chains[c].handed_out = false;
                     }
                 }
             },
@@ -327,9 +347,25 @@ impl Sampler {
             accepted: chain.boundary_accepted,
             swap_type,
         });
+        if swap_type == SwapType::Accept && chain.early != Early::None {
+            // Its state is its partner's now: what it asked for ahead is of no use.
+            chain.early = Early::None;
+            chain.generation += 1;
+            chain.handed_out = false;
+        }
         if chain.step >= self.horizon {
             chain.phase = Phase::Stopped;
+            if chain.early != Early::None {
+                chain.early = Early::None;
+                chain.generation += 1;
+                chain.handed_out = false;
+            }
+        } else if chain.early == Early::Asked {
+            // Its proposals are asked for already; their energies walk it when they come.
+            chain.phase = Phase::Proposing;
+            chain.early = Early::None;
         } else {
+            // Answered early ones are walked by `settle`.
             chain.phase = Phase::Proposing;
             self.ready.push_back(c);
         }

@@ -22,26 +22,26 @@ fn drive(
     sampler.set_speculation(speculation);
     sampler.set_horizon(steps);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-    let mut outstanding: Vec<usize> = Vec::new();
+    let mut outstanding: Vec<(usize, u64)> = Vec::new();
     let mut rows = Vec::new();
     let (mut completions, mut held_back_most) = (0, 0);
     while !sampler.is_finished() {
         outstanding.extend(sampler.take_requests());
         let free: Vec<usize> = (0..outstanding.len())
-            .filter(|&i| !held.contains(&outstanding[i]))
+            .filter(|&i| !held.contains(&outstanding[i].0))
             .collect();
         let pick = if free.is_empty() {
             rng.random_range(0..outstanding.len())
         } else {
             free[rng.random_range(0..free.len())]
         };
-        let chain = outstanding.swap_remove(pick);
+        let (chain, generation) = outstanding.swap_remove(pick);
         let energies: Vec<f64> = sampler
             .request(chain)
             .chunks_exact(s.min.len())
             .map(gaussian)
             .collect();
-        rows.extend(sampler.complete_chain(chain, &energies));
+        rows.extend(sampler.complete_chain(chain, generation, &energies));
         completions += 1;
         let ahead = (0..sampler.n_chains())
             .map(|c| sampler.chain_step(c))
