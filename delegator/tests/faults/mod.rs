@@ -1,6 +1,8 @@
 //! Helpers for the chaos suite: seeded fault schedules, the delegator binary in the background,
 //! a pool of worker processes to kill and replace, and network namespaces for partitions.
 
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
