@@ -23,7 +23,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use ganger::mcmc::{run_with_status, ConfigFormat, Likelihood, McmcConfig, OnWorkers};
+use ganger::mcmc::{run_with_status, ConfigFormat, Existing, Likelihood, McmcConfig, OnWorkers};
 use ganger::{Delegator, DelegatorConfig, Registry, Worker, WorkerConfig};
 use ganger_delegator::status::StatusBoard;
 
@@ -273,7 +273,8 @@ fn run_on(
     let report = run_with_status(
         &config,
         &mut evaluator,
-        false,
+        // Its own scratch folder, replaced run after run.
+        Existing::Overwrite,
         &AtomicBool::new(false),
         &board,
     )?;

@@ -19,7 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
-use ganger::mcmc::{run, Builtin, InProcess, McmcConfig, OnWorkers, Sampler};
+use ganger::mcmc::{run, Builtin, Existing, InProcess, McmcConfig, OnWorkers, Sampler};
 use ganger::{Delegator, DelegatorConfig, Registry, Worker, WorkerConfig};
 
 /// The allocator of the `ganger-delegator` and `ganger-worker` binaries.
@@ -63,7 +63,7 @@ fn embedded(steps: u64) -> Result<(f64, f64)> {
     let config = demo_config(2 * steps, &output)?;
     let stop = AtomicBool::new(false);
     let mut evaluator = InProcess::new(Builtin::Gaussian.split(3));
-    let report = run(&config, &mut evaluator, false, &stop)?;
+    let report = run(&config, &mut evaluator, Existing::Overwrite, &stop)?;
     std::fs::remove_dir_all(&output).ok();
     Ok((report.steps_per_sec, report.summary_seconds))
 }
@@ -116,7 +116,7 @@ fn distributed(steps: u64, workers: Workers, speculate: bool, lockstep: bool) ->
     }
 
     evaluator.set_lockstep(lockstep);
-    let report = run(&config, &mut evaluator, false, &stop)?;
+    let report = run(&config, &mut evaluator, Existing::Overwrite, &stop)?;
 
     for (shutdown, _) in &threads {
         shutdown.request();

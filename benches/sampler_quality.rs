@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
-use ganger::mcmc::{diagnostics, run_with_status, FnLikelihood, InProcess, McmcConfig};
+use ganger::mcmc::{diagnostics, run_with_status, Existing, FnLikelihood, InProcess, McmcConfig};
 use ganger_delegator::mcmc::output::{read_columns, ChainFiles};
 use ganger_delegator::status::StatusBoard;
 use targets::Target;
@@ -216,7 +216,8 @@ fn run_ganger(target: &Target, seed: u64, scratch: &Path) -> Result<Draws> {
     let report = run_with_status(
         &config,
         &mut InProcess::new(likelihood),
-        false,
+        // Its own scratch folder, replaced run after run.
+        Existing::Overwrite,
         &AtomicBool::new(false),
         &board,
     )?;

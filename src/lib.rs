@@ -159,16 +159,24 @@ pub mod mcmc {
     pub use ganger_core::mcmc::sampler::{Sampler, SamplerSettings};
     pub use ganger_core::mcmc::{convergence, diagnostics, evidence, tempering};
     pub use ganger_delegator::mcmc::{
-        run, run_with_status, sampler_settings, InProcess, McmcError, OnWorkers, RunReport,
+        run, run_with_status, sampler_settings, Existing, InProcess, McmcError, OnWorkers,
+        RunReport,
     };
 
     /// Runs `config` in this process, evaluating `likelihood` across rayon threads, and writes
-    /// the chain files, `summary.json` and checkpoints into `config.output_path`.
+    /// the chain files, `summary.json` and checkpoints into `config.output_path`. A folder that
+    /// already holds a run's files is refused ([`McmcError::OutputExists`]); [`run`] with
+    /// [`Existing::Resume`] or [`Existing::Overwrite`] says what to do with it instead.
     pub fn run_embedded(
         config: &McmcConfig,
         likelihood: impl Likelihood,
     ) -> Result<RunReport, McmcError> {
         let stop = std::sync::atomic::AtomicBool::new(false);
-        run(config, &mut InProcess::new(likelihood), false, &stop)
+        run(
+            config,
+            &mut InProcess::new(likelihood),
+            Existing::Refuse,
+            &stop,
+        )
     }
 }

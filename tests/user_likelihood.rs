@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use ganger::mcmc::{run, run_embedded, FnLikelihood, McmcConfig, OnWorkers};
+use ganger::mcmc::{run, run_embedded, Existing, FnLikelihood, McmcConfig, OnWorkers};
 use ganger::{LocalCluster, Registry};
 
 /// A two-term likelihood: a correlated Gaussian split into its x and y parts.
@@ -68,7 +68,7 @@ fn a_users_likelihood_on_workers_writes_the_embedded_runs_files() {
         let report = run(
             &config(&dir),
             &mut evaluator,
-            false,
+            Existing::Refuse,
             &AtomicBool::new(false),
         )
         .expect("the distributed run finishes");

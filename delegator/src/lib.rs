@@ -33,6 +33,7 @@ pub mod harness;
 pub mod http;
 mod job;
 pub mod local;
+pub mod lock;
 pub mod mcmc;
 pub mod metrics;
 pub mod periodic;

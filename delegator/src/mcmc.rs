@@ -10,4 +10,6 @@ pub mod summary;
 mod table;
 
 pub use distributed::OnWorkers;
-pub use run::{run, run_with_status, sampler_settings, Evaluator, InProcess, McmcError, RunReport};
+pub use run::{
+    run, run_with_status, sampler_settings, Evaluator, Existing, InProcess, McmcError, RunReport,
+};

@@ -24,10 +24,27 @@ pub(crate) struct McmcArgs {
     /// Continue from the output folder's last checkpoint (after a crash or kill).
     #[arg(long, env = "GANGER_RESUME")]
     resume: bool,
+    /// Start afresh even if the output folder holds a run's files, replacing its chain files,
+    /// checkpoint and summary (without it, or --resume, such a folder is refused).
+    #[arg(long, env = "GANGER_OVERWRITE", conflicts_with = "resume")]
+    overwrite: bool,
     /// Without --local-workers: start this many ganger-worker processes on this machine too
     /// (remote workers may join as well).
     #[arg(long, env = "GANGER_SPAWN_WORKERS", default_value_t = 0)]
     spawn_workers: usize,
+}
+
+impl McmcArgs {
+    /// What to do with an output folder that holds a run's files.
+    fn existing(&self) -> mcmc::Existing {
+        if self.resume {
+            mcmc::Existing::Resume
+        } else if self.overwrite {
+            mcmc::Existing::Overwrite
+        } else {
+            mcmc::Existing::Refuse
+        }
+    }
 }
 
 pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow::Result<()> {
@@ -67,13 +84,25 @@ pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow
             .build_global()
             .context("cannot start the evaluation threads")?;
         let mut evaluator = InProcess::new(builtin.split(n_terms));
-        mcmc::run_with_status(&config, &mut evaluator, args.resume, &stop, &watch.board)?
+        mcmc::run_with_status(
+            &config,
+            &mut evaluator,
+            args.existing(),
+            &stop,
+            &watch.board,
+        )?
     } else {
         // Distributed: workers anywhere serve `mcmc/LIKELIHOOD/*` (or single terms).
         let (delegator, _workers) = common.start_delegator(args.spawn_workers, watch)?;
         info!(endpoint = %delegator.endpoint(), job_types = %format!("mcmc/{likelihood}/0..{n_terms}"), "waiting for workers");
         let mut evaluator = OnWorkers::new(&delegator, likelihood, n_terms)?;
-        mcmc::run_with_status(&config, &mut evaluator, args.resume, &stop, &watch.board)?
+        mcmc::run_with_status(
+            &config,
+            &mut evaluator,
+            args.existing(),
+            &stop,
+            &watch.board,
+        )?
     };
     watch.finish_console();
     info!(

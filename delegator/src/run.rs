@@ -60,6 +60,10 @@ pub(crate) struct RunArgs {
     /// holds are not evaluated again (from the beginning if there are none).
     #[arg(long, env = "GANGER_RESUME")]
     resume: bool,
+    /// Start afresh even if --output holds results, replacing them (without it, or --resume,
+    /// such an output is refused).
+    #[arg(long, env = "GANGER_OVERWRITE", conflicts_with = "resume")]
+    overwrite: bool,
 }
 
 pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow::Result<()> {
@@ -221,7 +225,8 @@ impl Output {
             return Ok(output);
         }
         let identity = RunIdentity::of(&args.task, payloads);
-        let (journal, done) = Journal::open(path, args.ordered, &identity, args.resume)?;
+        let (journal, done) =
+            Journal::open(path, args.ordered, &identity, args.resume, args.overwrite)?;
         output.already = done.count;
         output.already_failed = done.failed;
         output.has = done.has;

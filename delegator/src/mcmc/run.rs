@@ -12,9 +12,10 @@ use ganger_core::mcmc::sampler::{Row, Sampler, SamplerSettings, Swaps, SAMPLER_V
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::output::{sync_dir, ChainFiles, ChainWriter, OutputError};
+use super::output::{create_output_dir, sync_dir, ChainFiles, ChainWriter, OutputError};
 use super::summary;
 use super::table::Table;
+use crate::lock::{LockError, OutputLock};
 use crate::status::{RunKind, RunState, StatusBoard};
 
 /// How often a run publishes its state to the status board.
@@ -40,6 +41,34 @@ pub enum McmcError {
     /// The run was asked to stop while it waited for evaluations.
     #[error("stopped while waiting for evaluations")]
     Stopped,
+    /// Another run writes to the same output folder.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    /// The output folder holds a run's files and the run was asked neither to resume nor to
+    /// overwrite them.
+    #[error(
+        "{} already holds a run's results ({}); continue it with --resume, or replace it with --overwrite",
+        .dir.display(),
+        .file.display()
+    )]
+    OutputExists {
+        /// The output folder.
+        dir: PathBuf,
+        /// The first of its files the run would replace.
+        file: PathBuf,
+    },
+}
+
+/// What a run does with an output folder that already holds a run's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse to start ([`McmcError::OutputExists`]): no result is replaced unasked.
+    Refuse,
+    /// Continue from the folder's last checkpoint; without one, start from the beginning if
+    /// the folder holds no chain files, else refuse.
+    Resume,
+    /// Start afresh, replacing the folder's chain files, checkpoint and summary.
+    Overwrite,
 }
 
 /// Evaluates a sampler's requests, in this process or on workers, and completes them.
@@ -174,6 +203,23 @@ struct Checkpoint {
     lengths: Vec<u64>,
 }
 
+/// The lock file a run holds in its output folder (see [`crate::lock`]).
+pub const LOCK_FILE: &str = ".ganger.lock";
+
+/// The first file in `dir` that a fresh run of `n_chains` chains would replace, if any: a
+/// chain file, the checkpoint, the summary or the recorded configuration.
+fn run_file_in(dir: &Path, n_chains: usize) -> Option<PathBuf> {
+    let named = [
+        checkpoint_path(dir),
+        dir.join("summary.json"),
+        run_config_path(dir),
+    ];
+    (0..n_chains)
+        .map(|chain| ChainFiles::path(dir, chain))
+        .chain(named)
+        .find(|path| std::fs::metadata(path).is_ok())
+}
+
 /// The checkpoint file of a run writing to `dir`.
 pub fn checkpoint_path(dir: &Path) -> PathBuf {
     dir.join("checkpoint.msgpack")
@@ -198,17 +244,34 @@ pub fn read_run_config(dir: &Path) -> Option<McmcConfig> {
     .ok()
 }
 
+/// `config` as `ganger-run.json` records it: every key but `outputPath` (the folder is where
+/// the file is: naming it would make two copies of one run differ).
+fn recorded_form(config: &McmcConfig) -> Result<serde_json::Value, serde_json::Error> {
+    let mut value = serde_json::to_value(config)?;
+    if let Some(object) = value.as_object_mut() {
+        object.remove("outputPath");
+    }
+    Ok(value)
+}
+
+/// Whether `dir` records no configuration, or exactly `config`.
+fn recorded_config_is(dir: &Path, config: &McmcConfig) -> bool {
+    match std::fs::read(run_config_path(dir)) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .zip(recorded_form(config).ok())
+            .is_some_and(|(recorded, this)| recorded == this),
+    }
+}
+
 fn write_run_config(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
     let path = run_config_path(dir);
     let unwritable = |e: serde_json::Error| McmcError::Checkpoint {
         path: path.clone(),
         reason: e.to_string(),
     };
-    let mut value = serde_json::to_value(config).map_err(unwritable)?;
-    // The folder is where the file is: naming it would make two copies of one run differ.
-    if let Some(object) = value.as_object_mut() {
-        object.remove("outputPath");
-    }
+    let value = recorded_form(config).map_err(unwritable)?;
     let mut text = serde_json::to_string_pretty(&value).map_err(unwritable)?;
     text.push('\n');
     std::fs::write(&path, text).map_err(|source| OutputError { path, source })?;
@@ -221,10 +284,10 @@ fn write_run_config(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
 pub fn run(
     config: &McmcConfig,
     evaluator: &mut dyn Evaluator,
-    resume: bool,
+    existing: Existing,
     stop: &AtomicBool,
 ) -> Result<RunReport, McmcError> {
-    run_with_status(config, evaluator, resume, stop, &StatusBoard::new())
+    run_with_status(config, evaluator, existing, stop, &StatusBoard::new())
 }
 
 /// Like [`run`], publishing the run's progress, chains and convergence to `board` every second
@@ -232,36 +295,51 @@ pub fn run(
 pub fn run_with_status(
     config: &McmcConfig,
     evaluator: &mut dyn Evaluator,
-    resume: bool,
+    existing: Existing,
     stop: &AtomicBool,
     board: &StatusBoard,
 ) -> Result<RunReport, McmcError> {
     let dir = PathBuf::from(&config.output_path);
     let settings = sampler_settings(config);
     let checkpoint = checkpoint_path(&dir);
-    let (mut sampler, files, mut prior) =
-        match resume.then(|| load_checkpoint(&checkpoint, &settings)) {
-            Some(Some(loaded)) => {
-                let loaded = loaded?;
-                info!(
-                    step = loaded.sampler.step(),
-                    "resuming from {}",
-                    checkpoint.display()
-                );
-                let files = ChainFiles::resume(&dir, &loaded.lengths)?;
-                (loaded.sampler, files, loaded.prior)
-            }
-            _ => {
-                if resume {
-                    info!(
-                        "no checkpoint in {}: starting from the beginning",
-                        dir.display()
-                    );
+    create_output_dir(&dir)?;
+    // Held until the run returns: a second run on this folder fails at once.
+    let _lock = OutputLock::acquire(&dir, &dir.join(LOCK_FILE))?;
+    let resume = existing == Existing::Resume;
+    let (mut sampler, files, mut prior) = match resume
+        .then(|| load_checkpoint(&checkpoint, &settings))
+    {
+        Some(Some(loaded)) => {
+            let loaded = loaded?;
+            info!(
+                step = loaded.sampler.step(),
+                "resuming from {}",
+                checkpoint.display()
+            );
+            let files = ChainFiles::resume(&dir, &loaded.lengths)?;
+            (loaded.sampler, files, loaded.prior)
+        }
+        _ => {
+            // Resuming a run killed before its first checkpoint starts it again: it wrote
+            // nothing that starting again does not write, unless the folder holds a
+            // finished run's summary or another configuration's files.
+            let restartable =
+                resume && !dir.join("summary.json").exists() && recorded_config_is(&dir, config);
+            if existing != Existing::Overwrite && !restartable {
+                if let Some(file) = run_file_in(&dir, config.n_chains()) {
+                    return Err(McmcError::OutputExists { dir, file });
                 }
-                let files = ChainFiles::create(&dir, config.n_chains(), config.n_dims())?;
-                (Sampler::new(settings), files, None)
             }
-        };
+            if resume {
+                info!(
+                    "no checkpoint in {}: starting from the beginning",
+                    dir.display()
+                );
+            }
+            let files = ChainFiles::create(&dir, config.n_chains(), config.n_dims())?;
+            (Sampler::new(settings), files, None)
+        }
+    };
     write_run_config(&dir, config)?;
     let mut files = ChainWriter::new(files);
     let total = config.samples_per_chain();

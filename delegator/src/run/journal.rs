@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use ganger_core::payload::Payload;
+use ganger_delegator::lock::{lock_path_beside, OutputLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::info;
@@ -86,6 +87,8 @@ impl Done {
 /// An open journal: result lines go in, fsynced in groups.
 #[derive(Debug)]
 pub(crate) struct Journal {
+    /// Held while the run writes: one run per output.
+    _lock: OutputLock,
     output: PathBuf,
     /// The file appended to: the output itself, or `OUT.journal` when ordered.
     path: PathBuf,
@@ -114,11 +117,15 @@ impl Journal {
     /// submitted (so that an unwritable path is an error at once). With `resume`, reads what a
     /// previous attempt completed (a torn last line is cut off); otherwise, or when there is no
     /// previous attempt, starts empty.
+    ///
+    /// Takes the output's lock first (a second run on it fails at once), and refuses an output
+    /// that already holds results unless `resume` or `overwrite`.
     pub fn open(
         output: &Path,
         ordered: bool,
         identity: &RunIdentity,
         resume: bool,
+        overwrite: bool,
     ) -> anyhow::Result<(Journal, Done)> {
         if let Some(dir) = parent(output) {
             if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
@@ -130,8 +137,19 @@ impl Journal {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         }
+        let lock = OutputLock::acquire(output, &lock_path_beside(output))?;
         let path = journal_path(output, ordered);
         let sidecar = identity_path(output);
+        if !resume && !overwrite {
+            for existing in [output, path.as_path()] {
+                if std::fs::metadata(existing).is_ok_and(|m| m.len() > 0) {
+                    bail!(
+                        "{} already holds results; continue that run with --resume, or replace them with --overwrite",
+                        existing.display()
+                    );
+                }
+            }
+        }
         let previous = if resume {
             read_previous(output, ordered, identity)?
         } else {
@@ -186,6 +204,7 @@ impl Journal {
             .seek(std::io::SeekFrom::End(0))
             .with_context(|| format!("cannot write {}", path.display()))?;
         let journal = Journal {
+            _lock: lock,
             output: output.to_owned(),
             path,
             writer,
@@ -266,7 +285,7 @@ fn read_previous(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if std::fs::metadata(&source).is_ok_and(|m| m.len() > 0) {
                 bail!(
-                    "cannot resume: {} exists but {} does not, so it cannot be told to be this run's; remove it or run without --resume",
+                    "cannot resume: {} exists but {} does not, so it cannot be told to be this run's; replace it with --overwrite instead of --resume, or remove it",
                     source.display(),
                     sidecar.display()
                 );
@@ -279,7 +298,7 @@ fn read_previous(
     };
     if &recorded != identity {
         bail!(
-            "cannot resume: {} belongs to another run (task {}, {} inputs, SHA-256 {}), not this one (task {}, {} inputs, SHA-256 {}); remove it and {} or give that run's task and inputs",
+            "cannot resume: {} belongs to another run (task {}, {} inputs, SHA-256 {}), not this one (task {}, {} inputs, SHA-256 {}); run with --overwrite to replace it and {}, or give that run's task and inputs",
             sidecar.display(),
             recorded.task,
             recorded.inputs,

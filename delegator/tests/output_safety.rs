@@ -1,0 +1,209 @@
+//! No run destroys results it was not asked to replace, and no two runs write one output.
+
+mod common;
+mod faults;
+
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use faults::TempDir;
+
+fn delegator(args: &[&str], dir: &Path) -> Output {
+    delegator_command()
+        .args(args)
+        .current_dir(dir)
+        .env("GANGER_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the delegator runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Starts a run that waits for workers that never come (it binds a loopback port and has
+/// none), so it holds its output until killed.
+fn start_waiting(args: &[&str], dir: &Path) -> Child {
+    delegator_command()
+        .args(args)
+        .args(["--bind", "tcp://127.0.0.1:0"])
+        .current_dir(dir)
+        .env("GANGER_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the delegator starts")
+}
+
+fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_rerun_without_resume_or_overwrite_keeps_the_results_and_says_how_to_go_on() {
+    let dir = TempDir::new("rerun");
+    let run = |range: &str, extra: &[&str]| {
+        let mut args = vec!["run", "--task", "square", "--range", range];
+        args.extend(["--output", "r.jsonl", "--local-workers", "1"]);
+        args.extend(extra);
+        delegator(&args, &dir.0)
+    };
+    assert!(run("5", &[]).status.success());
+    let before = std::fs::read(dir.join("r.jsonl")).unwrap();
+    assert_eq!(before.iter().filter(|&&b| b == b'\n').count(), 5);
+
+    let refused = run("2", &[]);
+    assert!(
+        !refused.status.success(),
+        "a second run replaced the results"
+    );
+    let message = stderr(&refused);
+    for expected in ["r.jsonl", "--resume", "--overwrite"] {
+        assert!(
+            message.contains(expected),
+            "{expected} missing in: {message}"
+        );
+    }
+    assert_eq!(std::fs::read(dir.join("r.jsonl")).unwrap(), before);
+
+    let replaced = run("2", &["--overwrite"]);
+    assert!(replaced.status.success(), "{}", stderr(&replaced));
+    let after = std::fs::read_to_string(dir.join("r.jsonl")).unwrap();
+    assert_eq!(after.lines().count(), 2, "{after}");
+}
+
+#[test]
+fn an_mcmc_folder_with_results_is_refused_unless_resumed_or_overwritten() {
+    let dir = TempDir::new("mcmc-rerun");
+    let config = mcmc_config(&dir.0, "run.json", &dir.join("out"), 2000);
+    let config = config.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["mcmc", "--config", config, "--local-workers", "1"];
+        args.extend(extra);
+        delegator(&args, &dir.0)
+    };
+    assert!(run(&[]).status.success());
+    let before = mcmc_outputs(&dir.join("out"));
+
+    let refused = run(&[]);
+    assert!(
+        !refused.status.success(),
+        "a second run replaced the chains"
+    );
+    let message = stderr(&refused);
+    for expected in ["out", "--resume", "--overwrite"] {
+        assert!(
+            message.contains(expected),
+            "{expected} missing in: {message}"
+        );
+    }
+    assert_eq!(mcmc_outputs(&dir.join("out")), before);
+
+    let replaced = run(&["--overwrite"]);
+    assert!(replaced.status.success(), "{}", stderr(&replaced));
+    // Same seed, same config: the replacement is the same run again.
+    assert_eq!(mcmc_outputs(&dir.join("out")), before);
+}
+
+#[test]
+fn a_second_run_on_a_locked_output_fails_at_once_naming_the_path_and_the_holder() {
+    let dir = TempDir::new("locked");
+    let output = dir.join("out.jsonl");
+    let mut first = start_waiting(
+        &[
+            "run",
+            "--task",
+            "sleep",
+            "--range",
+            "10",
+            "--output",
+            "out.jsonl",
+        ],
+        &dir.0,
+    );
+    wait_until("the first run's lock", || {
+        std::fs::read_to_string(dir.join("out.jsonl.lock")).is_ok_and(|t| t.contains("pid"))
+    });
+    for extra in [&[][..], &["--resume"][..], &["--overwrite"][..]] {
+        let mut args = vec!["run", "--task", "sleep", "--range", "10"];
+        args.extend(["--output", "out.jsonl", "--local-workers", "1"]);
+        args.extend(extra);
+        let second = delegator(&args, &dir.0);
+        assert!(
+            !second.status.success(),
+            "{extra:?}: two runs on one output"
+        );
+        let message = stderr(&second);
+        assert!(
+            message.contains("being written by another run"),
+            "{message}"
+        );
+        assert!(
+            message.contains(&format!("pid {}", first.id())),
+            "{message}"
+        );
+        assert!(message.contains(&output.display().to_string()) || message.contains("out.jsonl"));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The kernel dropped the lock with its holder: the run can go on.
+    let resumed = delegator(
+        &[
+            "run",
+            "--task",
+            "sleep",
+            "--range",
+            "10",
+            "--output",
+            "out.jsonl",
+            "--resume",
+            "--local-workers",
+            "1",
+        ],
+        &dir.0,
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap().lines().count(),
+        10
+    );
+
+    // The same for an MCMC output folder.
+    let config = mcmc_config(&dir.0, "run.json", &dir.join("chains"), 2000);
+    let config = config.to_str().unwrap();
+    let mut first = start_waiting(&["mcmc", "--config", config], &dir.0);
+    wait_until("the MCMC run's lock", || {
+        std::fs::read_to_string(dir.join("chains").join(".ganger.lock"))
+            .is_ok_and(|t| t.contains("pid"))
+    });
+    let second = delegator(
+        &[
+            "mcmc",
+            "--config",
+            config,
+            "--resume",
+            "--local-workers",
+            "1",
+        ],
+        &dir.0,
+    );
+    assert!(!second.status.success(), "two runs on one folder");
+    let message = stderr(&second);
+    assert!(
+        message.contains("being written by another run"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", first.id())),
+        "{message}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
