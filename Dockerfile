@@ -6,7 +6,7 @@
 #
 # The Compose, Kubernetes and Marathon files rely on what this file promises: the binaries in
 # /usr/local/bin, the demo config in /opt/ganger, user ganger (uid 10001), /data, tini as init,
-# GANGER_STATUS_FILE, ports 5555 and 8080. delegator/tests/deployment checks those promises,
+# GANGER_STATUS_FILE, GANGER_HTTP, ports 5555 and 8080. delegator/tests/deployment checks those promises,
 # and .ci/run builds the release binaries from the build context as this file does.
 
 FROM rust:1.95-slim-bookworm AS build
@@ -36,6 +36,9 @@ COPY examples/stateline-demo.json /opt/ganger/stateline-demo.json
 
 # Workers keep a status file unless told otherwise, so `ganger-worker status` needs no flag.
 ENV GANGER_STATUS_FILE=/tmp/ganger-worker.json
+# The delegator's dashboard listens on loopback unless asked; a published port arrives on the
+# container's bridge interface, so the image asks. Workers ignore it.
+ENV GANGER_HTTP=0.0.0.0:8080
 # Numeric, so that Kubernetes' runAsNonRoot can tell without reading /etc/passwd.
 USER 10001:10001
 WORKDIR /data

@@ -138,8 +138,9 @@ struct Common {
     /// Log format: `text` or `json`.
     #[arg(long, global = true, env = "GANGER_LOG_FORMAT", default_value = "text")]
     log_format: String,
-    /// Serve the dashboard, /api/status, /metrics and /healthz on this address, or `none`
-    /// [default: 0.0.0.0:8080, skipped with a warning if that port is taken].
+    /// Serve the dashboard, /api/status, /metrics and /healthz on this address, or `none`;
+    /// `0.0.0.0:8080` serves every interface, without authentication [default: 127.0.0.1:8080,
+    /// this machine only, skipped with a warning if that port is taken].
     #[arg(long, global = true, env = "GANGER_HTTP")]
     http: Option<String>,
     /// Write the HTTP server's bound address to this file (for scripts and tests).

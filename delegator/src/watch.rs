@@ -16,8 +16,10 @@ use tracing::{info, warn};
 
 use crate::Common;
 
-/// The HTTP address when `--http` is not given.
-const DEFAULT_HTTP: &str = "0.0.0.0:8080";
+/// The HTTP address when `--http` is not given: this machine only. The page has no
+/// authentication, so serving it beyond loopback is asked for (`--http 0.0.0.0:8080`; the
+/// image does, since a published port arrives on the container's bridge interface).
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 
 /// How often the progress log line is written when stderr is not a terminal.
 const LOG_EVERY: Duration = Duration::from_secs(10);
@@ -39,10 +41,17 @@ impl Watch {
         let board = StatusBoard::new();
         let http = match common.http.as_deref() {
             Some("none") => None,
-            Some(address) => Some(
-                HttpServer::start(address, board.clone())
-                    .with_context(|| format!("cannot serve HTTP on {address} (--http)"))?,
-            ),
+            Some(address) => {
+                let server = HttpServer::start(address, board.clone())
+                    .with_context(|| format!("cannot serve HTTP on {address} (--http)"))?;
+                if !server.address().ip().is_loopback() {
+                    info!(
+                        address = %server.address(),
+                        "the dashboard and API answer anyone who can reach this address, without authentication"
+                    );
+                }
+                Some(server)
+            }
             // The default port may be taken (another delegator on this host): carry on without.
             None => match HttpServer::start(DEFAULT_HTTP, board.clone()) {
                 Ok(server) => Some(server),

@@ -207,3 +207,34 @@ fn logs_are_json_lines_for_log_shippers_and_end_with_the_final_progress() {
     assert_eq!(progress["fields"]["total"], 2000, "{progress}");
     assert_eq!(progress["fields"]["percent"], "100.0", "{progress}");
 }
+
+#[test]
+fn the_dashboard_listens_on_loopback_unless_asked_otherwise() {
+    let dir = temp_dir("http-default");
+    let address_file = dir.join("http-address");
+    let output = delegator_command()
+        .args([
+            "run",
+            "--task",
+            "square",
+            "--range",
+            "3",
+            "--local-workers",
+            "1",
+        ])
+        .arg("--http-address-file")
+        .arg(&address_file)
+        .env_remove("GANGER_HTTP")
+        .env("GANGER_LOG", "warn")
+        .output()
+        .expect("delegator runs");
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let address = std::fs::read_to_string(&address_file).unwrap_or_else(|_| {
+        panic!("no HTTP server started on the default address (port 8080 taken?): {stderr}")
+    });
+    let address: std::net::SocketAddr = address.trim().parse().expect("an address");
+    assert!(address.ip().is_loopback(), "the default serves {address}");
+    assert_eq!(address.port(), 8080);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
