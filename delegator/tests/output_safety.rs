@@ -207,3 +207,75 @@ fn a_second_run_on_a_locked_output_fails_at_once_naming_the_path_and_the_holder(
     first.kill().unwrap();
     first.wait().unwrap();
 }
+
+#[test]
+fn resuming_with_a_config_that_changes_the_output_is_refused_naming_the_key() {
+    let dir = TempDir::new("changed-model");
+    let config = mcmc_config(&dir.0, "run.json", &dir.join("out"), 2000);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let run = |text: &str| {
+        std::fs::write(&config, text).unwrap();
+        let args = [
+            "mcmc",
+            "--config",
+            config.to_str().unwrap(),
+            "--local-workers",
+            "1",
+            "--resume",
+        ];
+        delegator(&args, &dir.0)
+    };
+    assert!(run(&text).status.success());
+    let before = mcmc_outputs(&dir.join("out"));
+    let with = |key: &str, value: &str| {
+        text.replacen(
+            "\"nJobTypes\": 2,",
+            &format!("\"nJobTypes\": 2,\n  \"{key}\": {value},"),
+            1,
+        )
+    };
+    for (changed, key, shown) in [
+        (
+            with("likelihood", "\"bimodal\""),
+            "likelihood",
+            "\"bimodal\"",
+        ),
+        (
+            text.replace("\"nJobTypes\": 2", "\"nJobTypes\": 3"),
+            "nJobTypes",
+            "3",
+        ),
+        (
+            text.replace("[10, 10, 10]", "[10, 10, 11]"),
+            "max",
+            "[10.0,10.0,11.0]",
+        ),
+        (with("burnIn", "7"), "burnIn", "7"),
+    ] {
+        let refused = run(&changed);
+        assert!(
+            !refused.status.success(),
+            "{key}: resumed with a changed model"
+        );
+        let message = stderr(&refused);
+        assert!(
+            message.contains(&format!("key `{key}`")),
+            "{key}: {message}"
+        );
+        assert!(
+            message.contains(shown),
+            "{key}: {shown} missing in {message}"
+        );
+        assert_eq!(mcmc_outputs(&dir.join("out")), before, "{key}");
+    }
+    // What cannot change the output may change.
+    let calmer = text.replace("\"loggingRateSec\": 10", "\"loggingRateSec\": 30");
+    let resumed = run(&calmer);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let mut after = mcmc_outputs(&dir.join("out"));
+    let mut expected = before;
+    // ganger-run.json records the configuration it ran with last.
+    after.remove("ganger-run.json");
+    expected.remove("ganger-run.json");
+    assert_eq!(after, expected);
+}

@@ -254,6 +254,47 @@ fn recorded_form(config: &McmcConfig) -> Result<serde_json::Value, serde_json::E
     Ok(value)
 }
 
+/// Config keys that a resumed run may change: they cannot change its output.
+pub const CHANGEABLE_ON_RESUME: [&str; 2] = ["loggingRateSec", "checkpointIntervalSec"];
+
+/// Refuses to resume the run recorded in `dir` with a `config` that would change its output:
+/// any key but [`CHANGEABLE_ON_RESUME`] differing from the recorded one, named with both values.
+fn check_same_run(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
+    let path = run_config_path(dir);
+    let Ok(bytes) = std::fs::read(&path) else {
+        // A folder from before the configuration was recorded: the checkpoint's checks apply.
+        return Ok(());
+    };
+    let refuse = |reason: String| McmcError::Checkpoint {
+        path: path.clone(),
+        reason,
+    };
+    let recorded: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| refuse(format!("cannot resume: unreadable ({e})")))?;
+    let this = recorded_form(config).map_err(|e| refuse(e.to_string()))?;
+    let empty = serde_json::Map::new();
+    let (old, new) = (
+        recorded.as_object().unwrap_or(&empty),
+        this.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        if CHANGEABLE_ON_RESUME.contains(&key.as_str()) || old.get(key) == new.get(key) {
+            continue;
+        }
+        let show = |v: Option<&serde_json::Value>| v.map_or("absent".to_owned(), |v| v.to_string());
+        return Err(refuse(format!(
+            "cannot resume: key `{key}` was {} for this run and is {} now, which would change its output; resume with the run's configuration, or start afresh with --overwrite (only {} may change on resume)",
+            show(old.get(key)),
+            show(new.get(key)),
+            CHANGEABLE_ON_RESUME.join(" and ")
+        )));
+    }
+    Ok(())
+}
+
 /// Whether `dir` records no configuration, or exactly `config`.
 fn recorded_config_is(dir: &Path, config: &McmcConfig) -> bool {
     match std::fs::read(run_config_path(dir)) {
@@ -306,6 +347,9 @@ pub fn run_with_status(
     // Held until the run returns: a second run on this folder fails at once.
     let _lock = OutputLock::acquire(&dir, &dir.join(LOCK_FILE))?;
     let resume = existing == Existing::Resume;
+    if resume && checkpoint.exists() {
+        check_same_run(&dir, config)?;
+    }
     let (mut sampler, files, mut prior) = match resume
         .then(|| load_checkpoint(&checkpoint, &settings))
     {
