@@ -70,7 +70,7 @@ pub(crate) const ALL: &[Check] = &[
     Check {
         name: "batching",
         section: "§3 results, §3 welcome max_frame, §10.3",
-        summary: "500 trivial units in fewer messages; results frames within max_frame",
+        summary: "500 trivial units in fewer messages; a work frame over max_frame accepted; results frames within max_frame",
         run: basic::batching,
     },
     Check {

@@ -265,8 +265,9 @@ pub(super) fn batching(ctx: &mut Ctx<'_>) -> Result<(), String> {
     }
     // Outputs of 1000 bytes (strings), eight to a batch: no batch's answers fit one 4096-byte
     // frame.
-    // (This work frame exceeds a quarter of max_frame, which a delegator keeps to; noop's output
-    // is its input, so there is no other way to make outputs that must be split.)
+    // This work frame is larger than max_frame itself, which a worker must accept (§3 welcome:
+    // max_frame bounds what the worker sends, not what it receives); noop's output is its
+    // input, so there is no other way to make outputs that must be split.
     let units = (0..32u64)
         .map(|i| Unit::noop(2000 + i, str_payload(&format!("{i:<997}"))))
         .collect();
