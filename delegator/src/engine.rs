@@ -9,6 +9,7 @@
 //! A monitor on the ROUTER (see [`monitor`]) turns a closed connection into probes that notice
 //! a dead worker within milliseconds rather than at its heartbeat timeout.
 
+mod connections;
 mod monitor;
 
 mod auth;
@@ -29,7 +30,7 @@ use crate::budget::QueueBudget;
 use crate::job::JobShared;
 use crate::metrics::EngineMetrics;
 use crate::scheduler::{Action, BatchId, JobId, Millis, Outcome, Scheduler, Unit, WorkerId};
-use crate::{DelegatorConfig, DroppedFrames, Stats};
+use crate::{ConnectionCounts, DelegatorConfig, DroppedFrames, Stats};
 
 pub(crate) use monitor::Monitor;
 
@@ -90,6 +91,8 @@ pub(crate) struct Engine {
     taken_in: u64,
     /// Handshakes and session keys (protocol version 2).
     gate: auth::Gate,
+    /// Accepted connections whose peers have not registered, capped and timed.
+    connections: connections::Connections,
 }
 
 impl Engine {
@@ -103,6 +106,7 @@ impl Engine {
         budget: Arc<QueueBudget>,
     ) -> Self {
         let pending_timeout = Duration::from_millis(config.scheduler.timeout_ms);
+        let config_pending = (config.max_pending_connections, config.pending_connection_ms);
         Engine {
             gate: auth::Gate::new(config.secret.clone(), pending_timeout),
             socket,
@@ -124,6 +128,7 @@ impl Engine {
             sent_at: FxHashMap::default(),
             budget,
             taken_in: 0,
+            connections: connections::Connections::new(config_pending.0, config_pending.1),
         }
     }
 
@@ -135,7 +140,10 @@ impl Engine {
             let mut timeout = next_tick
                 .saturating_duration_since(Instant::now())
                 .as_millis() as i64;
-            if let Some(due) = self.probes.next_due() {
+            for due in [self.probes.next_due(), self.connections.next_deadline()]
+                .into_iter()
+                .flatten()
+            {
                 timeout = timeout.min(due.saturating_sub(self.now()) as i64);
             }
             let ready = monitor::poll(&self.socket, &self.monitor, &self.wake_rx, timeout);
@@ -143,9 +151,22 @@ impl Engine {
             if ready.router.contains(zmq::POLLIN) {
                 self.read_frames();
             }
-            if ready.monitor && self.monitor.read_events() > 0 {
-                self.probes.disconnected(self.now());
+            if ready.monitor {
+                let mut disconnects = 0;
+                for event in self.monitor.read_events() {
+                    match event {
+                        monitor::Event::Accepted(fd) => self.connection_accepted(fd),
+                        monitor::Event::Disconnected(fd) => {
+                            self.connections.closed(fd);
+                            disconnects += 1;
+                        }
+                    }
+                }
+                if disconnects > 0 {
+                    self.probes.disconnected(self.now());
+                }
             }
+            self.expire_connections();
             if ready.woken {
                 self.wake_rx.drain();
             }
@@ -193,6 +214,19 @@ impl Engine {
 
     fn handle_frame(&mut self, mut incoming: Incoming) {
         let worker = self.peers.get(&incoming.peer).copied();
+        if worker.is_some() {
+            return self.dispatch_frame(incoming, worker);
+        }
+        // A peer not registered yet: once it is, its connection no longer counts as pending.
+        let fd = connections::fd_of(&mut incoming.body);
+        let peer = incoming.peer.clone();
+        self.dispatch_frame(incoming, worker);
+        if let Some(fd) = fd.filter(|_| self.peers.contains_key(&peer)) {
+            self.connections.registered(fd);
+        }
+    }
+
+    fn dispatch_frame(&mut self, mut incoming: Incoming, worker: Option<WorkerId>) {
         if incoming.parts != 1 {
             let reason = format!("expected 1 body frame, got {}", incoming.parts);
             return self.drop_frame(&mut incoming, worker, "malformed", reason);
@@ -520,6 +554,11 @@ impl Engine {
             queued_bytes: self.scheduler.queued_bytes(),
             open_jobs: self.scheduler.open_jobs(),
             now: self.now(),
+            connections: ConnectionCounts {
+                pending: self.connections.pending() as u64,
+                refused: self.connections.refused,
+                expired: self.connections.expired,
+            },
         }
     }
 

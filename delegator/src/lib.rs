@@ -97,6 +97,10 @@ pub enum Error {
     },
 }
 
+/// Bytes beyond `max_frame` that the transport still reads before it cuts a peer off: room to
+/// answer a slightly oversized frame with a `reject` naming the limit.
+pub const FRAME_CAP_MARGIN: u64 = 64 << 10;
+
 /// A `Result` with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -114,6 +118,12 @@ pub struct DelegatorConfig {
     /// Allow binding a non-loopback address without a secret (anyone who reaches it could
     /// take work or send false results); default false. Warns at start-up.
     pub insecure: bool,
+    /// Connections whose peer has not registered (with a secret: not proved it knows it) held
+    /// at once; one beyond is cut as soon as it is accepted. Default 64. Each can hold at most
+    /// the transport's frame cap (`max_frame` + 64 KiB) in the delegator's memory.
+    pub max_pending_connections: usize,
+    /// Milliseconds a connection may stay unregistered before it is cut; default 10,000.
+    pub pending_connection_ms: u64,
 }
 
 impl Default for DelegatorConfig {
@@ -123,6 +133,8 @@ impl Default for DelegatorConfig {
             scheduler: SchedulerConfig::default(),
             secret: None,
             insecure: false,
+            max_pending_connections: 64,
+            pending_connection_ms: 10_000,
         }
     }
 }
@@ -217,6 +229,20 @@ pub struct Stats {
     /// The engine's clock when the snapshot was taken (milliseconds since it started), the
     /// reference for [`WorkerInfo::last_seen`].
     pub now: scheduler::Millis,
+    /// Connections whose peers have not registered: held now, and cut since the start.
+    pub connections: ConnectionCounts,
+}
+
+/// Connections whose peers have not registered (see
+/// [`DelegatorConfig::max_pending_connections`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionCounts {
+    /// Held now.
+    pub pending: u64,
+    /// Cut as soon as they were accepted, because the most allowed were pending.
+    pub refused: u64,
+    /// Cut because their peer did not register within the deadline.
+    pub expired: u64,
 }
 
 /// Units per command when streaming a job's inputs to the engine.
@@ -264,12 +290,13 @@ impl Delegator {
         // Credit flow bounds what is queued per worker; ZeroMQ's own limit would only drop work.
         socket.set_sndhwm(0)?;
         socket.set_rcvhwm(0)?;
-        // Frames beyond the limit are answered with Reject; far beyond it, libzmq cuts the peer
-        // off before buffering the frame, which bounds memory.
+        // Frames over the limit are answered with Reject; beyond it and 64 KiB more, libzmq cuts
+        // the peer off before buffering the frame. This cap is what one connection can hold in
+        // memory: unregistered ones are few and short-lived (`engine::connections`).
         let hard_limit = config
             .scheduler
             .max_frame
-            .saturating_mul(4)
+            .saturating_add(FRAME_CAP_MARGIN)
             .min(i64::MAX as u64);
         socket.set_maxmsgsize(hard_limit as i64)?;
         socket.set_linger(0)?;

@@ -100,9 +100,28 @@ struct Common {
     /// Failed evaluations of a unit before it is reported failed.
     #[arg(long, global = true, env = "GANGER_MAX_ATTEMPTS", default_value_t = 3)]
     max_attempts: u32,
-    /// Largest frame accepted from a worker, bytes.
-    #[arg(long, global = true, env = "GANGER_MAX_FRAME_BYTES", default_value_t = 64 << 20)]
+    /// Largest frame accepted from a worker, bytes; also what each connection not yet
+    /// registered can make the delegator hold (see --max-pending-connections).
+    #[arg(long, global = true, env = "GANGER_MAX_FRAME_BYTES", default_value_t = 16 << 20)]
     max_frame_bytes: u64,
+    /// Connections whose peer has not registered (with a secret: not proved it knows it) held
+    /// at once; one more is cut as soon as it is accepted. Memory strangers can hold is at most
+    /// this many times --max-frame-bytes (+ 64 KiB).
+    #[arg(
+        long,
+        global = true,
+        env = "GANGER_MAX_PENDING_CONNECTIONS",
+        default_value_t = 64
+    )]
+    max_pending_connections: usize,
+    /// Milliseconds a connection may stay unregistered before it is cut.
+    #[arg(
+        long,
+        global = true,
+        env = "GANGER_PENDING_CONNECTION_MS",
+        default_value_t = 10_000
+    )]
+    pending_connection_ms: u64,
     /// Most units in one batch, on top of the worker's slots + prefetch and adaptive batching.
     #[arg(
         long,
@@ -211,6 +230,8 @@ impl Common {
             },
             secret: ganger_transport::secret::load(self.secret_file.as_deref())?,
             insecure: self.insecure,
+            max_pending_connections: self.max_pending_connections.max(1),
+            pending_connection_ms: self.pending_connection_ms,
         })
     }
 }

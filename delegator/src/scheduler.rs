@@ -92,13 +92,14 @@ pub struct SchedulerConfig {
     pub batching: Batching,
     /// Most units in one batch; default 65536.
     pub max_batch_units: u32,
-    /// Most payload bytes in one batch (keeps frames under the size limit); default 16 MiB.
+    /// Most payload bytes in one batch (keeps frames under the size limit); default 4 MiB, a
+    /// quarter of the default `max_frame`.
     pub max_batch_bytes: usize,
     /// Work to keep queued at each worker beyond what its slots are running, milliseconds;
     /// default 2 (a refill's round trip, with room to spare; a worker always holds at least
     /// two batches, which is what keeps trivial units flowing).
     pub in_flight_ms: u64,
-    /// The largest frame the delegator accepts, bytes (told to workers); default 64 MiB.
+    /// The largest frame the delegator accepts, bytes (told to workers); default 16 MiB.
     pub max_frame: u64,
     /// Most workers registered at once; a `hello` beyond it is rejected; default 10,000.
     pub max_workers: usize,
@@ -121,9 +122,9 @@ impl Default for SchedulerConfig {
             max_attempts: 3,
             batching: Batching::default(),
             max_batch_units: 65_536,
-            max_batch_bytes: 16 << 20,
+            max_batch_bytes: 4 << 20,
             in_flight_ms: 2,
-            max_frame: 64 << 20,
+            max_frame: 16 << 20,
             max_workers: 10_000,
             max_queued_bytes: 1 << 30,
             straggler_factor: None,

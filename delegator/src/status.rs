@@ -158,6 +158,10 @@ pub struct CountersStatus {
     /// failing authentication (protocol version 2, with a secret).
     #[serde(default)]
     pub unauthenticated_frames: u64,
+    /// Connections cut before their peer registered: beyond `--max-pending-connections`, or
+    /// past `--pending-connection-ms`.
+    #[serde(default)]
+    pub connections_cut: u64,
 }
 
 /// Batch round trips.
@@ -632,6 +636,7 @@ fn engine_parts(stats: &Stats) -> (Vec<WorkerStatus>, Vec<QueueStatus>, Counters
             + d.bad_seal,
         unauthenticated_frames: d.unauthenticated + d.replayed + d.bad_seal,
         queued_bytes: stats.queued_bytes,
+        connections_cut: stats.connections.refused + stats.connections.expired,
     };
     (workers, queues, counters)
 }
@@ -730,6 +735,11 @@ impl Collector for StatusCollector {
                 "ganger_frames_unauthenticated",
                 "Frames dropped because their peer had not authenticated, or replayed or forged",
                 s.counters.unauthenticated_frames,
+            ),
+            (
+                "ganger_connections_cut",
+                "Connections cut before their peer registered (too many pending, or too slow)",
+                s.counters.connections_cut,
             ),
         ] {
             Self::counter(e, name, help, value)?;
@@ -911,6 +921,11 @@ mod tests {
                 replayed: 1,
                 ..DroppedFrames::default()
             },
+            connections: crate::ConnectionCounts {
+                pending: 1,
+                refused: 4,
+                expired: 2,
+            },
             queued_bytes: 0,
             workers: vec![WorkerInfo {
                 id: 7,
@@ -947,6 +962,7 @@ mod tests {
         assert_eq!(s.queues[0].depth, 42);
         assert_eq!(s.counters.dropped_frames, 6);
         assert_eq!(s.counters.unauthenticated_frames, 4);
+        assert_eq!(s.counters.connections_cut, 6);
         assert!(s.engine_alive);
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["kind"], "run");

@@ -70,43 +70,59 @@ impl Monitor {
             "inproc://ganger-router-monitor-{}",
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        router.monitor(
-            &endpoint,
-            i32::from(zmq::SocketEvent::DISCONNECTED.to_raw()),
-        )?;
+        let events = zmq::SocketEvent::DISCONNECTED.to_raw() | zmq::SocketEvent::ACCEPTED.to_raw();
+        router.monitor(&endpoint, i32::from(events))?;
         let socket = context.socket(zmq::PAIR)?;
         socket.set_linger(0)?;
         socket.connect(&endpoint)?;
         Ok(Monitor { socket })
     }
 
-    /// Reads every waiting event; returns how many reported a closed connection.
-    pub(crate) fn read_events(&self) -> usize {
-        let mut disconnects = 0;
+    /// Reads every waiting event, in order.
+    pub(crate) fn read_events(&self) -> Vec<Event> {
+        let mut events = Vec::new();
         loop {
             match self.socket.recv_multipart(zmq::DONTWAIT) {
                 Ok(parts) => {
-                    if parts.first().and_then(|p| event_of(p))
-                        == Some(zmq::SocketEvent::DISCONNECTED.to_raw())
-                    {
-                        disconnects += 1;
-                    }
+                    let event = match parts.first().and_then(|p| event_of(p)) {
+                        Some((e, fd)) if e == zmq::SocketEvent::ACCEPTED.to_raw() => {
+                            Event::Accepted(fd as i32)
+                        }
+                        Some((e, fd)) if e == zmq::SocketEvent::DISCONNECTED.to_raw() => {
+                            Event::Disconnected(fd as i32)
+                        }
+                        _ => continue,
+                    };
+                    events.push(event);
                 }
-                Err(zmq::Error::EAGAIN) => return disconnects,
+                Err(zmq::Error::EAGAIN) => return events,
                 Err(e) => {
                     warn!("reading the ROUTER's monitor failed: {e}");
-                    return disconnects;
+                    return events;
                 }
             }
         }
     }
 }
 
-/// The event number of a monitor message's first frame (16-bit event, then a 32-bit value, in
-/// native byte order); None if the frame is not one.
-fn event_of(frame: &[u8]) -> Option<u16> {
-    let bytes: [u8; 2] = frame.get(..2)?.try_into().ok()?;
-    (frame.len() == 6).then(|| u16::from_ne_bytes(bytes))
+/// What the ROUTER's monitor reports, with the connection's file descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A peer's connection was accepted.
+    Accepted(i32),
+    /// A connection closed.
+    Disconnected(i32),
+}
+
+/// The event number and value (for these events, the descriptor) of a monitor message's first
+/// frame (16-bit event, then a 32-bit value, in native byte order); None if it is not one.
+fn event_of(frame: &[u8]) -> Option<(u16, u32)> {
+    if frame.len() != 6 {
+        return None;
+    }
+    let event = u16::from_ne_bytes([frame[0], frame[1]]);
+    let value = u32::from_ne_bytes([frame[2], frame[3], frame[4], frame[5]]);
+    Some((event, value))
 }
 
 /// What [`poll`] found ready.
@@ -199,7 +215,7 @@ mod tests {
         let disconnected = zmq::SocketEvent::DISCONNECTED.to_raw();
         let mut frame = disconnected.to_ne_bytes().to_vec();
         frame.extend_from_slice(&7u32.to_ne_bytes());
-        assert_eq!(event_of(&frame), Some(disconnected));
+        assert_eq!(event_of(&frame), Some((disconnected, 7)));
         assert_eq!(event_of(&frame[..2]), None);
         assert_eq!(event_of(b""), None);
         assert_eq!(event_of(b"tcp://127.0.0.1:5555"), None);
