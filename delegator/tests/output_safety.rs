@@ -24,6 +24,18 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Asserts that a run was refused with a message naming each of `names`.
+fn assert_refused(output: &Output, what: &str, names: &[&str]) {
+    assert!(!output.status.success(), "{what}");
+    let message = stderr(output);
+    for expected in names {
+        assert!(
+            message.contains(expected),
+            "{expected} missing in: {message}"
+        );
+    }
+}
+
 /// Starts a run that waits for workers that never come (it binds a loopback port and has
 /// none), so it holds its output until killed.
 fn start_waiting(args: &[&str], dir: &Path) -> Child {
@@ -59,18 +71,11 @@ fn a_rerun_without_resume_or_overwrite_keeps_the_results_and_says_how_to_go_on()
     let before = std::fs::read(dir.join("r.jsonl")).unwrap();
     assert_eq!(before.iter().filter(|&&b| b == b'\n').count(), 5);
 
-    let refused = run("2", &[]);
-    assert!(
-        !refused.status.success(),
-        "a second run replaced the results"
+    assert_refused(
+        &run("2", &[]),
+        "a second run replaced the results",
+        &["r.jsonl", "--resume", "--overwrite"],
     );
-    let message = stderr(&refused);
-    for expected in ["r.jsonl", "--resume", "--overwrite"] {
-        assert!(
-            message.contains(expected),
-            "{expected} missing in: {message}"
-        );
-    }
     assert_eq!(std::fs::read(dir.join("r.jsonl")).unwrap(), before);
 
     let replaced = run("2", &["--overwrite"]);
@@ -92,18 +97,11 @@ fn an_mcmc_folder_with_results_is_refused_unless_resumed_or_overwritten() {
     assert!(run(&[]).status.success());
     let before = mcmc_outputs(&dir.join("out"));
 
-    let refused = run(&[]);
-    assert!(
-        !refused.status.success(),
-        "a second run replaced the chains"
+    assert_refused(
+        &run(&[]),
+        "a second run replaced the chains",
+        &["out", "--resume", "--overwrite"],
     );
-    let message = stderr(&refused);
-    for expected in ["out", "--resume", "--overwrite"] {
-        assert!(
-            message.contains(expected),
-            "{expected} missing in: {message}"
-        );
-    }
     assert_eq!(mcmc_outputs(&dir.join("out")), before);
 
     let replaced = run(&["--overwrite"]);
