@@ -148,9 +148,7 @@ impl Engine {
             }
             let ready = monitor::poll(&self.socket, &self.monitor, &self.wake_rx, timeout);
             self.turn_started = Instant::now();
-            if ready.router.contains(zmq::POLLIN) {
-                self.read_frames();
-            }
+            // Connections before frames: a peer's hello mostly finds its connection known.
             if ready.monitor {
                 let mut disconnects = 0;
                 for event in self.monitor.read_events() {
@@ -167,6 +165,9 @@ impl Engine {
                 }
             }
             self.expire_connections();
+            if ready.router.contains(zmq::POLLIN) {
+                self.read_frames();
+            }
             if ready.woken {
                 self.wake_rx.drain();
             }

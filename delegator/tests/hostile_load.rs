@@ -99,6 +99,7 @@ fn peak_rss(pid: u32) -> Option<u64> {
 fn hundreds_of_strangers_sending_huge_frames_stay_under_the_ceiling_while_a_job_finishes() {
     let dir = TempDir::new("hostile-load");
     let output = dir.join("out.jsonl");
+    let log = dir.join("delegator.log");
     let port = free_port();
     let endpoint = format!("tcp://127.0.0.1:{port}");
     let mut delegator = delegator_command()
@@ -110,8 +111,9 @@ fn hundreds_of_strangers_sending_huge_frames_stay_under_the_ceiling_while_a_job_
         .args(["--max-frame-bytes", &MAX_FRAME.to_string()])
         .args(["--max-pending-connections", &MAX_PENDING.to_string()])
         .args(["--pending-connection-ms", "1000"])
-        .env("GANGER_LOG", "warn")
+        .env("GANGER_LOG", "info")
         .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("the delegator starts");
     let pid = delegator.id();
@@ -180,6 +182,13 @@ fn hundreds_of_strangers_sending_huge_frames_stay_under_the_ceiling_while_a_job_
         indices,
         (0..4000).collect::<Vec<u64>>(),
         "every result once"
+    );
+    // The workers' own connections were never cut: each registered once.
+    let log = std::fs::read_to_string(&log).unwrap();
+    let registrations = log.matches("worker registered").count();
+    assert_eq!(
+        registrations, 2,
+        "the workers were cut and registered again:\n{log}"
     );
     assert!(
         cut.load(Ordering::Relaxed) >= HOSTILE as u64,

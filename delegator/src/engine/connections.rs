@@ -55,9 +55,17 @@ impl Connections {
     }
 
     /// A connection was accepted at `now`; returns true if it is to be cut at once.
+    ///
+    /// A descriptor is reused only after its connection closed, and the monitor reports the
+    /// close first, so a descriptor still registered here means the peer's `hello` was read
+    /// before the monitor's report of its connection: that report is ignored.
     pub(crate) fn accepted(&mut self, fd: Fd, now: Millis) -> bool {
-        // A descriptor is reused only after its connection closed: forget what it was.
-        self.closed(fd);
+        if self.registered.contains(&fd) {
+            return false;
+        }
+        if let Some(at) = self.pending.remove(&fd) {
+            self.by_age.remove(&(at, fd));
+        }
         if self.pending.len() >= self.max_pending {
             self.refused += 1;
             return true;
@@ -67,12 +75,13 @@ impl Connections {
         false
     }
 
-    /// The peer on `fd` registered: its connection is held for as long as it lasts.
+    /// The peer on `fd` registered: its connection is held for as long as it lasts (also when
+    /// the monitor's report of it comes later).
     pub(crate) fn registered(&mut self, fd: Fd) {
         if let Some(at) = self.pending.remove(&fd) {
             self.by_age.remove(&(at, fd));
-            self.registered.insert(fd);
         }
+        self.registered.insert(fd);
     }
 
     /// The connection on `fd` closed.
@@ -205,13 +214,27 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_descriptor_starts_afresh() {
+    fn a_closed_descriptor_reused_for_a_new_connection_starts_afresh() {
         let mut connections = Connections::new(10, 1_000);
         connections.accepted(5, 0);
         connections.registered(5);
-        // Its close event was missed: the descriptor comes back for a new connection.
+        connections.closed(5);
         connections.accepted(5, 2_000);
         assert!(connections.is_pending(5));
         assert_eq!(connections.expired(3_000), vec![5]);
+    }
+
+    #[test]
+    fn a_report_of_a_connection_whose_peer_already_registered_is_ignored() {
+        let mut connections = Connections::new(1, 1_000);
+        // The hello was read before the monitor's report of the connection it came on.
+        connections.registered(5);
+        assert!(!connections.accepted(5, 0));
+        assert!(!connections.is_pending(5));
+        assert!(
+            connections.expired(5_000).is_empty(),
+            "a worker is never cut"
+        );
+        assert!(!connections.accepted(6, 0), "and takes no pending slot");
     }
 }

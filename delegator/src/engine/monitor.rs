@@ -74,6 +74,8 @@ impl Monitor {
         router.monitor(&endpoint, i32::from(events))?;
         let socket = context.socket(zmq::PAIR)?;
         socket.set_linger(0)?;
+        // No limit: an event dropped under a flood of connections would leave one uncounted.
+        socket.set_rcvhwm(0)?;
         socket.connect(&endpoint)?;
         Ok(Monitor { socket })
     }
