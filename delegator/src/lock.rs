@@ -55,13 +55,20 @@ impl OutputLock {
             lock: lock.to_owned(),
             source,
         };
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Never through a symbolic link: locking writes the file, and a planted link would
+        // have it write whatever it points to.
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(lock)
             .map_err(io)?;
+        if !file.metadata().map_err(io)?.is_file() {
+            return Err(io(std::io::Error::other("not a regular file")));
+        }
         // SAFETY: flock(2) on a descriptor this function owns; no memory is shared.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             let error = std::io::Error::last_os_error();
@@ -90,9 +97,10 @@ impl OutputLock {
                 .map(|d| d.as_secs())
                 .unwrap_or(0)
         );
-        file.set_len(0).map_err(io)?;
+        // Written over the old text, then cut to length: never empty to a reader.
         file.rewind().map_err(io)?;
         file.write_all(holder.as_bytes()).map_err(io)?;
+        file.set_len(holder.len() as u64).map_err(io)?;
         Ok(OutputLock {
             path: lock.to_owned(),
             _file: file,
@@ -156,6 +164,20 @@ mod tests {
         );
         drop(first);
         OutputLock::acquire(&output, &lock).expect("free again once the first is dropped");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched() {
+        let dir = dir("symlink");
+        let output = dir.join("out.jsonl");
+        let precious = dir.join("precious.txt");
+        std::fs::write(&precious, "keep me").unwrap();
+        std::os::unix::fs::symlink(&precious, lock_path_beside(&output)).unwrap();
+        let error = OutputLock::acquire(&output, &lock_path_beside(&output))
+            .expect_err("a link is refused");
+        assert!(matches!(error, LockError::Io { .. }), "{error}");
+        assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -203,6 +203,19 @@ struct Checkpoint {
     lengths: Vec<u64>,
 }
 
+/// Removes `path` if it exists.
+fn remove_if_present(path: &Path) -> Result<(), McmcError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(OutputError {
+            path: path.to_owned(),
+            source,
+        }
+        .into()),
+    }
+}
+
 /// The lock file a run holds in its output folder (see [`crate::lock`]).
 pub const LOCK_FILE: &str = ".ganger.lock";
 
@@ -295,17 +308,6 @@ fn check_same_run(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
     Ok(())
 }
 
-/// Whether `dir` records no configuration, or exactly `config`.
-fn recorded_config_is(dir: &Path, config: &McmcConfig) -> bool {
-    match std::fs::read(run_config_path(dir)) {
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-        Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .zip(recorded_form(config).ok())
-            .is_some_and(|(recorded, this)| recorded == this),
-    }
-}
-
 fn write_run_config(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
     let path = run_config_path(dir);
     let unwritable = |e: serde_json::Error| McmcError::Checkpoint {
@@ -315,7 +317,14 @@ fn write_run_config(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
     let value = recorded_form(config).map_err(unwritable)?;
     let mut text = serde_json::to_string_pretty(&value).map_err(unwritable)?;
     text.push('\n');
-    std::fs::write(&path, text).map_err(|source| OutputError { path, source })?;
+    // Through a temporary file: a crash mid-write must not leave a record that refuses every
+    // resume.
+    let temporary = dir.join("ganger-run.json.tmp");
+    std::fs::write(&temporary, text).map_err(|source| OutputError {
+        path: temporary.clone(),
+        source,
+    })?;
+    std::fs::rename(&temporary, &path).map_err(|source| OutputError { path, source })?;
     Ok(())
 }
 
@@ -350,40 +359,46 @@ pub fn run_with_status(
     if resume && checkpoint.exists() {
         check_same_run(&dir, config)?;
     }
-    let (mut sampler, files, mut prior) = match resume
-        .then(|| load_checkpoint(&checkpoint, &settings))
-    {
-        Some(Some(loaded)) => {
-            let loaded = loaded?;
-            info!(
-                step = loaded.sampler.step(),
-                "resuming from {}",
-                checkpoint.display()
-            );
-            let files = ChainFiles::resume(&dir, &loaded.lengths)?;
-            (loaded.sampler, files, loaded.prior)
-        }
-        _ => {
-            // Resuming a run killed before its first checkpoint starts it again: it wrote
-            // nothing that starting again does not write, unless the folder holds a
-            // finished run's summary or another configuration's files.
-            let restartable =
-                resume && !dir.join("summary.json").exists() && recorded_config_is(&dir, config);
-            if existing != Existing::Overwrite && !restartable {
-                if let Some(file) = run_file_in(&dir, config.n_chains()) {
-                    return Err(McmcError::OutputExists { dir, file });
-                }
-            }
-            if resume {
+    let (mut sampler, files, mut prior) =
+        match resume.then(|| load_checkpoint(&checkpoint, &settings)) {
+            Some(Some(loaded)) => {
+                let loaded = loaded?;
                 info!(
-                    "no checkpoint in {}: starting from the beginning",
-                    dir.display()
+                    step = loaded.sampler.step(),
+                    "resuming from {}",
+                    checkpoint.display()
                 );
+                let files = ChainFiles::resume(&dir, &loaded.lengths)?;
+                (loaded.sampler, files, loaded.prior)
             }
-            let files = ChainFiles::create(&dir, config.n_chains(), config.n_dims())?;
-            (Sampler::new(settings), files, None)
-        }
-    };
+            _ => {
+                // Resuming a run killed before its first checkpoint starts it again: it wrote
+                // nothing that starting again does not write, unless the folder holds a
+                // finished run's summary or another configuration's files.
+                let restartable = resume
+                    && !checkpoint.exists()
+                    && !dir.join("summary.json").exists()
+                    && check_same_run(&dir, config).is_ok();
+                if existing != Existing::Overwrite && !restartable {
+                    if let Some(file) = run_file_in(&dir, config.n_chains()) {
+                        return Err(McmcError::OutputExists { dir, file });
+                    }
+                }
+                if resume {
+                    info!(
+                        "no checkpoint in {}: starting from the beginning",
+                        dir.display()
+                    );
+                }
+                // A previous run's checkpoint and summary would pass for this run's: gone before
+                // anything of this run is written, and its configuration recorded first.
+                remove_if_present(&checkpoint)?;
+                remove_if_present(&dir.join("summary.json"))?;
+                write_run_config(&dir, config)?;
+                let files = ChainFiles::create(&dir, config.n_chains(), config.n_dims())?;
+                (Sampler::new(settings), files, None)
+            }
+        };
     write_run_config(&dir, config)?;
     let mut files = ChainWriter::new(files);
     let total = config.samples_per_chain();
@@ -498,10 +513,15 @@ fn load_checkpoint(
     path: &Path,
     settings: &SamplerSettings,
 ) -> Option<Result<Checkpoint, McmcError>> {
-    let bytes = std::fs::read(path).ok()?;
     let invalid = |reason: String| McmcError::Checkpoint {
         path: path.to_owned(),
         reason,
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        // An unreadable checkpoint must not pass for none: starting over would empty the chains.
+        Err(e) => return Some(Err(invalid(format!("cannot read it: {e}")))),
     };
     /// Read first, so that a checkpoint of another sampler gets a clear refusal rather than a
     /// decoding error about a field.
