@@ -59,6 +59,9 @@ pub(crate) enum Command {
     Shutdown,
 }
 
+/// The largest frame a peer that has not registered may send (its `hello`, or `auth`).
+const MAX_UNREGISTERED_FRAME: usize = 64 << 10;
+
 /// Frames read per turn before the loop looks at commands and timers again.
 const MAX_FRAMES_PER_TURN: usize = 4096;
 /// How often the loop logs job types that no worker serves.
@@ -150,19 +153,7 @@ impl Engine {
             self.turn_started = Instant::now();
             // Connections before frames: a peer's hello mostly finds its connection known.
             if ready.monitor {
-                let mut disconnects = 0;
-                for event in self.monitor.read_events() {
-                    match event {
-                        monitor::Event::Accepted(fd) => self.connection_accepted(fd),
-                        monitor::Event::Disconnected(fd) => {
-                            self.connections.closed(fd);
-                            disconnects += 1;
-                        }
-                    }
-                }
-                if disconnects > 0 {
-                    self.probes.disconnected(self.now());
-                }
+                self.apply_monitor_events();
             }
             self.expire_connections();
             if ready.router.contains(zmq::POLLIN) {
@@ -223,7 +214,7 @@ impl Engine {
         let peer = incoming.peer.clone();
         self.dispatch_frame(incoming, worker);
         if let Some(fd) = fd.filter(|_| self.peers.contains_key(&peer)) {
-            self.connections.registered(fd);
+            self.connection_registered(fd);
         }
     }
 
@@ -237,6 +228,15 @@ impl Engine {
                 "frame of {} bytes exceeds the limit of {} bytes",
                 incoming.body.len(),
                 self.config.scheduler.max_frame
+            );
+            return self.drop_frame(&mut incoming, worker, "oversize", reason);
+        }
+        if worker.is_none() && incoming.body.len() > MAX_UNREGISTERED_FRAME {
+            // A hello is kept until its handshake ends: a stranger's must be small.
+            let reason = format!(
+                "frame of {} bytes from an unregistered peer exceeds the limit of {} bytes",
+                incoming.body.len(),
+                MAX_UNREGISTERED_FRAME
             );
             return self.drop_frame(&mut incoming, worker, "oversize", reason);
         }

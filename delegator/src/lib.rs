@@ -300,6 +300,8 @@ impl Delegator {
             .min(i64::MAX as u64);
         socket.set_maxmsgsize(hard_limit as i64)?;
         socket.set_linger(0)?;
+        // Before binding, so that no connection is accepted unseen.
+        let monitor = engine::Monitor::attach(&context, &socket)?;
         socket.bind(&config.bind).map_err(|source| Error::Bind {
             endpoint: config.bind.clone(),
             source,
@@ -311,7 +313,6 @@ impl Delegator {
         let (commands_tx, commands_rx) = crossbeam_channel::unbounded();
         let metrics = metrics::EngineMetrics::default();
         let budget = Arc::new(QueueBudget::new(config.scheduler.max_queued_bytes));
-        let monitor = engine::Monitor::attach(&context, &socket)?;
         let engine = Engine::new(
             socket,
             monitor,

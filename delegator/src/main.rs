@@ -231,7 +231,8 @@ impl Common {
             secret: ganger_transport::secret::load(self.secret_file.as_deref())?,
             insecure: self.insecure,
             max_pending_connections: self.max_pending_connections.max(1),
-            pending_connection_ms: self.pending_connection_ms,
+            // A deadline shorter than a handshake would cut every worker.
+            pending_connection_ms: self.pending_connection_ms.max(100),
         })
     }
 }

@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use tracing::warn;
 
-use super::Engine;
+use super::{monitor, Engine};
 use crate::scheduler::Millis;
 
 /// A connection's file descriptor, as libzmq reports it.
@@ -34,6 +34,8 @@ pub(crate) struct Connections {
     by_age: BTreeSet<(Millis, Fd)>,
     /// Connections whose peer registered.
     registered: HashSet<Fd>,
+    /// Connections cut and not yet reported closed.
+    cut: HashSet<Fd>,
     /// Connections cut because `max_pending` others were waiting, ever.
     pub(crate) refused: u64,
     /// Connections cut because their peer did not register in time, ever.
@@ -49,6 +51,7 @@ impl Connections {
             pending: HashMap::new(),
             by_age: BTreeSet::new(),
             registered: HashSet::new(),
+            cut: HashSet::new(),
             refused: 0,
             expired: 0,
         }
@@ -68,6 +71,7 @@ impl Connections {
         }
         if self.pending.len() >= self.max_pending {
             self.refused += 1;
+            self.cut.insert(fd);
             return true;
         }
         self.pending.insert(fd, now);
@@ -84,12 +88,16 @@ impl Connections {
         self.registered.insert(fd);
     }
 
-    /// The connection on `fd` closed.
-    pub(crate) fn closed(&mut self, fd: Fd) {
-        if let Some(at) = self.pending.remove(&fd) {
-            self.by_age.remove(&(at, fd));
-        }
+    /// The connection on `fd` closed; returns false if it was a stranger's (pending or cut),
+    /// true if it was a registered worker's or one this state never heard of.
+    pub(crate) fn closed(&mut self, fd: Fd) -> bool {
+        let stranger = self.cut.remove(&fd)
+            | self.pending.remove(&fd).is_some_and(|at| {
+                self.by_age.remove(&(at, fd));
+                true
+            });
         self.registered.remove(&fd);
+        !stranger
     }
 
     /// Whether the connection on `fd` is held but its peer has not registered.
@@ -108,6 +116,7 @@ impl Connections {
             }
             self.by_age.remove(&(at, fd));
             self.pending.remove(&fd);
+            self.cut.insert(fd);
             cut.push(fd);
         }
         self.expired += cut.len() as u64;
@@ -135,6 +144,30 @@ fn cut(fd: Fd) {
 }
 
 impl Engine {
+    /// Reads the ROUTER's monitor and applies its events in order; probes the registered
+    /// workers when one of theirs may have closed (a stranger's close probes nobody).
+    pub(super) fn apply_monitor_events(&mut self) {
+        let mut worker_may_have_left = false;
+        for event in self.monitor.read_events() {
+            match event {
+                monitor::Event::Accepted(fd) => self.connection_accepted(fd),
+                monitor::Event::Disconnected(fd) => {
+                    worker_may_have_left |= self.connections.closed(fd);
+                }
+            }
+        }
+        if worker_may_have_left {
+            self.probes.disconnected(self.now());
+        }
+    }
+
+    /// The peer on `fd` registered. Events first: the report of its connection (and of the
+    /// close of any earlier connection on the same descriptor) came before its hello.
+    pub(super) fn connection_registered(&mut self, fd: Fd) {
+        self.apply_monitor_events();
+        self.connections.registered(fd);
+    }
+
     /// Acts on a connection the ROUTER accepted.
     pub(super) fn connection_accepted(&mut self, fd: Fd) {
         if self.connections.accepted(fd, self.now()) {
@@ -211,6 +244,22 @@ mod tests {
         assert_eq!(connections.next_deadline(), None);
         // A registered connection is never cut, however long it lasts.
         assert!(connections.expired(1_000_000).is_empty());
+    }
+
+    #[test]
+    fn only_a_workers_close_or_an_unknown_one_calls_for_probes() {
+        let mut connections = Connections::new(1, 1_000);
+        connections.accepted(5, 0);
+        assert!(connections.accepted(6, 0), "beyond the cap");
+        assert!(!connections.closed(5), "a pending stranger");
+        assert!(!connections.closed(6), "a stranger cut at once");
+        assert!(!connections.accepted(7, 0));
+        connections.registered(7);
+        assert!(connections.closed(7), "a worker");
+        assert!(connections.closed(8), "never heard of");
+        connections.accepted(9, 0);
+        assert_eq!(connections.expired(2_000), vec![9]);
+        assert!(!connections.closed(9), "a stranger cut at its deadline");
     }
 
     #[test]
