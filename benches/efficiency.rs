@@ -17,12 +17,15 @@
 //! with their range. `-- --test` runs a tiny version once (CI); `--reps N` sets the repetitions
 //! (default 3); `--steps N` the steps per chain (default 300).
 
+mod common;
+
 use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
+use common::median_range;
 use ganger::mcmc::{run_with_status, ConfigFormat, Existing, Likelihood, McmcConfig, OnWorkers};
 use ganger::{Delegator, DelegatorConfig, Registry, Worker, WorkerConfig};
 use ganger_delegator::status::StatusBoard;
@@ -321,19 +324,4 @@ fn value_of(args: &[String], flag: &str) -> Option<String> {
     args.iter()
         .position(|a| a == flag)
         .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// `median [low – high]`, or the one value.
-fn median_range(values: &[f64], digits: usize) -> String {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    if sorted.len() == 1 {
-        return format!("{median:.digits$}");
-    }
-    format!(
-        "{median:.digits$} [{:.digits$} – {:.digits$}]",
-        sorted[0],
-        sorted[sorted.len() - 1]
-    )
 }

@@ -19,6 +19,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context as _, Result};
+use common::median_range;
 use ganger::mcmc::{run, Builtin, Existing, InProcess, McmcConfig, OnWorkers, Sampler};
 use ganger::{Delegator, DelegatorConfig, Registry, Worker, WorkerConfig};
 
@@ -137,21 +138,6 @@ fn distributed(steps: u64, workers: Workers, speculate: bool, lockstep: bool) ->
 fn median(mut runs: Vec<f64>) -> f64 {
     runs.sort_by(f64::total_cmp);
     runs[runs.len() / 2]
-}
-
-/// `median [low – high]`, or the one value.
-fn median_range(values: &[f64], digits: usize) -> String {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    if sorted.len() == 1 {
-        return format!("{median:.digits$}");
-    }
-    format!(
-        "{median:.digits$} [{:.digits$} – {:.digits$}]",
-        sorted[0],
-        sorted[sorted.len() - 1]
-    )
 }
 
 fn main() -> Result<()> {

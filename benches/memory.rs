@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _, Result};
+use common::median_range;
 
 /// Cold-chain samples of the demo, over both stacks.
 const DEMO_SAMPLES: u64 = 200_000;
@@ -58,9 +59,9 @@ fn main() -> Result<()> {
         let growth: Vec<f64> = long.iter().zip(&short).map(|(l, s)| l - s).collect();
         println!(
             "| {name} | {base} | {} | {} | {} |",
-            median_range(&short),
-            median_range(&long),
-            median_range(&growth)
+            median_range(&short, 1),
+            median_range(&long, 1),
+            median_range(&growth, 1)
         );
     }
     std::fs::remove_dir_all(&scratch).ok();
@@ -104,19 +105,4 @@ fn peak_rss_mb(delegator: &Path, flags: &[&str], samples: u64, scratch: &Path) -
     }
     // Linux reports ru_maxrss in kilobytes.
     Ok(rusage.ru_maxrss as f64 / 1024.0)
-}
-
-/// `median [low – high]`, or the one value.
-fn median_range(values: &[f64]) -> String {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    if sorted.len() == 1 {
-        return format!("{median:.1}");
-    }
-    format!(
-        "{median:.1} [{:.1} – {:.1}]",
-        sorted[0],
-        sorted[sorted.len() - 1]
-    )
 }

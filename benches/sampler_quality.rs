@@ -29,6 +29,8 @@
 //! `-- --test` runs tiny sizes once (CI); `-- NAME` runs the targets whose names contain NAME;
 //! `--reps N` sets the repetitions (default 3).
 
+mod common;
+
 #[path = "sampler_quality/targets.rs"]
 mod targets;
 
@@ -38,6 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
+use common::median_range;
 use ganger::mcmc::{diagnostics, run_with_status, Existing, FnLikelihood, InProcess, McmcConfig};
 use ganger_delegator::mcmc::output::{read_columns, ChainFiles};
 use ganger_delegator::status::StatusBoard;
@@ -364,19 +367,4 @@ fn print_rows(target: &Target, sampler: &str, runs: &[Quality]) {
         median_range(&pick(|q| q.ess_per_second), 0),
         median_range(&pick(|q| 1000.0 * q.ess_per_evaluation), 2),
     );
-}
-
-/// `median [low – high]`, or the one value.
-fn median_range(values: &[f64], digits: usize) -> String {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    if sorted.len() == 1 {
-        return format!("{median:.digits$}");
-    }
-    format!(
-        "{median:.digits$} [{:.digits$} – {:.digits$}]",
-        sorted[0],
-        sorted[sorted.len() - 1]
-    )
 }

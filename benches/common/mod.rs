@@ -1,4 +1,8 @@
-//! What the bench harnesses that start ganger's programs share.
+//! What the bench harnesses share: the release binaries they start, and how they print a
+//! figure measured several times.
+
+// Each bench uses its own part of this module.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -31,4 +35,19 @@ fn build() -> Result<PathBuf> {
         .context("running cargo to build the binaries")?;
     ensure!(status.success(), "building the binaries failed");
     Ok(dir)
+}
+
+/// `median [low – high]` with `digits` decimals, or the one value.
+pub fn median_range(values: &[f64], digits: usize) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    if sorted.len() == 1 {
+        return format!("{median:.digits$}");
+    }
+    format!(
+        "{median:.digits$} [{:.digits$} – {:.digits$}]",
+        sorted[0],
+        sorted[sorted.len() - 1]
+    )
 }
