@@ -525,6 +525,19 @@ impl Sampler {
 }
 
 impl Chain {
+    /// Its output row for this step, as chain `c` at inverse temperature `beta`.
+    fn row(&self, c: usize, beta: f64, accepted: bool, swap_type: SwapType) -> Row {
+        Row {
+            chain: c,
+            state: self.state.clone(),
+            energy: self.energy,
+            sigma: self.log_sigma.exp(),
+            beta,
+            accepted,
+            swap_type,
+        }
+    }
+
     /// Whether it asks for an evaluation: its start, its proposals, or proposals ahead.
     fn asks(&self) -> bool {
         match self.phase {

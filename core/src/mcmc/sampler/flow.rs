@@ -116,15 +116,7 @@ impl Sampler {
                 arrived = true;
                 break;
             }
-            rows.push(Row {
-                chain: c,
-                state: chain.state.clone(),
-                energy: chain.energy,
-                sigma: chain.log_sigma.exp(),
-                beta,
-                accepted,
-                swap_type: SwapType::NoAttempt,
-            });
+            rows.push(chain.row(c, beta, accepted, SwapType::NoAttempt));
             node = tree.child(k, accepted);
         }
         // Keep the buffers for the next proposals.
@@ -338,15 +330,7 @@ impl Sampler {
     ) {
         let n_temps = self.settings.n_temperatures;
         let chain = &mut self.chains[c];
-        rows.push(Row {
-            chain: c,
-            state: chain.state.clone(),
-            energy: chain.energy,
-            sigma: chain.log_sigma.exp(),
-            beta,
-            accepted: chain.boundary_accepted,
-            swap_type,
-        });
+        rows.push(chain.row(c, beta, chain.boundary_accepted, swap_type));
         if swap_type == SwapType::Accept && chain.early != Early::None {
             // Its state is its partner's now: what it asked for ahead is of no use.
             chain.early = Early::None;
