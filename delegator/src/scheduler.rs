@@ -1026,6 +1026,20 @@ impl Scheduler {
                 rate.largest_batch = rate.largest_batch.max(units.len() as u32);
             }
         }
+        let batch = self.open_lease(worker, job_type, now, units, payload_bytes);
+        self.workers.contains_key(&worker).then_some(batch)
+    }
+
+    /// Leases `units` of `job_type` to `worker` as a new batch sent at `now`, counted in its
+    /// units in flight; returns the batch.
+    fn open_lease(
+        &mut self,
+        worker: WorkerId,
+        job_type: u32,
+        now: Millis,
+        units: Vec<Option<Unit>>,
+        payload_bytes: usize,
+    ) -> BatchId {
         let batch = self.next_batch;
         self.next_batch += 1;
         let n = units.len();
@@ -1041,9 +1055,10 @@ impl Scheduler {
                 cursor: 0,
             },
         );
-        let w = self.workers.get_mut(&worker)?;
-        w.info.in_flight += n as u64;
-        Some(batch)
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.info.in_flight += n as u64;
+        }
+        batch
     }
 
     /// Takes up to `room` open units of `job_type` from jobs in priority order, starting at

@@ -2,7 +2,7 @@
 //! with an idle slot, and whichever result comes first counts (the other is a duplicate).
 //! Off unless `SchedulerConfig::straggler_factor` is set, since the slow copy still runs.
 
-use super::{Lease, Millis, Scheduler, Unit, WorkerId};
+use super::{Millis, Scheduler, Unit, WorkerId};
 use crate::scheduler::Action;
 
 /// A lease younger than this is never a straggler's, whatever its units usually cost.
@@ -48,22 +48,8 @@ impl Scheduler {
                 for unit in units.iter().flatten() {
                     self.reissued.insert(unit.id);
                 }
-                let copy = self.next_batch;
-                self.next_batch += 1;
-                self.leases.insert(
-                    copy,
-                    Lease {
-                        worker,
-                        job_type,
-                        sent_at: now,
-                        units,
-                        payload_bytes,
-                        outstanding: n,
-                        cursor: 0,
-                    },
-                );
+                let copy = self.open_lease(worker, job_type, now, units, payload_bytes);
                 if let Some(w) = self.workers.get_mut(&worker) {
-                    w.info.in_flight += n as u64;
                     w.last_sent = now;
                 }
                 self.counters.reissued += n as u64;
