@@ -515,8 +515,10 @@ impl Scheduler {
             }
             lease.outstanding > 0
         });
+        // Handed back, whether requeued or left to another copy.
         let n = units.len() as u64;
-        self.counters.requeued += n;
+        self.leave_to_other_copies(&mut units);
+        self.counters.requeued += units.len() as u64;
         self.requeue(units);
         if let Some(w) = self.workers.get_mut(&worker) {
             w.info.in_flight -= n;
@@ -539,6 +541,7 @@ impl Scheduler {
                 }
                 true
             });
+            self.leave_to_other_copies(&mut units);
             self.counters.requeued += units.len() as u64;
             self.requeue(units);
         }
@@ -1117,6 +1120,29 @@ impl Scheduler {
             }
         }
         (units, bytes)
+    }
+
+    /// Keeps out of `units`, taken back from a worker, the re-issued ones whose other copy is
+    /// still leased: they stay with that copy (queued as well, they would be leased a third
+    /// time), no longer re-issued.
+    fn leave_to_other_copies(&mut self, units: &mut Vec<Unit>) {
+        if self.reissued.is_empty() {
+            return;
+        }
+        let held: HashSet<u64> = self
+            .leases
+            .values()
+            .flat_map(|lease| lease.units.iter().flatten())
+            .filter(|u| self.reissued.contains(&u.id))
+            .map(|u| u.id)
+            .collect();
+        units.retain(|u| {
+            let elsewhere = held.contains(&u.id);
+            if elsewhere {
+                self.reissued.remove(&u.id);
+            }
+            !elsewhere
+        });
     }
 
     fn requeue(&mut self, units: Vec<Unit>) {
