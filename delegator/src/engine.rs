@@ -9,10 +9,10 @@
 //! A monitor on the ROUTER (see [`monitor`]) turns a closed connection into probes that notice
 //! a dead worker within milliseconds rather than at its heartbeat timeout.
 
-mod connections;
-mod monitor;
-
 mod auth;
+mod connections;
+mod dispatch;
+mod monitor;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -20,17 +20,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use ganger_core::protocol::{self, Message, Reject, Reset};
-use ganger_transport::frames::{self, hex, Incoming, SendError};
+use ganger_core::protocol::secure::NONCE_LEN;
+use ganger_core::protocol::{self, Message};
+use ganger_transport::frames::{self, Incoming, SendError};
 use ganger_transport::{RateLimited, WakeReceiver};
 use rustc_hash::FxHashMap;
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 use crate::budget::QueueBudget;
 use crate::job::JobShared;
 use crate::metrics::EngineMetrics;
 use crate::scheduler::{Action, BatchId, JobId, Millis, Outcome, Scheduler, Unit, WorkerId};
-use crate::{ConnectionCounts, DelegatorConfig, DroppedFrames, Stats};
+use crate::{ConnectionCounts, DelegatorConfig, Stats};
+
+pub(crate) use auth::Gate;
+pub(crate) use dispatch::{Dispatch, Outbox, Turn};
 
 pub(crate) use monitor::Monitor;
 
@@ -59,9 +63,6 @@ pub(crate) enum Command {
     Shutdown,
 }
 
-/// The largest frame a peer that has not registered may send (its `hello`, or `auth`).
-const MAX_UNREGISTERED_FRAME: usize = 64 << 10;
-
 /// Frames read per turn before the loop looks at commands and timers again.
 const MAX_FRAMES_PER_TURN: usize = 4096;
 /// How often the loop logs job types that no worker serves.
@@ -76,13 +77,13 @@ pub(crate) struct Engine {
     scheduler: Scheduler,
     config: DelegatorConfig,
     started: Instant,
-    peers: FxHashMap<Vec<u8>, WorkerId>,
-    addresses: FxHashMap<WorkerId, Vec<u8>>,
     /// When this turn of the loop started: one clock read for every batch sent or answered in
     /// it (round trips are logged to the histogram's resolution, far coarser).
     turn_started: Instant,
     jobs: HashMap<JobId, (Sender<Vec<Outcome>>, Arc<JobShared>)>,
-    dropped: DroppedFrames,
+    /// The gate, the peer table and the dropped-frame counters: what a frame does.
+    dispatch: Dispatch,
+    /// Rate limit of the connection cap's warnings.
     warn_limit: RateLimited,
     last_unserved_log: Instant,
     metrics: EngineMetrics,
@@ -92,8 +93,6 @@ pub(crate) struct Engine {
     budget: Arc<QueueBudget>,
     /// Payload bytes read from `Extend` commands, ever.
     taken_in: u64,
-    /// Handshakes and session keys (protocol version 2).
-    gate: auth::Gate,
     /// Accepted connections whose peers have not registered, capped and timed.
     connections: connections::Connections,
 }
@@ -108,10 +107,10 @@ impl Engine {
         metrics: EngineMetrics,
         budget: Arc<QueueBudget>,
     ) -> Self {
-        let pending_timeout = Duration::from_millis(config.scheduler.timeout_ms);
+        let pending_timeout = config.scheduler.timeout_ms;
         let config_pending = (config.max_pending_connections, config.pending_connection_ms);
         Engine {
-            gate: auth::Gate::new(config.secret.clone(), pending_timeout),
+            dispatch: Dispatch::new(auth::Gate::new(config.secret.clone(), pending_timeout)),
             socket,
             monitor,
             probes: monitor::ProbeSchedule::default(),
@@ -120,11 +119,8 @@ impl Engine {
             scheduler: Scheduler::new(config.scheduler.clone()),
             config,
             started: Instant::now(),
-            peers: FxHashMap::default(),
-            addresses: FxHashMap::default(),
             turn_started: Instant::now(),
             jobs: HashMap::new(),
-            dropped: DroppedFrames::default(),
             warn_limit: RateLimited::new(Duration::from_secs(1)),
             last_unserved_log: Instant::now(),
             metrics,
@@ -175,7 +171,7 @@ impl Engine {
                 self.sent_at
                     .retain(|_, sent| sent.elapsed() < Duration::from_secs(3600));
                 next_tick = Instant::now() + tick;
-                self.gate.expire();
+                self.dispatch.expire(now);
                 self.log_unserved();
             }
             self.scheduler.fill(now);
@@ -205,167 +201,37 @@ impl Engine {
     }
 
     fn handle_frame(&mut self, mut incoming: Incoming) {
-        let worker = self.peers.get(&incoming.peer).copied();
-        if worker.is_some() {
-            return self.dispatch_frame(incoming, worker);
+        if self.dispatch.worker_of(&incoming.peer).is_some() {
+            return self.dispatch_frame(incoming);
         }
         // A peer not registered yet: once it is, its connection no longer counts as pending.
         let fd = connections::fd_of(&mut incoming.body);
         let peer = incoming.peer.clone();
-        self.dispatch_frame(incoming, worker);
-        if let Some(fd) = fd.filter(|_| self.peers.contains_key(&peer)) {
+        self.dispatch_frame(incoming);
+        if let Some(fd) = fd.filter(|_| self.dispatch.worker_of(&peer).is_some()) {
             self.connection_registered(fd);
         }
     }
 
-    fn dispatch_frame(&mut self, mut incoming: Incoming, worker: Option<WorkerId>) {
-        if incoming.parts != 1 {
-            let reason = format!("expected 1 body frame, got {}", incoming.parts);
-            return self.drop_frame(&mut incoming, worker, "malformed", reason);
-        }
-        if incoming.body.len() as u64 > self.config.scheduler.max_frame {
-            let reason = format!(
-                "frame of {} bytes exceeds the limit of {} bytes",
-                incoming.body.len(),
-                self.config.scheduler.max_frame
-            );
-            return self.drop_frame(&mut incoming, worker, "oversize", reason);
-        }
-        if worker.is_none() && incoming.body.len() > MAX_UNREGISTERED_FRAME {
-            // A hello is kept until its handshake ends: a stranger's must be small.
-            let reason = format!(
-                "frame of {} bytes from an unregistered peer exceeds the limit of {} bytes",
-                incoming.body.len(),
-                MAX_UNREGISTERED_FRAME
-            );
-            return self.drop_frame(&mut incoming, worker, "oversize", reason);
-        }
+    fn dispatch_frame(&mut self, incoming: Incoming) {
+        self.with_dispatch(|dispatch, turn| dispatch.frame(turn, incoming));
+    }
+
+    /// Lends [`Dispatch`] a turn: the scheduler, the ROUTER as its outbox, and the clock.
+    fn with_dispatch<R>(&mut self, act: impl FnOnce(&mut Dispatch, &mut Turn<'_>) -> R) -> R {
         let now = self.now();
-        if self.gate.guards(&incoming.body) {
-            return self.handle_guarded(now, incoming, worker);
-        }
-        // The decoded message borrows from the frame, so errors are resolved before acting on it.
-        let outcome = match protocol::decode(&incoming.body) {
-            Err(e) => Err((e.kind(), e.to_string())),
-            Ok(message) => Ok(self.handle_message(now, &incoming.peer, worker, message)),
+        let mut out = Router {
+            socket: &self.socket,
+            sent_at: &mut self.sent_at,
+            metrics: &self.metrics,
+            turn_started: self.turn_started,
         };
-        match outcome {
-            Err((kind, reason)) => self.drop_frame(&mut incoming, worker, kind, reason),
-            Ok(Some(rejection)) => {
-                warn!(peer = %incoming.peer_name(), "rejected a worker: {rejection}");
-            }
-            Ok(None) => {}
-        }
-    }
-
-    /// Acts on a decoded message; returns the reason if it rejected the peer, for the log.
-    fn handle_message(
-        &mut self,
-        now: Millis,
-        peer: &[u8],
-        worker: Option<WorkerId>,
-        message: Message<'_>,
-    ) -> Option<String> {
-        match (worker, message) {
-            (Some(worker), Message::Results(results)) => {
-                if let Some(sent) = self.sent_at.remove(&results.batch) {
-                    let round_trip = self.turn_started.saturating_duration_since(sent);
-                    self.metrics.observe_round_trip(round_trip.as_secs_f64());
-                }
-                self.scheduler.results(now, worker, &results)
-            }
-            (Some(worker), Message::Heartbeat) => self.scheduler.heard_from(now, worker),
-            (Some(worker), Message::Goodbye(goodbye)) => {
-                info!(
-                    worker,
-                    returned = goodbye.returned.len(),
-                    "worker said goodbye"
-                );
-                self.scheduler.goodbye(now, worker, &goodbye)
-            }
-            (_, Message::Hello(hello)) if hello.nonce.is_some() && self.gate.refuses_nonce() => {
-                self.dropped.rejected += 1;
-                let reason = auth::HAS_NO_SECRET.to_owned();
-                self.send_reject(peer, reason.clone());
-                return Some(reason);
-            }
-            (registered, Message::Hello(hello)) => {
-                if let Some(old) = registered {
-                    // Forget the old registration now, so that the mapping made below for the
-                    // new one survives the scheduler's `Forget` of the old.
-                    self.scheduler.worker_lost(old, "registered again");
-                    self.addresses.remove(&old);
-                    self.peers.remove(peer);
-                }
-                match self.scheduler.hello(now, &hello) {
-                    Ok(welcome) => {
-                        info!(
-                            worker = welcome.worker_id,
-                            name = %hello.name,
-                            host = %hello.host,
-                            job_types = ?hello.job_types,
-                            slots = hello.slots,
-                            "worker registered"
-                        );
-                        self.peers.insert(peer.to_vec(), welcome.worker_id);
-                        self.addresses.insert(welcome.worker_id, peer.to_vec());
-                        self.send(peer, &Message::Welcome(welcome));
-                    }
-                    Err(reason) => {
-                        self.dropped.rejected += 1;
-                        self.send_reject(peer, reason.clone());
-                        return Some(reason);
-                    }
-                }
-            }
-            (None, Message::Heartbeat | Message::Results(_) | Message::Goodbye(_)) => {
-                self.dropped.unregistered += 1;
-                debug!(peer = %hex(peer), "message from an unregistered peer; asking it to register");
-                let reason = "unknown worker: send hello first".to_owned();
-                self.send(peer, &Message::Reset(Reset { reason }));
-            }
-            (registered, other) => {
-                // Delegator-to-worker messages have no business arriving here.
-                let reason = format!("unexpected `{}` message from a worker", other.type_name());
-                self.dropped.unexpected += 1;
-                if let Some(worker) = registered {
-                    self.scheduler.worker_lost(worker, &reason);
-                } else {
-                    self.send_reject(peer, reason);
-                }
-            }
-        }
-        None
-    }
-
-    /// Drops a frame that broke the protocol, counts it, and warns (rate-limited).
-    fn drop_frame(
-        &mut self,
-        incoming: &mut Incoming,
-        worker: Option<WorkerId>,
-        kind: &'static str,
-        reason: String,
-    ) {
-        match kind {
-            "oversize" => self.dropped.oversize += 1,
-            "unknown_type" => self.dropped.unknown_type += 1,
-            _ => self.dropped.malformed += 1,
-        }
-        if let Some(suppressed) = self.warn_limit.allow(Instant::now()) {
-            warn!(
-                peer = %incoming.peer_name(),
-                suppressed,
-                "dropped a {kind} frame: {reason}"
-            );
-        }
-        match worker {
-            // A registered worker that breaks the protocol starts over; its units go elsewhere.
-            Some(worker) => self.scheduler.worker_lost(worker, &reason),
-            None => {
-                let peer = incoming.peer.clone();
-                self.send_reject(&peer, reason);
-            }
-        }
+        let mut turn = Turn {
+            scheduler: &mut self.scheduler,
+            out: &mut out,
+            now,
+        };
+        act(&mut self.dispatch, &mut turn)
     }
 
     /// Takes every queued command; false once the loop should stop.
@@ -460,16 +326,7 @@ impl Engine {
             }
             Action::SendHeartbeat(worker) => self.send_heartbeat(worker),
             Action::Forget { worker, reason } => {
-                if let Some(peer) = self.addresses.remove(&worker) {
-                    self.peers.remove(&peer);
-                    if reason != "said goodbye" {
-                        info!(worker, "dropped worker: {reason}");
-                        self.send(&peer, &Message::Reset(Reset { reason }));
-                    } else {
-                        info!(worker, "worker left");
-                    }
-                    self.gate.forget(&peer);
-                }
+                self.with_dispatch(|dispatch, turn| dispatch.forget(turn.out, worker, reason));
             }
             Action::Deliver { job, outcomes } => {
                 if let Some((outcomes_tx, shared)) = self.jobs.get(&job) {
@@ -494,43 +351,13 @@ impl Engine {
     /// After a connection closed: a heartbeat to every registered worker, so that a send to the
     /// one whose connection it was fails (`send_to` then drops it and requeues its units).
     fn probe_workers(&mut self) {
-        let workers: Vec<WorkerId> = self.addresses.keys().copied().collect();
-        for worker in workers {
+        for worker in self.dispatch.workers() {
             self.send_heartbeat(worker);
         }
     }
 
     fn send_to(&mut self, worker: WorkerId, frame: Vec<u8>) {
-        let Some(peer) = self.addresses.get(&worker).cloned() else {
-            return;
-        };
-        let frame = self.gate.outgoing(&peer, frame);
-        match frames::send_routed(&self.socket, &peer, frame) {
-            Ok(()) => {}
-            Err(SendError::Unreachable) => {
-                // The ROUTER forgets a peer as soon as its connection closes: a faster death
-                // notice than any heartbeat timeout.
-                self.scheduler.worker_disconnected(worker);
-            }
-            Err(e) => warn!(worker, "send failed: {e}"),
-        }
-    }
-
-    fn send(&mut self, peer: &[u8], message: &Message<'_>) {
-        let mut frame = Vec::with_capacity(64);
-        protocol::encode(message, &mut frame);
-        let frame = self.gate.outgoing(peer, frame);
-        if let Err(e) = frames::send_routed(&self.socket, peer, frame) {
-            debug!(peer = %hex(peer), "could not send {}: {e}", message.type_name());
-        }
-    }
-
-    fn send_reject(&mut self, peer: &[u8], reason: String) {
-        let reject = Reject {
-            reason,
-            protocol: protocol::PROTOCOL_VERSION,
-        };
-        self.send(peer, &Message::Reject(reject));
+        self.with_dispatch(|dispatch, turn| dispatch.send_to(turn, worker, frame));
     }
 
     fn log_unserved(&mut self) {
@@ -549,7 +376,7 @@ impl Engine {
     fn stats(&self) -> Stats {
         Stats {
             counters: self.scheduler.counters().clone(),
-            dropped: self.dropped.clone(),
+            dropped: self.dispatch.dropped().clone(),
             workers: self.scheduler.workers().cloned().collect(),
             queue_depths: self.scheduler.queue_depths(),
             queued_bytes: self.scheduler.queued_bytes(),
@@ -565,11 +392,32 @@ impl Engine {
 
     /// Tells registered workers to start over (they will find the next delegator on their own).
     fn farewell(&mut self) {
-        let peers: Vec<Vec<u8>> = self.addresses.values().cloned().collect();
-        for peer in peers {
-            let reason = "the delegator is shutting down".to_owned();
-            self.send(&peer, &Message::Reset(Reset { reason }));
-        }
+        self.with_dispatch(|dispatch, turn| dispatch.farewell(turn.out));
         let _ = self.socket.set_linger(500);
+    }
+}
+
+/// The engine's [`Outbox`]: frames go out on the ROUTER, results time their batch's round trip.
+struct Router<'a> {
+    socket: &'a zmq::Socket,
+    sent_at: &'a mut FxHashMap<BatchId, Instant>,
+    metrics: &'a EngineMetrics,
+    turn_started: Instant,
+}
+
+impl Outbox for Router<'_> {
+    fn send(&mut self, peer: &[u8], frame: Vec<u8>) -> Result<(), SendError> {
+        frames::send_routed(self.socket, peer, frame)
+    }
+
+    fn nonce(&mut self, nonce: &mut [u8; NONCE_LEN]) -> Result<(), String> {
+        getrandom::fill(nonce).map_err(|e| e.to_string())
+    }
+
+    fn answered(&mut self, batch: BatchId) {
+        if let Some(sent) = self.sent_at.remove(&batch) {
+            let round_trip = self.turn_started.saturating_duration_since(sent);
+            self.metrics.observe_round_trip(round_trip.as_secs_f64());
+        }
     }
 }

@@ -1,137 +1,38 @@
 //! A socket-free driver of the delegator's message handling, for property tests and fuzzing.
 //!
-//! Frames from simulated peers go through what the engine does with a frame (the size limit,
-//! [`protocol::decode`], the dispatch of each message type to the [`Scheduler`]) and client
-//! steps (submit, extend, seal, cancel) through what it does with commands; after every step the
-//! scheduler is filled, its actions carried out as the engine would, and its invariants checked
-//! along with what only an observer of its actions can check: every outcome is delivered at most
-//! once, and failed attempts are kept across requeues.
+//! Frames from simulated peers go through the engine's own dispatch (the size limits, the
+//! authentication gate, [`protocol::decode`], each message type to the [`Scheduler`]; the code
+//! the engine runs, lent a recording outbox instead of the ROUTER) and client steps (submit,
+//! extend, seal, cancel) through what the engine does with commands. After every step the
+//! scheduler is filled, its actions carried out as the engine would (work and heartbeats sent
+//! through the dispatch, so sealed when a session exists), every frame sent read back as its
+//! worker would read it, and the invariants checked along with what only an observer can check:
+//! every outcome is delivered at most once, failed attempts are kept across requeues, and with a
+//! secret no peer is registered without a genuine proof.
 //! [`Harness::finish`] then lets one well-behaved worker drain everything and checks that every
 //! unit of every job not cancelled was delivered exactly once.
-//!
-//! The dispatch mirrors `engine.rs`'s `handle_frame`/`handle_message` (which need the ROUTER to
-//! answer peers); keep the two in step.
 
-use std::collections::{HashMap, HashSet};
+mod check;
+mod step;
+mod wire;
+
+use std::collections::HashMap;
 
 use ganger_core::payload::Payload;
+use ganger_core::protocol::secure::Secret;
 use ganger_core::protocol::{
     self, Goodbye, Hello, Message, Results, UnitResultRef, PROTOCOL_VERSION,
 };
+use ganger_transport::frames::Incoming;
 
-use crate::scheduler::{
-    split_unit_id, Action, JobId, Millis, Scheduler, SchedulerConfig, WorkerId,
-};
+use crate::engine::{Dispatch, Gate, Turn};
+use crate::scheduler::{split_unit_id, JobId, Millis, Scheduler, SchedulerConfig, WorkerId};
 use crate::DroppedFrames;
+pub use step::Step;
+use wire::{Recorder, Session};
 
 /// The job types the harness's jobs use; peers serve a subset (or a wildcard).
 pub const JOB_TYPES: [&str; 3] = ["mcmc/a", "mcmc/b", "square"];
-
-/// One step of a simulated session. Selectors (`pick`) choose among what exists at the time
-/// (modulo its count), so that arbitrary values mostly hit real batches, units and jobs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Raw bytes from a peer, through the size limit and the decoder.
-    Frame {
-        /// The sending peer.
-        peer: u8,
-        /// The frame.
-        bytes: Vec<u8>,
-    },
-    /// A `hello` frame.
-    Hello {
-        /// The sending peer.
-        peer: u8,
-        /// Speak the right protocol version, or another one.
-        right_version: bool,
-        /// Bit i set: serve `JOB_TYPES[i]`; bit 3: serve the wildcard `mcmc/*`; 0: none.
-        job_types: u8,
-        /// Slots advertised (0 is odd but legal).
-        slots: u32,
-        /// Prefetch advertised (may be huge).
-        prefetch: u32,
-    },
-    /// A `results` frame for a batch currently leased (to this peer or, wrongly, to another).
-    Answer {
-        /// The sending peer.
-        peer: u8,
-        /// Which leased batch.
-        pick: u16,
-        /// How many of its outstanding units to answer (modulo their count + 1).
-        count: u16,
-        /// Answer with errors instead of outputs.
-        fail: bool,
-        /// Repeat the first answered unit in the same message.
-        duplicate: bool,
-        /// Send it twice.
-        resend: bool,
-    },
-    /// A `results` frame with made-up ids: late, bogus or foreign.
-    BogusResults {
-        /// The sending peer.
-        peer: u8,
-        /// The batch named.
-        batch: u64,
-        /// The unit ids named.
-        ids: Vec<u64>,
-        /// Answer with errors instead of outputs.
-        fail: bool,
-    },
-    /// A `heartbeat` frame.
-    Heartbeat {
-        /// The sending peer.
-        peer: u8,
-    },
-    /// A `goodbye` frame returning some of the peer's leased units and some made-up ids.
-    Goodbye {
-        /// The sending peer.
-        peer: u8,
-        /// Every how-many-th leased unit to return (0: none).
-        every: u8,
-        /// Made-up ids returned as well.
-        bogus: Vec<u64>,
-    },
-    /// The peer's connection is gone (what the engine does on an unreachable peer).
-    Disconnect {
-        /// The peer.
-        peer: u8,
-    },
-    /// Time passes, then the scheduler ticks (expiring silent workers).
-    Advance {
-        /// Milliseconds.
-        ms: u32,
-    },
-    /// A client submits a job.
-    Submit {
-        /// Index into [`JOB_TYPES`] (modulo).
-        job_type: u8,
-        /// Priority.
-        priority: i8,
-        /// Units in its first chunk.
-        units: u8,
-        /// Payload bytes per unit.
-        payload_len: u8,
-        /// Seal it at once.
-        seal: bool,
-    },
-    /// A client adds units to an open job.
-    Extend {
-        /// Which job.
-        pick: u8,
-        /// Units.
-        units: u8,
-    },
-    /// A client seals a job.
-    Seal {
-        /// Which job.
-        pick: u8,
-    },
-    /// A client drops a job before it finishes.
-    Cancel {
-        /// Which job.
-        pick: u8,
-    },
-}
 
 /// What the harness knows of a job from the client side.
 #[derive(Debug)]
@@ -147,28 +48,47 @@ struct ClientJob {
 }
 
 /// The driver. See the module documentation.
-#[derive(Debug)]
 pub struct Harness {
     scheduler: Scheduler,
+    dispatch: Dispatch,
+    out: Recorder,
+    secret: Option<Secret>,
     now: Millis,
-    /// Peer index → the worker it is registered as.
-    peers: Vec<Option<WorkerId>>,
+    /// Each simulated peer's session, by peer index (its routing id is that one byte); the
+    /// last is the drainer of [`Harness::finish`], which no step addresses.
+    sessions: Vec<Session>,
     jobs: Vec<ClientJob>,
     /// Failed attempts the scheduler accepted, per unit, as seen from outside.
     attempts: HashMap<u64, usize>,
-    dropped: DroppedFrames,
 }
 
 impl Harness {
-    /// A harness with `n_peers` simulated peers and a scheduler with `config`.
+    /// A harness with `n_peers` simulated peers (at most 255) and a scheduler with `config`;
+    /// the delegator has no secret.
     pub fn new(config: SchedulerConfig, n_peers: usize) -> Self {
+        Harness::build(config, n_peers, None)
+    }
+
+    /// The same with a cluster secret: every peer must pass the authentication gate, and the
+    /// harness's peers do the handshake (a `hello` step, then an `auth` step).
+    pub fn with_secret(config: SchedulerConfig, n_peers: usize, secret: &[u8]) -> Self {
+        let secret = Secret::new(secret).expect("the harness's secret is long enough");
+        Harness::build(config, n_peers, Some(secret))
+    }
+
+    fn build(config: SchedulerConfig, n_peers: usize, secret: Option<Secret>) -> Self {
+        let gate = Gate::new(secret.clone(), config.timeout_ms);
         Harness {
             scheduler: Scheduler::new(config),
+            dispatch: Dispatch::new(gate),
+            out: Recorder::default(),
+            secret,
             now: 0,
-            peers: vec![None; n_peers.max(1)],
+            sessions: (0..=n_peers.clamp(1, 255))
+                .map(|_| Session::default())
+                .collect(),
             jobs: Vec::new(),
             attempts: HashMap::new(),
-            dropped: DroppedFrames::default(),
         }
     }
 
@@ -179,13 +99,14 @@ impl Harness {
 
     /// Frames dropped or refused so far, by cause.
     pub fn dropped(&self) -> &DroppedFrames {
-        &self.dropped
+        self.dispatch.dropped()
     }
 
     /// Takes one step, then fills, carries out actions and checks every invariant.
     pub fn step(&mut self, step: &Step) -> Result<(), String> {
+        let step = &self.resolve(step);
         match step {
-            Step::Frame { peer, bytes } => self.frame(*peer, bytes),
+            Step::Frame { peer, bytes } => self.frame(*peer, bytes.clone()),
             Step::Hello {
                 peer,
                 right_version,
@@ -215,7 +136,16 @@ impl Harness {
                     prefetch: *prefetch,
                     nonce: None,
                 };
-                self.send(*peer, &Message::Hello(hello));
+                self.hello(*peer, hello);
+            }
+            Step::Auth { peer, forge } => {
+                let frame = self.sessions[usize::from(*peer)].auth(self.secret.as_ref(), *forge);
+                self.frame(*peer, frame);
+            }
+            Step::Replay { peer, pick, tamper } => {
+                if let Some(frame) = self.sessions[usize::from(*peer)].replay(*pick, *tamper) {
+                    self.frame(*peer, frame);
+                }
             }
             Step::Answer {
                 peer,
@@ -259,6 +189,8 @@ impl Harness {
                 self.send(*peer, &Message::Goodbye(Goodbye { returned }));
             }
             Step::Disconnect { peer } => {
+                self.out.disconnect(*peer);
+                self.sessions[usize::from(*peer)].lost();
                 if let Some(worker) = self.worker(*peer) {
                     self.scheduler
                         .worker_lost(worker, "connection closed (unreachable)");
@@ -320,13 +252,11 @@ impl Harness {
         for at in 0..self.jobs.len() {
             self.seal(at);
         }
-        for peer in 0..self.peers.len() {
-            if let Some(worker) = self.peers[peer] {
-                self.scheduler.worker_lost(worker, "finishing");
-            }
+        for worker in self.dispatch.workers() {
+            self.scheduler.worker_lost(worker, "finishing");
         }
         self.settle()?;
-        let good = 0u8;
+        let good = (self.sessions.len() - 1) as u8;
         let hello = Hello {
             protocol: PROTOCOL_VERSION,
             name: "drainer".into(),
@@ -336,8 +266,13 @@ impl Harness {
             prefetch: 1024,
             nonce: None,
         };
-        self.send(good, &Message::Hello(hello));
+        self.hello(good, hello);
         self.settle()?;
+        if self.secret.is_some() {
+            let frame = self.sessions[usize::from(good)].auth(self.secret.as_ref(), false);
+            self.frame(good, frame);
+            self.settle()?;
+        }
         if self.worker(good).is_none() {
             return Err("the draining worker was not registered".into());
         }
@@ -387,8 +322,39 @@ impl Harness {
         Ok(())
     }
 
+    /// The step with its `peer` turned into a peer index (modulo the peers; never the
+    /// drainer's). Below, `peer` is such an index, which is also the peer's routing id.
+    fn resolve(&self, step: &Step) -> Step {
+        let mut step = step.clone();
+        let n = (self.sessions.len() - 1) as u8;
+        match &mut step {
+            Step::Frame { peer, .. }
+            | Step::Hello { peer, .. }
+            | Step::Answer { peer, .. }
+            | Step::BogusResults { peer, .. }
+            | Step::Heartbeat { peer }
+            | Step::Goodbye { peer, .. }
+            | Step::Disconnect { peer }
+            | Step::Auth { peer, .. }
+            | Step::Replay { peer, .. } => *peer %= n,
+            Step::Advance { .. }
+            | Step::Submit { .. }
+            | Step::Extend { .. }
+            | Step::Seal { .. }
+            | Step::Cancel { .. } => {}
+        }
+        step
+    }
+
     fn worker(&self, peer: u8) -> Option<WorkerId> {
-        self.peers[usize::from(peer) % self.peers.len()]
+        self.dispatch.worker_of(&[peer])
+    }
+
+    /// Sends a `hello` (with a nonce when the harness has a secret).
+    fn hello(&mut self, peer: u8, hello: Hello) {
+        let secret = self.secret.is_some();
+        let frame = self.sessions[usize::from(peer)].hello(hello, peer, secret);
+        self.frame(peer, frame);
     }
 
     fn pick_job(&self, pick: u8) -> Option<usize> {
@@ -492,162 +458,29 @@ impl Harness {
         })
     }
 
+    /// Sends a message as the peer's worker would: sealed if it has a session.
     fn send(&mut self, peer: u8, message: &Message<'_>) {
         let mut frame = Vec::new();
         protocol::encode(message, &mut frame);
-        self.frame(peer, &frame);
+        let frame = self.sessions[usize::from(peer)].outgoing(frame);
+        self.frame(peer, frame);
     }
 
-    /// What the engine's `handle_frame` does with one body frame from `peer`.
-    fn frame(&mut self, peer: u8, bytes: &[u8]) {
-        let peer = usize::from(peer) % self.peers.len();
-        let worker = self.peers[peer];
-        let bad = if bytes.len() as u64 > self.scheduler.config().max_frame {
-            self.dropped.oversize += 1;
-            true
-        } else {
-            match protocol::decode(bytes) {
-                Ok(message) => {
-                    self.message(peer, worker, message);
-                    false
-                }
-                Err(e) => {
-                    match e.kind() {
-                        "unknown_type" => self.dropped.unknown_type += 1,
-                        _ => self.dropped.malformed += 1,
-                    }
-                    true
-                }
-            }
+    /// One body frame from `peer`, through the engine's dispatch; then the peers read what the
+    /// delegator sent.
+    fn frame(&mut self, peer: u8, bytes: Vec<u8>) {
+        self.out.reconnect(peer);
+        let incoming = Incoming {
+            peer: vec![peer],
+            body: zmq::Message::from(bytes),
+            parts: 1,
         };
-        if bad {
-            if let Some(worker) = worker {
-                self.scheduler.worker_lost(worker, "bad frame");
-            }
-        }
-    }
-
-    /// What the engine's `handle_message` does with a decoded message.
-    fn message(&mut self, peer: usize, worker: Option<WorkerId>, message: Message<'_>) {
-        let now = self.now;
-        match (worker, message) {
-            (Some(worker), Message::Results(results)) => {
-                self.scheduler.results(now, worker, &results)
-            }
-            (Some(worker), Message::Heartbeat) => self.scheduler.heard_from(now, worker),
-            (Some(worker), Message::Goodbye(goodbye)) => {
-                self.scheduler.goodbye(now, worker, &goodbye)
-            }
-            (registered, Message::Hello(hello)) => {
-                if let Some(old) = registered {
-                    self.scheduler.worker_lost(old, "registered again");
-                    self.peers[peer] = None;
-                }
-                match self.scheduler.hello(now, &hello) {
-                    Ok(welcome) => self.peers[peer] = Some(welcome.worker_id),
-                    Err(_) => self.dropped.rejected += 1,
-                }
-            }
-            (None, Message::Heartbeat | Message::Results(_) | Message::Goodbye(_)) => {
-                self.dropped.unregistered += 1
-            }
-            (registered, _) => {
-                self.dropped.unexpected += 1;
-                if let Some(worker) = registered {
-                    self.scheduler.worker_lost(worker, "unexpected message");
-                }
-            }
-        }
-    }
-
-    /// Fills, carries out the actions as the engine would, and checks every invariant.
-    fn settle(&mut self) -> Result<(), String> {
-        self.scheduler.fill(self.now);
-        let actions: Vec<Action> = self.scheduler.drain_actions().collect();
-        let max_attempts = self.scheduler.config().max_attempts as usize;
-        for action in actions {
-            match action {
-                Action::Forget { worker, .. } => {
-                    for slot in &mut self.peers {
-                        if *slot == Some(worker) {
-                            *slot = None;
-                        }
-                    }
-                }
-                Action::Deliver { job, outcomes } => {
-                    let client = self
-                        .jobs
-                        .iter_mut()
-                        .find(|j| j.id == job)
-                        .ok_or_else(|| format!("delivery for unknown job {job}"))?;
-                    if client.cancelled {
-                        // The engine drops deliveries for a cancelled job: nobody listens.
-                        continue;
-                    }
-                    for outcome in outcomes {
-                        let slot = client
-                            .delivered
-                            .get_mut(outcome.index as usize)
-                            .ok_or_else(|| {
-                                format!(
-                                    "job {job}: delivery for unit {} never submitted",
-                                    outcome.index
-                                )
-                            })?;
-                        *slot += 1;
-                        if *slot > 1 {
-                            return Err(format!(
-                                "job {job} unit {} delivered twice",
-                                outcome.index
-                            ));
-                        }
-                        let id = crate::scheduler::unit_id(job, outcome.index);
-                        let seen = self.attempts.remove(&id).unwrap_or(0);
-                        if let Err(failure) = &outcome.result {
-                            if failure.errors.len() != max_attempts || seen != max_attempts {
-                                return Err(format!(
-                                    "job {job} unit {} failed after {} recorded errors, {seen} \
-                                     failed attempts seen, max_attempts {max_attempts}",
-                                    outcome.index,
-                                    failure.errors.len()
-                                ));
-                            }
-                        }
-                    }
-                }
-                Action::JobDone(job) => {
-                    let client = self
-                        .jobs
-                        .iter_mut()
-                        .find(|j| j.id == job)
-                        .ok_or_else(|| format!("unknown job {job} done"))?;
-                    if client.done || !client.sealed || client.delivered.iter().any(|&n| n != 1) {
-                        return Err(format!("job {job} reported done before its time"));
-                    }
-                    client.done = true;
-                }
-                Action::SendWork { .. } | Action::SendHeartbeat(_) => {}
-            }
-        }
-        self.scheduler.check_invariants()?;
-        let registered: HashSet<WorkerId> = self.peers.iter().flatten().copied().collect();
-        if registered.len() != self.peers.iter().flatten().count()
-            || registered.iter().any(|&w| !self.scheduler.has_worker(w))
-        {
-            return Err(format!(
-                "peer table {:?} disagrees with the scheduler",
-                self.peers
-            ));
-        }
-        for (&id, &seen) in &self.attempts {
-            if self.is_open(id) && self.scheduler.attempts(id) != seen {
-                return Err(format!(
-                    "unit {id:#x}: {seen} failed attempts seen, the scheduler keeps {}",
-                    self.scheduler.attempts(id)
-                ));
-            }
-        }
-        Ok(())
+        let mut turn = Turn {
+            scheduler: &mut self.scheduler,
+            out: &mut self.out,
+            now: self.now,
+        };
+        self.dispatch.frame(&mut turn, incoming);
     }
 }
 

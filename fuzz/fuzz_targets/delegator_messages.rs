@@ -1,6 +1,8 @@
 //! Fuzz target: sequences of frames from several peers, interleaved with time passing and client
-//! steps, through the delegator's message handling; the scheduler's invariants are checked after
-//! every step, and at the end one good worker must drain every job with nothing lost.
+//! steps, through the delegator's own dispatch (with or without a cluster secret, so through the
+//! authentication gate); the scheduler's invariants, the gate's promise and what every worker
+//! reads back are checked after every step, and at the end one good worker must drain every job
+//! with nothing lost.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -68,6 +70,22 @@ enum Input {
     Cancel {
         pick: u8,
     },
+    Auth {
+        peer: u8,
+        forge: bool,
+    },
+    Replay {
+        peer: u8,
+        pick: u16,
+        tamper: bool,
+    },
+}
+
+/// A session: the delegator with a secret (every peer shakes hands) or without.
+#[derive(Debug, Arbitrary)]
+struct Session {
+    secret: bool,
+    steps: Vec<Input>,
 }
 
 impl From<Input> for Step {
@@ -133,11 +151,13 @@ impl From<Input> for Step {
             Input::Extend { pick, units } => Step::Extend { pick, units },
             Input::Seal { pick } => Step::Seal { pick },
             Input::Cancel { pick } => Step::Cancel { pick },
+            Input::Auth { peer, forge } => Step::Auth { peer, forge },
+            Input::Replay { peer, pick, tamper } => Step::Replay { peer, pick, tamper },
         }
     }
 }
 
-fuzz_target!(|inputs: Vec<Input>| {
+fuzz_target!(|session: Session| {
     // Small limits so that the fuzzer reaches them: frames of 4 KiB, batches of 8, 3 workers.
     let config = SchedulerConfig {
         heartbeat_ms: 100,
@@ -148,8 +168,12 @@ fuzz_target!(|inputs: Vec<Input>| {
         max_workers: 3,
         ..SchedulerConfig::default()
     };
-    let mut harness = Harness::new(config, 4);
-    for input in inputs.into_iter().take(256) {
+    let mut harness = if session.secret {
+        Harness::with_secret(config, 4, b"the fuzz target's cluster secret, 32 bytes+")
+    } else {
+        Harness::new(config, 4)
+    };
+    for input in session.steps.into_iter().take(256) {
         let step = Step::from(input);
         if let Err(broken) = harness.step(&step) {
             panic!("invariant broken after {step:?}: {broken}");

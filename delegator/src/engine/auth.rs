@@ -8,14 +8,13 @@
 //! `ganger_core::protocol::secure`; this module only keeps the per-peer state.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
 
 use ganger_core::protocol::secure::{self, Channel, Handshake, Secret, Side, NONCE_LEN};
 use ganger_core::protocol::{self, Challenge, Message, Reset};
 use ganger_transport::frames::{hex, Incoming};
 use tracing::{debug, info, warn};
 
-use super::Engine;
+use super::dispatch::{Dispatch, Turn};
 use crate::scheduler::{Millis, WorkerId};
 
 /// Handshakes in progress at once; beyond it the oldest is forgotten, so a flood of hellos
@@ -39,7 +38,7 @@ pub(crate) struct Gate {
     sessions: HashMap<Vec<u8>, Channel>,
     shunned: HashSet<Vec<u8>>,
     shunned_order: VecDeque<Vec<u8>>,
-    pending_timeout: Duration,
+    pending_timeout: Millis,
 }
 
 /// A `hello` whose proof has not come yet.
@@ -47,11 +46,12 @@ struct Pending {
     hello_frame: Vec<u8>,
     nonce_worker: [u8; NONCE_LEN],
     nonce_delegator: [u8; NONCE_LEN],
-    since: Instant,
+    since: Millis,
 }
 
 impl Gate {
-    pub(crate) fn new(secret: Option<Secret>, pending_timeout: Duration) -> Gate {
+    /// `pending_timeout` in milliseconds: how long a handshake may wait for its proof.
+    pub(crate) fn new(secret: Option<Secret>, pending_timeout: Millis) -> Gate {
         Gate {
             secret,
             pending: HashMap::new(),
@@ -62,7 +62,7 @@ impl Gate {
         }
     }
 
-    /// Whether frames must pass through [`Engine::handle_guarded`].
+    /// Whether frames must pass through [`Dispatch::guarded`].
     pub(crate) fn guards(&self, frame: &[u8]) -> bool {
         self.secret.is_some() || secure::is_sealed(frame)
     }
@@ -87,10 +87,11 @@ impl Gate {
     }
 
     /// Drops handshakes older than the timeout.
-    pub(crate) fn expire(&mut self) -> usize {
+    pub(crate) fn expire(&mut self, now: Millis) -> usize {
         let timeout = self.pending_timeout;
         let before = self.pending.len();
-        self.pending.retain(|_, p| p.since.elapsed() < timeout);
+        self.pending
+            .retain(|_, p| now.saturating_sub(p.since) < timeout);
         before - self.pending.len()
     }
 
@@ -107,11 +108,11 @@ impl Gate {
         }
     }
 
-    fn make_room(&mut self) {
+    fn make_room(&mut self, now: Millis) {
         if self.pending.len() < MAX_PENDING {
             return;
         }
-        self.expire();
+        self.expire(now);
         if self.pending.len() >= MAX_PENDING {
             let oldest = self
                 .pending
@@ -125,11 +126,11 @@ impl Gate {
     }
 }
 
-impl Engine {
+impl Dispatch {
     /// Handles a frame when a secret is configured or the frame is sealed.
-    pub(super) fn handle_guarded(
+    pub(super) fn guarded(
         &mut self,
-        now: Millis,
+        turn: &mut Turn<'_>,
         mut incoming: Incoming,
         worker: Option<WorkerId>,
     ) {
@@ -139,13 +140,13 @@ impl Engine {
             return;
         }
         if secure::is_sealed(&incoming.body) {
-            return self.handle_sealed(now, &mut incoming, worker);
+            return self.sealed(turn, &mut incoming, worker);
         }
         let message = match protocol::decode(&incoming.body) {
             Ok(message) => message,
             Err(e) => {
                 self.gate.pending.remove(&peer);
-                return self.drop_frame(&mut incoming, worker, e.kind(), e.to_string());
+                return self.drop_frame(turn, &mut incoming, worker, e.kind(), e.to_string());
             }
         };
         match message {
@@ -153,9 +154,7 @@ impl Engine {
                 if let Some(old) = worker {
                     // The same connection starting over (after a reset or silence): its old
                     // registration and session end here, whatever the new proof turns out to be.
-                    self.scheduler.worker_lost(old, "registered again");
-                    self.addresses.remove(&old);
-                    self.peers.remove(&peer);
+                    self.unregister(turn.scheduler, &peer, old);
                     self.gate.forget(&peer);
                 }
                 if hello.protocol != protocol::PROTOCOL_VERSION {
@@ -166,24 +165,24 @@ impl Engine {
                         protocol::PROTOCOL_VERSION
                     );
                     self.dropped.rejected += 1;
-                    return self.refuse(&mut incoming, reason, false);
+                    return self.refuse(turn, &mut incoming, reason, false);
                 }
                 let Some(nonce_worker) = hello.nonce else {
-                    return self.refuse(&mut incoming, NEEDS_SECRET.to_owned(), true);
+                    return self.refuse(turn, &mut incoming, NEEDS_SECRET.to_owned(), true);
                 };
                 let mut nonce_delegator = [0u8; NONCE_LEN];
-                if let Err(e) = getrandom::fill(&mut nonce_delegator) {
+                if let Err(e) = turn.out.nonce(&mut nonce_delegator) {
                     warn!("no randomness for a handshake, dropping the hello: {e}");
                     return;
                 }
-                self.gate.make_room();
+                self.gate.make_room(turn.now);
                 self.gate.pending.insert(
                     peer.clone(),
                     Pending {
                         hello_frame: incoming.body.to_vec(),
                         nonce_worker,
                         nonce_delegator,
-                        since: Instant::now(),
+                        since: turn.now,
                     },
                 );
                 debug!(peer = %hex(&peer), "challenging a worker");
@@ -192,13 +191,20 @@ impl Engine {
                     hello_digest: Handshake::new(&incoming.body, &nonce_worker, &nonce_delegator)
                         .hello_digest(),
                 };
-                self.send(&peer, &Message::Challenge(challenge));
+                self.send(turn, &peer, &Message::Challenge(challenge));
             }
             Message::Auth(auth) => {
                 let Some(pending) = self.gate.pending.remove(&peer) else {
                     self.dropped.unauthenticated += 1;
+                    if let Some(worker) = worker {
+                        // Plaintext inside its sealed session: the session ends, as for any
+                        // other plaintext message (a reset alone would leave it registered).
+                        self.warn_unauthenticated(&mut incoming, "auth");
+                        let reason = "sent a plaintext message in a sealed session";
+                        return turn.scheduler.worker_lost(worker, reason);
+                    }
                     let reason = "unknown handshake: send hello first".to_owned();
-                    return self.send(&peer, &Message::Reset(Reset { reason }));
+                    return self.send(turn, &peer, &Message::Reset(Reset { reason }));
                 };
                 let secret = self.gate.secret.as_ref().expect("pending implies a secret");
                 let handshake = Handshake::new(
@@ -207,7 +213,12 @@ impl Engine {
                     &pending.nonce_delegator,
                 );
                 if !handshake.verify(secret, &auth.proof) {
-                    return self.refuse(&mut incoming, "authentication failed".to_owned(), true);
+                    return self.refuse(
+                        turn,
+                        &mut incoming,
+                        "authentication failed".to_owned(),
+                        true,
+                    );
                 }
                 let channel = handshake.channel(secret, Side::Delegator);
                 self.gate.sessions.insert(peer.clone(), channel);
@@ -215,10 +226,10 @@ impl Engine {
                 let hello = protocol::decode(&pending.hello_frame)
                     .expect("a pending hello was decoded once already");
                 info!(peer = %incoming.peer_name(), "worker authenticated");
-                if let Some(reason) = self.handle_message(now, &peer, None, hello) {
+                if let Some(reason) = self.message(turn, &peer, None, hello) {
                     warn!(peer = %incoming.peer_name(), "rejected a worker: {reason}");
                 }
-                if !self.peers.contains_key(&peer) {
+                if self.worker_of(&peer).is_none() {
                     self.gate.forget(&peer);
                 }
             }
@@ -228,17 +239,17 @@ impl Engine {
                 self.dropped.unauthenticated += 1;
                 self.warn_unauthenticated(&mut incoming, what);
                 if let Some(worker) = worker {
-                    self.scheduler
+                    turn.scheduler
                         .worker_lost(worker, "sent a plaintext message in a sealed session");
                 } else if !self.gate.pending.contains_key(&peer) {
                     let reason = "unknown worker: send hello first".to_owned();
-                    self.send(&peer, &Message::Reset(Reset { reason }));
+                    self.send(turn, &peer, &Message::Reset(Reset { reason }));
                 }
             }
         }
     }
 
-    fn handle_sealed(&mut self, now: Millis, incoming: &mut Incoming, worker: Option<WorkerId>) {
+    fn sealed(&mut self, turn: &mut Turn<'_>, incoming: &mut Incoming, worker: Option<WorkerId>) {
         let peer = incoming.peer.clone();
         let Some(channel) = self.gate.sessions.get_mut(&peer) else {
             // A worker whose connection was re-established has a new routing id, and so no
@@ -246,7 +257,7 @@ impl Engine {
             self.dropped.unauthenticated += 1;
             self.warn_unauthenticated(incoming, "sealed");
             let reason = "unknown session: send hello first".to_owned();
-            return self.send(&peer, &Message::Reset(Reset { reason }));
+            return self.send(turn, &peer, &Message::Reset(Reset { reason }));
         };
         let opened = channel.opener.open(&incoming.body);
         let frame = match opened {
@@ -256,11 +267,11 @@ impl Engine {
                     "replayed" => self.dropped.replayed += 1,
                     _ => self.dropped.bad_seal += 1,
                 }
-                if let Some(suppressed) = self.warn_limit.allow(Instant::now()) {
+                if let Some(suppressed) = self.warn_limit.allow(std::time::Instant::now()) {
                     warn!(peer = %incoming.peer_name(), suppressed, "dropped a sealed frame: {e}");
                 }
                 if let Some(worker) = worker {
-                    self.scheduler.worker_lost(worker, &e.to_string());
+                    turn.scheduler.worker_lost(worker, &e.to_string());
                 }
                 return;
             }
@@ -272,33 +283,33 @@ impl Engine {
                 "malformed",
                 "a handshake message inside a sealed frame".into(),
             )),
-            Ok(message) => Ok(self.handle_message(now, &peer, worker, message)),
+            Ok(message) => Ok(self.message(turn, &peer, worker, message)),
         };
-        match outcome {
-            Err((kind, reason)) => self.drop_frame(incoming, worker, kind, reason),
-            Ok(Some(rejection)) => {
-                warn!(peer = %incoming.peer_name(), "rejected a worker: {rejection}");
-            }
-            Ok(None) => {}
-        }
+        self.conclude(turn, incoming, worker, outcome);
     }
 
     /// Rejects a peer in plaintext and drops whatever it sends next.
-    fn refuse(&mut self, incoming: &mut Incoming, reason: String, unauthenticated: bool) {
+    fn refuse(
+        &mut self,
+        turn: &mut Turn<'_>,
+        incoming: &mut Incoming,
+        reason: String,
+        unauthenticated: bool,
+    ) {
         let peer = incoming.peer.clone();
         if unauthenticated {
             self.dropped.unauthenticated += 1;
         }
-        if let Some(suppressed) = self.warn_limit.allow(Instant::now()) {
+        if let Some(suppressed) = self.warn_limit.allow(std::time::Instant::now()) {
             warn!(peer = %incoming.peer_name(), suppressed, "rejected a worker: {reason}");
         }
         self.gate.forget(&peer);
-        self.send_reject(&peer, reason);
+        self.send_reject(turn, &peer, reason);
         self.gate.shun(&peer);
     }
 
     fn warn_unauthenticated(&mut self, incoming: &mut Incoming, what: &str) {
-        if let Some(suppressed) = self.warn_limit.allow(Instant::now()) {
+        if let Some(suppressed) = self.warn_limit.allow(std::time::Instant::now()) {
             warn!(
                 peer = %incoming.peer_name(),
                 suppressed,

@@ -53,6 +53,10 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<u8>().prop_map(|pick| Step::Cancel { pick }),
         1 => (peer(), prop::collection::vec(any::<u8>(), 0..24))
             .prop_map(|(peer, bytes)| Step::Frame { peer, bytes }),
+        3 => (peer(), prop::bool::weighted(0.1))
+            .prop_map(|(peer, forge)| Step::Auth { peer, forge }),
+        1 => (peer(), any::<u16>(), any::<bool>())
+            .prop_map(|(peer, pick, tamper)| Step::Replay { peer, pick, tamper }),
     ]
 }
 
@@ -78,8 +82,20 @@ fn config() -> impl Strategy<Value = SchedulerConfig> {
         )
 }
 
+const SECRET: &[u8] = b"a cluster secret of the harness, 32+ bytes";
+
 fn run(config: SchedulerConfig, steps: &[Step]) -> Result<Harness, TestCaseError> {
-    let mut harness = Harness::new(config, usize::from(PEERS));
+    drive(Harness::new(config, usize::from(PEERS)), steps)
+}
+
+fn run_with_secret(config: SchedulerConfig, steps: &[Step]) -> Result<Harness, TestCaseError> {
+    drive(
+        Harness::with_secret(config, usize::from(PEERS), SECRET),
+        steps,
+    )
+}
+
+fn drive(mut harness: Harness, steps: &[Step]) -> Result<Harness, TestCaseError> {
     for (i, step) in steps.iter().enumerate() {
         harness
             .step(step)
@@ -101,6 +117,25 @@ proptest! {
     ) {
         run(config, &steps)?;
     }
+
+    #[test]
+    fn arbitrary_sessions_through_the_authentication_gate_keep_the_invariants(
+        config in config(),
+        steps in prop::collection::vec(step(), 0..80),
+    ) {
+        run_with_secret(config, &steps)?;
+    }
+}
+
+/// A well-formed `hello` serving every job type with 2 slots and 2 of prefetch.
+fn hello(peer: u8) -> Step {
+    Step::Hello {
+        peer,
+        right_version: true,
+        job_types: 0b111,
+        slots: 2,
+        prefetch: 2,
+    }
 }
 
 /// The property test must reach the states it claims to cover; a strategy that never leases,
@@ -114,13 +149,6 @@ fn sessions_reach_leases_retries_timeouts_and_refusals() {
         max_batch_units: 4,
         max_workers: 2,
         ..SchedulerConfig::default()
-    };
-    let hello = |peer| Step::Hello {
-        peer,
-        right_version: true,
-        job_types: 0b111,
-        slots: 2,
-        prefetch: 2,
     };
     let answer = |peer, fail| Step::Answer {
         peer,
@@ -157,4 +185,119 @@ fn sessions_reach_leases_retries_timeouts_and_refusals() {
     assert!(counters.timeouts > 0, "{counters:?}");
     assert!(counters.requeued > 0, "{counters:?}");
     assert_eq!(counters.completed + counters.failed, 20);
+}
+
+/// With a secret, the gate's paths are reached: genuine and forged proofs, sealed sessions,
+/// replayed and tampered frames, plaintext inside a session, a hello without a nonce.
+#[test]
+fn sessions_through_the_gate_reach_proofs_forgeries_replays_and_tampering() {
+    let config = SchedulerConfig {
+        heartbeat_ms: 100,
+        timeout_ms: 500,
+        max_batch_units: 4,
+        ..SchedulerConfig::default()
+    };
+    let auth = |peer, forge| Step::Auth { peer, forge };
+    let answer = |peer| Step::Answer {
+        peer,
+        pick: 0,
+        count: 2,
+        fail: false,
+        duplicate: false,
+        resend: false,
+    };
+    let mut heartbeat = Vec::new();
+    ganger_core::protocol::encode(&ganger_core::protocol::Message::Heartbeat, &mut heartbeat);
+    let mut harness = Harness::with_secret(config, usize::from(PEERS), SECRET);
+    let mut step = |step: Step| {
+        harness
+            .step(&step)
+            .unwrap_or_else(|e| panic!("after {step:?}: {e}"));
+        (
+            harness.scheduler().workers().count(),
+            harness.dropped().clone(),
+        )
+    };
+    step(Step::Submit {
+        job_type: 2,
+        priority: 0,
+        units: 12,
+        payload_len: 8,
+        seal: true,
+    });
+    assert_eq!(step(hello(0)).0, 0, "registered before its proof");
+    assert_eq!(step(auth(0, false)).0, 1);
+    step(hello(1));
+    let (workers, dropped) = step(auth(1, true));
+    assert_eq!((workers, dropped.unauthenticated), (1, 1), "{dropped:?}");
+    step(answer(0));
+    step(Step::Heartbeat { peer: 0 });
+    let (workers, dropped) = step(Step::Replay {
+        peer: 0,
+        pick: 0,
+        tamper: false,
+    });
+    assert_eq!(
+        (workers, dropped.replayed),
+        (0, 1),
+        "a replay ends the session"
+    );
+    step(hello(2));
+    step(auth(2, false));
+    step(Step::Heartbeat { peer: 2 });
+    let (workers, dropped) = step(Step::Replay {
+        peer: 2,
+        pick: 0,
+        tamper: true,
+    });
+    assert_eq!((workers, dropped.bad_seal), (0, 1), "{dropped:?}");
+    step(hello(3));
+    assert_eq!(step(auth(3, false)).0, 1);
+    let (workers, dropped) = step(Step::Frame {
+        peer: 3,
+        bytes: heartbeat,
+    });
+    assert_eq!(
+        (workers, dropped.unauthenticated),
+        (0, 2),
+        "plaintext in a session"
+    );
+    let mut plain_hello = Harness::new(SchedulerConfig::default(), 1);
+    plain_hello.step(&hello(0)).unwrap();
+    assert_eq!(plain_hello.scheduler().workers().count(), 1);
+    harness.finish().unwrap();
+    assert_eq!(harness.scheduler().counters().completed, 12);
+}
+
+/// Found by the property test through the gate: a registered worker's second, plaintext `auth`
+/// got a reset but stayed registered, so work went on being leased to a worker that had
+/// started over. It now ends the session like any plaintext inside one.
+#[test]
+fn a_second_auth_inside_a_sealed_session_ends_the_registration() {
+    let mut harness = Harness::with_secret(SchedulerConfig::default(), 1, SECRET);
+    let hello = Step::Hello {
+        peer: 0,
+        right_version: true,
+        job_types: 1,
+        slots: 1,
+        prefetch: 0,
+    };
+    for step in [
+        hello,
+        Step::Auth {
+            peer: 0,
+            forge: false,
+        },
+    ] {
+        harness.step(&step).unwrap();
+    }
+    assert_eq!(harness.scheduler().workers().count(), 1);
+    harness
+        .step(&Step::Auth {
+            peer: 0,
+            forge: false,
+        })
+        .unwrap();
+    assert_eq!(harness.scheduler().workers().count(), 0);
+    assert_eq!(harness.dropped().unauthenticated, 1);
 }
