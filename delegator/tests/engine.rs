@@ -246,3 +246,29 @@ fn higher_priority_jobs_finish_first_on_a_shared_worker() {
     );
     assert_eq!(low.count(), 500);
 }
+
+/// A worker evaluates trivial units on its session thread (no pool hand-off); a unit far
+/// slower than those before it then holds that thread past the heartbeat timeout. Nothing may
+/// be lost or doubled: the delegator requeues what the silent worker held, and the slow unit
+/// runs again on the pool.
+#[test]
+fn a_slow_unit_among_trivial_ones_loses_nothing_even_past_the_heartbeat_timeout() {
+    let delegator = start_delegator(test_config());
+    let endpoint = delegator.local_endpoint();
+    let _worker = WorkerProcess::spawn(&endpoint, &["--threads", "1"]);
+    // 2.5 s: past the test config's 2 s timeout.
+    let inputs: Vec<u64> = (0..6_000u64)
+        .map(|i| if i == 4_000 { 2_500_000 } else { 0 })
+        .collect();
+    let job = delegator
+        .submit::<_, u64>("sleep", inputs.clone(), JobOptions::default())
+        .unwrap();
+    let mut seen = vec![false; inputs.len()];
+    for (index, result) in job {
+        let index = index as usize;
+        assert!(!seen[index], "unit {index} delivered twice");
+        seen[index] = true;
+        assert_eq!(result, Ok(inputs[index]), "unit {index}");
+    }
+    assert!(seen.iter().all(|&s| s), "some units never delivered");
+}

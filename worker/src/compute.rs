@@ -1,8 +1,10 @@
 //! The hot loop: evaluating batches on the rayon pool and encoding their results.
 //!
-//! Runs on pool threads, never on the session thread, so that the session keeps heartbeating
-//! however long a unit takes. Each finished chunk of a batch is handed back over a channel as
-//! ready-to-send frames, split so that no frame exceeds the delegator's size limit.
+//! Runs on pool threads, so that the session keeps heartbeating however long a unit takes;
+//! only a group measured to take a few microseconds runs on the session thread
+//! ([`Evaluator::evaluate_here`]), where the two hand-offs to and from the pool would cost more
+//! than the work. Each finished chunk of a batch is handed back over a channel as ready-to-send
+//! frames, split so that no frame exceeds the delegator's size limit.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,15 +61,7 @@ impl Evaluator {
     /// each results frame reports the time its own units took on their thread.
     pub(crate) fn evaluate(&self, batch: Batch) {
         let Ok(Message::Work(work)) = protocol::decode(&batch.frame) else {
-            self.hand_back(Finished {
-                generation: batch.generation,
-                n_units: batch.n_units,
-                errors: 0,
-                last_error: None,
-                frames: Vec::new(),
-                malformed: true,
-            });
-            return;
+            return self.hand_back(malformed(&batch));
         };
         let chunk = chunk_size(work.units.len(), rayon::current_num_threads());
         if work.units.len() <= chunk {
@@ -77,6 +71,15 @@ impl Evaluator {
             work.units
                 .par_chunks(chunk)
                 .for_each(|units| self.hand_back(self.finish_chunk(&batch, units)));
+        }
+    }
+
+    /// Evaluates a batch on the calling thread, in one chunk, and returns its results (the
+    /// session's own path for trivial units: no pool, no channel, no wake-up).
+    pub(crate) fn evaluate_here(&self, batch: &Batch) -> Finished {
+        match protocol::decode(&batch.frame) {
+            Ok(Message::Work(work)) => self.finish_chunk(batch, &work.units),
+            _ => malformed(batch),
         }
     }
 
@@ -157,6 +160,18 @@ impl Evaluator {
                 .push((unit.id, result.map(|()| start..end)));
         }
         evaluated
+    }
+}
+
+/// What a batch whose units cannot be decoded reports.
+fn malformed(batch: &Batch) -> Finished {
+    Finished {
+        generation: batch.generation,
+        n_units: batch.n_units,
+        errors: 0,
+        last_error: None,
+        frames: Vec::new(),
+        malformed: true,
     }
 }
 

@@ -5,7 +5,9 @@
 //! the grace period so that final results and the goodbye get out).
 //! ZeroMQ reconnects on its own with exponential backoff; the session re-registers whenever the
 //! delegator asks (`Reset`) or falls silent past its timeout. Evaluation happens on the rayon
-//! pool; this thread only moves frames, so heartbeats go out however long a unit runs.
+//! pool, so heartbeats go out however long a unit runs; only a group of batches measured to
+//! take under [`INLINE_US`] in all runs on this thread, where the pool's two hand-offs (a wake-up
+//! each way) would cost more than the work.
 //! It also keeps the worker's [`StatusHandle`] current: at once on each event, and its counters
 //! and liveness once per turn (a turn comes at least every 100 ms).
 
@@ -62,6 +64,15 @@ pub(crate) struct Session {
     status: StatusHandle,
     /// The handshake and session keys, when the worker has a secret.
     security: Option<Security>,
+}
+
+/// A group of batches expected to take less than this many microseconds is evaluated on the
+/// session thread: handing it to the pool and its results back costs two thread wake-ups.
+const INLINE_US: f64 = 25.0;
+
+/// The last measured wall time per unit, microseconds.
+fn unit_us(cell: &AtomicU64) -> f64 {
+    f64::from_bits(cell.load(Ordering::Relaxed))
 }
 
 /// Frames read per turn before the loop looks at results and timers again.
@@ -330,28 +341,36 @@ impl Session {
 
     fn collect_finished(&mut self) {
         while let Ok(finished) = self.finished_rx.try_recv() {
-            if finished.generation != self.generation {
-                continue;
-            }
-            if finished.malformed {
-                // Its units can be neither evaluated nor named; registering again makes the
-                // delegator requeue everything this worker held.
-                self.malformed("a work frame's units could not be decoded");
-                self.restart_session();
+            if !self.take_finished(finished) {
                 return;
             }
-            self.running_units -= finished.n_units;
-            self.summary.units_done += finished.n_units as u64;
-            self.summary.unit_errors += finished.errors as u64;
-            if let Some(problem) = finished.last_error {
-                self.status
-                    .update(|board| board.error(problem, Instant::now()));
-            }
-            for frame in finished.frames {
-                let frame = self.seal(frame);
-                self.outbox.push_back(frame);
-            }
         }
+    }
+
+    /// Queues a finished chunk's results; false if the session had to start over.
+    fn take_finished(&mut self, finished: Finished) -> bool {
+        if finished.generation != self.generation {
+            return true;
+        }
+        if finished.malformed {
+            // Its units can be neither evaluated nor named; registering again makes the
+            // delegator requeue everything this worker held.
+            self.malformed("a work frame's units could not be decoded");
+            self.restart_session();
+            return false;
+        }
+        self.running_units -= finished.n_units;
+        self.summary.units_done += finished.n_units as u64;
+        self.summary.unit_errors += finished.errors as u64;
+        if let Some(problem) = finished.last_error {
+            self.status
+                .update(|board| board.error(problem, Instant::now()));
+        }
+        for frame in finished.frames {
+            let frame = self.seal(frame);
+            self.outbox.push_back(frame);
+        }
+        true
     }
 
     fn timers(&mut self) {
@@ -470,7 +489,7 @@ impl Session {
         while self.running_units < threads && !self.pending.is_empty() {
             // Slow units go out a slot's worth at a time; trivial ones in big gulps, so that a
             // stream of one-unit batches does not cost a pool hand-off each.
-            let greedy = f64::from_bits(self.unit_us.load(Ordering::Relaxed)) < 50.0;
+            let greedy = unit_us(&self.unit_us) < 50.0;
             let want = if greedy {
                 threads.max(4096)
             } else {
@@ -486,8 +505,20 @@ impl Session {
                 group.extend(self.pending.pop_front());
             }
             self.running_units += units;
-            let evaluator = self.evaluator.clone();
             let started = Instant::now();
+            if greedy && units as f64 * unit_us(&self.unit_us) < INLINE_US {
+                // A few microseconds of work: cheaper here than two hand-offs through the pool.
+                for batch in group {
+                    let finished = self.evaluator.evaluate_here(&batch);
+                    if !self.take_finished(finished) {
+                        return;
+                    }
+                }
+                let per_unit = started.elapsed().as_secs_f64() * 1e6 / units.max(1) as f64;
+                self.unit_us.store(per_unit.to_bits(), Ordering::Relaxed);
+                continue;
+            }
+            let evaluator = self.evaluator.clone();
             let unit_us = self.unit_us.clone();
             self.pool.spawn(move || {
                 evaluator.run_group(group);
