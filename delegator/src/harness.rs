@@ -54,8 +54,9 @@ pub struct Harness {
     out: Recorder,
     secret: Option<Secret>,
     now: Millis,
-    /// Each simulated peer's session, by peer index (its routing id is that one byte); the
-    /// last is the drainer of [`Harness::finish`], which no step addresses.
+    /// Each simulated peer's session, by peer index (its routing id is that index and its
+    /// connection's number); the last is the drainer of [`Harness::finish`], which no step
+    /// addresses.
     sessions: Vec<Session>,
     jobs: Vec<ClientJob>,
     /// Failed attempts the scheduler accepted, per unit, as seen from outside.
@@ -189,16 +190,19 @@ impl Harness {
                 self.send(*peer, &Message::Goodbye(Goodbye { returned }));
             }
             Step::Disconnect { peer } => {
-                self.out.disconnect(*peer);
+                // What the engine learns from a failed send; the peer comes back, as a
+                // reconnecting DEALER does, under a new routing id.
+                let worker = self.worker(*peer);
+                self.out.disconnect(&self.routing_id(*peer));
                 self.sessions[usize::from(*peer)].lost();
-                if let Some(worker) = self.worker(*peer) {
-                    self.scheduler
-                        .worker_lost(worker, "connection closed (unreachable)");
+                if let Some(worker) = worker {
+                    self.scheduler.worker_disconnected(worker);
                 }
             }
             Step::Advance { ms } => {
                 self.now += u64::from(*ms);
                 self.scheduler.tick(self.now);
+                self.dispatch.expire(self.now);
             }
             Step::Submit {
                 job_type,
@@ -347,7 +351,13 @@ impl Harness {
     }
 
     fn worker(&self, peer: u8) -> Option<WorkerId> {
-        self.dispatch.worker_of(&[peer])
+        self.dispatch.worker_of(&self.routing_id(peer))
+    }
+
+    /// The peer's routing id on its current connection: its index and how many times its
+    /// connection was lost before.
+    fn routing_id(&self, peer: u8) -> [u8; 2] {
+        [peer, self.sessions[usize::from(peer)].connection]
     }
 
     /// Sends a `hello` (with a nonce when the harness has a secret).
@@ -469,9 +479,8 @@ impl Harness {
     /// One body frame from `peer`, through the engine's dispatch; then the peers read what the
     /// delegator sent.
     fn frame(&mut self, peer: u8, bytes: Vec<u8>) {
-        self.out.reconnect(peer);
         let incoming = Incoming {
-            peer: vec![peer],
+            peer: self.routing_id(peer).to_vec(),
             body: zmq::Message::from(bytes),
             parts: 1,
         };

@@ -101,8 +101,13 @@ impl Harness {
     /// Every simulated worker reads what the delegator sent it.
     fn read_sent(&mut self) -> Result<(), String> {
         let secret = self.secret.is_some();
-        for (peer, frame) in self.out.take() {
+        for (id, frame) in self.out.take() {
+            let peer = id[0];
             let session = &mut self.sessions[usize::from(peer)];
+            if id[1] != session.connection {
+                // For a connection since lost: nobody reads it.
+                continue;
+            }
             session
                 .incoming(&frame, secret)
                 .map_err(|e| format!("peer {peer}: {e}"))?;
@@ -116,7 +121,7 @@ impl Harness {
         self.dispatch.check_peer_table(&self.scheduler)?;
         if self.secret.is_some() {
             for (index, session) in self.sessions.iter().enumerate() {
-                if self.dispatch.worker_of(&[index as u8]).is_some() && !session.proved {
+                if self.worker(index as u8).is_some() && !session.proved {
                     return Err(format!(
                         "peer {index} is registered without a genuine proof"
                     ));

@@ -301,3 +301,27 @@ fn a_second_auth_inside_a_sealed_session_ends_the_registration() {
     assert_eq!(harness.scheduler().workers().count(), 0);
     assert_eq!(harness.dropped().unauthenticated, 1);
 }
+
+/// A handshake not finished within the timeout is forgotten: a proof that comes later finds
+/// nothing to prove and registers nobody; one within it does.
+#[test]
+fn a_proof_after_the_handshake_timeout_registers_nobody() {
+    let config = SchedulerConfig {
+        heartbeat_ms: 100,
+        timeout_ms: 500,
+        ..SchedulerConfig::default()
+    };
+    let mut harness = Harness::with_secret(config, 2, SECRET);
+    let auth = |peer| Step::Auth { peer, forge: false };
+    for step in [hello(0), Step::Advance { ms: 400 }, auth(0)] {
+        harness.step(&step).unwrap();
+    }
+    assert_eq!(harness.scheduler().workers().count(), 1);
+    let advance = Step::Advance { ms: 300 };
+    let heartbeat = Step::Heartbeat { peer: 0 };
+    for step in [hello(1), advance.clone(), heartbeat, advance, auth(1)] {
+        harness.step(&step).unwrap();
+    }
+    assert_eq!(harness.scheduler().workers().count(), 1);
+    assert_eq!(harness.dropped().unauthenticated, 1);
+}

@@ -20,22 +20,21 @@ const KEPT_FRAMES: usize = 16;
 /// What the delegator sent, in order, and a deterministic nonce source.
 #[derive(Default)]
 pub(super) struct Recorder {
-    sent: Vec<(u8, Vec<u8>)>,
+    sent: Vec<([u8; 2], Vec<u8>)>,
     nonces: u64,
-    /// Peers whose connection is gone: sends to them fail, as the ROUTER's do, until they send
-    /// again (reconnect).
-    gone: HashSet<u8>,
+    /// Routing ids whose connection is gone: sends to them fail, as the ROUTER's do.
+    gone: HashSet<[u8; 2]>,
 }
 
 impl Outbox for Recorder {
     fn send(&mut self, peer: &[u8], frame: Vec<u8>) -> Result<(), SendError> {
-        let &[peer] = peer else {
+        let Ok(id) = <[u8; 2]>::try_from(peer) else {
             return Err(SendError::Unreachable);
         };
-        if self.gone.contains(&peer) {
+        if self.gone.contains(&id) {
             return Err(SendError::Unreachable);
         }
-        self.sent.push((peer, frame));
+        self.sent.push((id, frame));
         Ok(())
     }
 
@@ -48,19 +47,14 @@ impl Outbox for Recorder {
 }
 
 impl Recorder {
-    /// Takes what was sent since the last call, by peer index.
-    pub(super) fn take(&mut self) -> Vec<(u8, Vec<u8>)> {
+    /// Takes what was sent since the last call, by routing id.
+    pub(super) fn take(&mut self) -> Vec<([u8; 2], Vec<u8>)> {
         std::mem::take(&mut self.sent)
     }
 
-    /// The peer's connection closed.
-    pub(super) fn disconnect(&mut self, peer: u8) {
-        self.gone.insert(peer);
-    }
-
-    /// The peer sends again, on a new connection.
-    pub(super) fn reconnect(&mut self, peer: u8) {
-        self.gone.remove(&peer);
+    /// The connection under this routing id closed.
+    pub(super) fn disconnect(&mut self, id: &[u8; 2]) {
+        self.gone.insert(*id);
     }
 }
 
@@ -73,12 +67,15 @@ pub(super) struct Session {
     challenge: Option<[u8; NONCE_LEN]>,
     /// Keys once it sent a genuine proof.
     channel: Option<Channel>,
-    /// Whether its last proof was genuine (and so whether it may be registered).
+    /// Whether its last proof was genuine (and so whether it may be registered); cleared by a
+    /// forged proof, a new hello, or a challenge to a hello not its own.
     pub(super) proved: bool,
     /// Its last sealed frames, for replays.
     kept: Vec<Vec<u8>>,
     /// `hello`s it sent, for nonces.
     hellos: u64,
+    /// How many times its connection was lost (the second byte of its routing id).
+    pub(super) connection: u8,
 }
 
 impl Session {
@@ -95,6 +92,7 @@ impl Session {
         *self = Session {
             hello: Some((frame.clone(), nonce)),
             hellos: self.hellos,
+            connection: self.connection,
             ..Session::default()
         };
         frame
@@ -112,6 +110,8 @@ impl Session {
             proof = handshake.proof(secret);
             if forge {
                 proof[0] ^= 1;
+                self.channel = None;
+                self.proved = false;
             } else {
                 self.channel = Some(handshake.channel(secret, Side::Worker));
                 self.proved = true;
@@ -153,12 +153,19 @@ impl Session {
         Some(self.kept[usize::from(pick) % self.kept.len()].clone())
     }
 
-    /// The connection is gone: a reconnecting worker starts over.
-    pub(super) fn lost(&mut self) {
+    /// The delegator ended the session (reset, reject): the worker starts over.
+    pub(super) fn reset(&mut self) {
         *self = Session {
             hellos: self.hellos,
+            connection: self.connection,
             ..Session::default()
         };
+    }
+
+    /// The connection is gone: the worker starts over on a new one, with a new routing id.
+    pub(super) fn lost(&mut self) {
+        self.reset();
+        self.connection = self.connection.wrapping_add(1);
     }
 
     /// Reads a frame from the delegator as the worker would; an error is a broken promise.
@@ -196,10 +203,11 @@ impl Session {
                 if challenge.hello_digest != expected {
                     // The delegator answers the hello it holds: a raw frame may have replaced ours.
                     self.hello = None;
+                    self.proved = false;
                 }
                 self.challenge = Some(challenge.nonce);
             }
-            Message::Reset(_) | Message::Reject(_) => self.lost(),
+            Message::Reset(_) | Message::Reject(_) => self.reset(),
             _ => {}
         }
         Ok(())
