@@ -5,9 +5,10 @@
 //! the grace period so that final results and the goodbye get out).
 //! ZeroMQ reconnects on its own with exponential backoff; the session re-registers whenever the
 //! delegator asks (`Reset`) or falls silent past its timeout. Evaluation happens on the rayon
-//! pool, so heartbeats go out however long a unit runs; only a group of batches measured to
-//! take under [`INLINE_US`] in all runs on this thread, where the pool's two hand-offs (a wake-up
-//! each way) would cost more than the work.
+//! pool, so heartbeats go out however long a unit runs; only a group of at most
+//! [`INLINE_MAX_UNITS`] units measured to take under [`INLINE_US`] in all runs on this thread,
+//! where the pool's two hand-offs (a wake-up each way) would cost more than the work, and what
+//! is left of it once that time is spent goes to the pool.
 //! It also keeps the worker's [`StatusHandle`] current: at once on each event, and its counters
 //! and liveness once per turn (a turn comes at least every 100 ms).
 
@@ -70,7 +71,10 @@ pub(crate) struct Session {
 /// session thread: handing it to the pool and its results back costs two thread wake-ups.
 const INLINE_US: f64 = 25.0;
 
-/// The last measured wall time per unit, microseconds.
+/// ... and holds at most this many units (a unit of a job type not measured yet may be slow).
+const INLINE_MAX_UNITS: usize = 64;
+
+/// The last measured time of a unit on one thread, microseconds.
 fn unit_us(cell: &AtomicU64) -> f64 {
     f64::from_bits(cell.load(Ordering::Relaxed))
 }
@@ -489,7 +493,7 @@ impl Session {
         while self.running_units < threads && !self.pending.is_empty() {
             // Slow units go out a slot's worth at a time; trivial ones in big gulps, so that a
             // stream of one-unit batches does not cost a pool hand-off each.
-            let greedy = unit_us(&self.unit_us) < 50.0;
+            let greedy = unit_us(&self.unit_us) / (threads as f64) < 50.0;
             let want = if greedy {
                 threads.max(4096)
             } else {
@@ -506,26 +510,60 @@ impl Session {
             }
             self.running_units += units;
             let started = Instant::now();
-            if greedy && units as f64 * unit_us(&self.unit_us) < INLINE_US {
+            if greedy
+                && units <= INLINE_MAX_UNITS
+                && units as f64 * unit_us(&self.unit_us) < INLINE_US
+            {
                 // A few microseconds of work: cheaper here than two hand-offs through the pool.
-                for batch in group {
-                    let finished = self.evaluator.evaluate_here(&batch);
-                    if !self.take_finished(finished) {
-                        return;
-                    }
+                let Some(group) = self.evaluate_here(group) else {
+                    return;
+                };
+                if group.is_empty() {
+                    continue;
                 }
-                let per_unit = started.elapsed().as_secs_f64() * 1e6 / units.max(1) as f64;
-                self.unit_us.store(per_unit.to_bits(), Ordering::Relaxed);
+                // Slower than measured (another job type, a costlier unit): the rest to the pool.
+                self.spawn_group(group, Instant::now());
                 continue;
             }
-            let evaluator = self.evaluator.clone();
-            let unit_us = self.unit_us.clone();
-            self.pool.spawn(move || {
-                evaluator.run_group(group);
-                let per_unit = started.elapsed().as_secs_f64() * 1e6 / units.max(1) as f64;
-                unit_us.store(per_unit.to_bits(), Ordering::Relaxed);
-            });
+            self.spawn_group(group, started);
         }
+    }
+
+    /// Evaluates batches of `group` on this thread while they stay within [`INLINE_US`];
+    /// returns those not started (`None` if the session had to start over).
+    fn evaluate_here(&mut self, group: Vec<Batch>) -> Option<Vec<Batch>> {
+        let started = Instant::now();
+        let mut done = 0;
+        let mut group = group.into_iter();
+        for batch in group.by_ref() {
+            done += batch.n_units;
+            let finished = self.evaluator.evaluate_here(&batch);
+            if !self.take_finished(finished) {
+                return None;
+            }
+            if started.elapsed().as_secs_f64() * 1e6 >= INLINE_US {
+                break;
+            }
+        }
+        let per_unit = started.elapsed().as_secs_f64() * 1e6 / done.max(1) as f64;
+        self.unit_us.store(per_unit.to_bits(), Ordering::Relaxed);
+        Some(group.collect())
+    }
+
+    /// Hands a group to the pool; it records what a unit cost on one thread.
+    fn spawn_group(&mut self, group: Vec<Batch>, started: Instant) {
+        let units: usize = group.iter().map(|b| b.n_units).sum();
+        let parallel = units.clamp(1, self.config.threads);
+        let evaluator = self.evaluator.clone();
+        let unit_us = self.unit_us.clone();
+        self.pool.spawn(move || {
+            evaluator.run_group(group);
+            // Wall time × threads used ÷ units: a unit's cost on one thread (an upper bound),
+            // which is what evaluating on the session thread would take.
+            let per_unit =
+                started.elapsed().as_secs_f64() * 1e6 * parallel as f64 / units.max(1) as f64;
+            unit_us.store(per_unit.to_bits(), Ordering::Relaxed);
+        });
     }
 
     fn queue(&mut self, message: &Message<'_>) {
