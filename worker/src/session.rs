@@ -293,8 +293,13 @@ impl Session {
                     .max_frame
                     .saturating_sub(overhead)
                     .min(usize::MAX as u64) as usize;
-                self.status
-                    .update(|board| board.welcomed(welcome.worker_id));
+                // The welcome was heard: say so in the same update, so that a status file
+                // never names a worker id without when the delegator was last heard.
+                let heard = self.last_heard;
+                self.status.update(|board| {
+                    board.welcomed(welcome.worker_id);
+                    board.last_heard = heard;
+                });
                 self.state = State::Ready(welcome);
                 self.summary.sessions += 1;
             }
