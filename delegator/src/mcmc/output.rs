@@ -178,6 +178,23 @@ pub fn create_output_dir(dir: &Path) -> Result<(), OutputError> {
     std::fs::create_dir_all(dir).map_err(failed)
 }
 
+/// Writes `bytes` to `path` through `path` + `.tmp`: written, synced, renamed into place, and
+/// the folder synced, so that a crash at any moment leaves the old file or the new one, never
+/// a part of one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    let temporary = PathBuf::from(name);
+    File::create(&temporary)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .map_err(at(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(at(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 /// Fsyncs a folder, so that the files created or renamed in it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), OutputError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))

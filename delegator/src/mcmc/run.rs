@@ -12,7 +12,7 @@ use ganger_core::mcmc::sampler::{Row, Sampler, SamplerSettings, Swaps, SAMPLER_V
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use super::output::{create_output_dir, sync_dir, ChainFiles, ChainWriter, OutputError};
+use super::output::{create_output_dir, write_atomically, ChainFiles, ChainWriter, OutputError};
 use super::summary;
 use super::table::Table;
 use crate::lock::{LockError, OutputLock};
@@ -317,14 +317,8 @@ fn write_run_config(dir: &Path, config: &McmcConfig) -> Result<(), McmcError> {
     let value = recorded_form(config).map_err(unwritable)?;
     let mut text = serde_json::to_string_pretty(&value).map_err(unwritable)?;
     text.push('\n');
-    // Through a temporary file: a crash mid-write must not leave a record that refuses every
-    // resume.
-    let temporary = dir.join("ganger-run.json.tmp");
-    std::fs::write(&temporary, text).map_err(|source| OutputError {
-        path: temporary.clone(),
-        source,
-    })?;
-    std::fs::rename(&temporary, &path).map_err(|source| OutputError { path, source })?;
+    // Atomically: a crash mid-write must not leave a record that refuses every resume.
+    write_atomically(&path, text.as_bytes())?;
     Ok(())
 }
 
@@ -369,6 +363,8 @@ pub fn run_with_status(
                     checkpoint.display()
                 );
                 let files = ChainFiles::resume(&dir, &loaded.lengths)?;
+                // Recorded again: the keys a resume may change are this run's now.
+                write_run_config(&dir, config)?;
                 (loaded.sampler, files, loaded.prior)
             }
             _ => {
@@ -399,7 +395,6 @@ pub fn run_with_status(
                 (Sampler::new(settings), files, None)
             }
         };
-    write_run_config(&dir, config)?;
     let mut files = ChainWriter::new(files);
     let total = config.samples_per_chain();
     sampler.set_horizon(total);
@@ -576,19 +571,7 @@ fn save_checkpoint(
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    let temporary = path.with_extension("msgpack.tmp");
-    let io = |source| OutputError {
-        path: temporary.clone(),
-        source,
-    };
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temporary).map_err(io)?;
-        file.write_all(&bytes).map_err(io)?;
-        file.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&temporary, path).map_err(io)?;
-    // The rename, and the chain files' own entries, must survive a crash too.
-    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    // Its folder is synced too: the rename, and the chain files' own entries, survive a crash.
+    write_atomically(path, &bytes)?;
     Ok(())
 }

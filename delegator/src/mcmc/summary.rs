@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::digest::{digest, ChainDigest, Running};
-use super::output::{sync_dir, ChainFiles, OutputError};
+use super::output::{write_atomically, ChainFiles};
 use super::run::McmcError;
 
 /// Energies per temperature the barrier's estimate uses, at most.
@@ -302,25 +302,12 @@ fn chain_summaries(sampler: &Sampler, n_temps: usize) -> Vec<ChainSummary> {
 /// beside finished chains.
 pub fn write(dir: &Path, summary: &RunSummary) -> Result<(), McmcError> {
     let path = dir.join("summary.json");
-    let temporary = dir.join("summary.json.tmp");
     let mut text = serde_json::to_string_pretty(summary).map_err(|e| McmcError::Checkpoint {
         path: path.clone(),
         reason: e.to_string(),
     })?;
     text.push('\n');
-    let io = |path: &Path| {
-        let path = path.to_owned();
-        move |source| OutputError { path, source }
-    };
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temporary).map_err(io(&temporary))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io(&temporary))?;
-    }
-    std::fs::rename(&temporary, &path).map_err(io(&path))?;
-    sync_dir(dir)?;
+    write_atomically(&path, text.as_bytes())?;
     Ok(())
 }
 
