@@ -107,10 +107,15 @@ impl Engine {
         metrics: EngineMetrics,
         budget: Arc<QueueBudget>,
     ) -> Self {
-        let pending_timeout = config.scheduler.timeout_ms;
-        let config_pending = (config.max_pending_connections, config.pending_connection_ms);
+        // A handshake may take as long as a worker may stay silent.
+        let gate = auth::Gate::new(config.secret.clone(), config.scheduler.timeout_ms);
+        let connections = connections::Connections::new(
+            config.max_pending_connections,
+            config.pending_connection_ms,
+        );
         Engine {
-            dispatch: Dispatch::new(auth::Gate::new(config.secret.clone(), pending_timeout)),
+            dispatch: Dispatch::new(gate),
+            connections,
             socket,
             monitor,
             probes: monitor::ProbeSchedule::default(),
@@ -127,7 +132,6 @@ impl Engine {
             sent_at: FxHashMap::default(),
             budget,
             taken_in: 0,
-            connections: connections::Connections::new(config_pending.0, config_pending.1),
         }
     }
 

@@ -267,7 +267,7 @@ impl Dispatch {
         match worker {
             // A registered worker that breaks the protocol starts over; its units go elsewhere.
             Some(worker) => turn.scheduler.worker_lost(worker, &reason),
-            None => self.send_reject(turn, &incoming.peer.clone(), reason),
+            None => self.send_reject(turn, &incoming.peer, reason),
         }
     }
 
