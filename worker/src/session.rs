@@ -514,23 +514,20 @@ impl Session {
                 group.extend(self.pending.pop_front());
             }
             self.running_units += units;
-            let started = Instant::now();
             if greedy
                 && units <= INLINE_MAX_UNITS
                 && units as f64 * unit_us(&self.unit_us) < INLINE_US
             {
                 // A few microseconds of work: cheaper here than two hand-offs through the pool.
-                let Some(group) = self.evaluate_here(group) else {
-                    return;
-                };
-                if group.is_empty() {
-                    continue;
+                // What is left once they are spent (a costlier unit than measured) goes on.
+                match self.evaluate_here(group) {
+                    None => return,
+                    Some(rest) => group = rest,
                 }
-                // Slower than measured (another job type, a costlier unit): the rest to the pool.
-                self.spawn_group(group, Instant::now());
-                continue;
             }
-            self.spawn_group(group, started);
+            if !group.is_empty() {
+                self.spawn_group(group);
+            }
         }
     }
 
@@ -556,7 +553,8 @@ impl Session {
     }
 
     /// Hands a group to the pool; it records what a unit cost on one thread.
-    fn spawn_group(&mut self, group: Vec<Batch>, started: Instant) {
+    fn spawn_group(&mut self, group: Vec<Batch>) {
+        let started = Instant::now();
         let units: usize = group.iter().map(|b| b.n_units).sum();
         let parallel = units.clamp(1, self.config.threads);
         let evaluator = self.evaluator.clone();
