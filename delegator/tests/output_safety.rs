@@ -5,7 +5,7 @@ mod faults;
 
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use faults::TempDir;
@@ -48,14 +48,6 @@ fn start_waiting(args: &[&str], dir: &Path) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("the delegator starts")
-}
-
-fn wait_until(what: &str, condition: impl Fn() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -126,7 +118,7 @@ fn a_second_run_on_a_locked_output_fails_at_once_naming_the_path_and_the_holder(
         ],
         &dir.0,
     );
-    wait_until("the first run's lock", || {
+    wait_until(Duration::from_secs(30), "the first run's lock", || {
         std::fs::read_to_string(dir.join("out.jsonl.lock")).is_ok_and(|t| t.contains("pid"))
     });
     for extra in [&[][..], &["--resume"][..], &["--overwrite"][..]] {
@@ -172,7 +164,7 @@ fn a_second_run_on_a_locked_output_fails_at_once_naming_the_path_and_the_holder(
     let config = mcmc_config(&dir.0, "run.json", &dir.join("chains"), 2000);
     let config = config.to_str().unwrap();
     let mut first = start_waiting(&["mcmc", "--config", config], &dir.0);
-    wait_until("the MCMC run's lock", || {
+    wait_until(Duration::from_secs(30), "the MCMC run's lock", || {
         std::fs::read_to_string(dir.join("chains").join(".ganger.lock"))
             .is_ok_and(|t| t.contains("pid"))
     });

@@ -10,8 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    assert_same_mcmc_outputs, delegator_command, fault_free_mcmc, mcmc_config, worker_bin,
-    WorkerProcess,
+    assert_same_mcmc_outputs, delegator_command, fault_free_mcmc, mcmc_config, wait_until,
+    wait_with_limit, worker_bin, WorkerProcess,
 };
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -80,21 +80,6 @@ fn job_done_fields(stderr: &str) -> Value {
         .clone()
 }
 
-/// Waits for `child` to exit, killing it after `limit` (a guard against hangs).
-fn wait_with_limit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the delegator did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Reads the endpoint a delegator writes to `file` once listening.
 fn endpoint_from(file: &Path, child: &mut Child) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -114,15 +99,6 @@ fn endpoint_from(file: &Path, child: &mut Child) -> String {
             file.display()
         );
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Polls until `condition` holds; panics after `limit` (a guard against hangs).
-fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

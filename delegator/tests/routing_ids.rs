@@ -79,17 +79,6 @@ fn indices(output: &Path) -> BTreeSet<u64> {
     seen
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "the delegator did not finish");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn peers_squatting_the_next_routing_ids_neither_crash_the_delegator_nor_a_restarted_one() {
     let dir = TempDir::new("routing-ids");
@@ -123,7 +112,7 @@ fn peers_squatting_the_next_routing_ids_neither_crash_the_delegator_nor_a_restar
     delegator.wait().unwrap();
 
     let mut restarted = start_run(&endpoint, &output, true);
-    let status = wait_exit(&mut restarted, Duration::from_secs(120));
+    let status = wait_with_limit(&mut restarted, Duration::from_secs(120));
     assert!(status.success(), "the restarted delegator failed: {status}");
     assert_eq!(indices(&output), (0..3000).collect::<BTreeSet<u64>>());
 }
