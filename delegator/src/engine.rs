@@ -43,6 +43,7 @@ pub(crate) enum Command {
     Submit {
         job_type: String,
         priority: i32,
+        group: Option<String>,
         shared: Arc<JobShared>,
         outcomes_tx: Sender<Vec<Outcome>>,
         reply_tx: Sender<JobId>,
@@ -258,11 +259,15 @@ impl Engine {
             Command::Submit {
                 job_type,
                 priority,
+                group,
                 shared,
                 outcomes_tx,
                 reply_tx,
             } => {
                 let job = self.scheduler.submit(&job_type, priority);
+                if let Some(group) = group {
+                    self.scheduler.set_group(job, &group);
+                }
                 self.jobs.insert(job, (outcomes_tx, shared));
                 let _ = reply_tx.send(job);
             }

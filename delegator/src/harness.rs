@@ -210,9 +210,13 @@ impl Harness {
                 units,
                 payload_len,
                 seal,
+                grouped,
             } => {
                 let job_type = JOB_TYPES[usize::from(*job_type) % JOB_TYPES.len()];
                 let id = self.scheduler.submit(job_type, i32::from(*priority));
+                if *grouped {
+                    self.scheduler.set_group(id, "g");
+                }
                 self.jobs.push(ClientJob {
                     id,
                     total: 0,

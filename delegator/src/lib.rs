@@ -183,6 +183,12 @@ pub fn is_local_endpoint(endpoint: &str) -> bool {
 pub struct JobOptions {
     /// Higher-priority jobs' units are leased first; default 0.
     pub priority: i32,
+    /// Jobs of one batch group share `work` messages: a worker serving several of their job
+    /// types gets their units together, and adaptive batching measures them as one kind of
+    /// work (so give a group only jobs of one priority whose units cost about the same, such
+    /// as the terms of one likelihood, which then cost one round trip instead of one per
+    /// term); default none.
+    pub group: Option<String>,
 }
 
 /// Frames dropped because they broke the protocol, by cause.
@@ -416,6 +422,7 @@ impl Delegator {
         self.command(Command::Submit {
             job_type: job_type.to_owned(),
             priority: options.priority,
+            group: options.group,
             shared: shared.clone(),
             outcomes_tx,
             reply_tx,

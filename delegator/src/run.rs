@@ -98,6 +98,7 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
         payloads,
         JobOptions {
             priority: args.priority,
+            ..JobOptions::default()
         },
     )?;
     let (completed, failed) = write_outcomes(job, &missing, &mut output, &interrupted)?;

@@ -299,7 +299,13 @@ pub struct Scheduler {
     fill_start: usize,
     /// Units leased a second time, as stragglers, and not yet resolved.
     reissued: HashSet<u64>,
+    /// Batch groups by name (see [`Scheduler::set_group`]).
+    groups: HashMap<String, u32>,
 }
+
+/// What adaptive batching measures a worker's speed for: a job type, or a batch group (ids from
+/// here up), whose job types travel together and count as one kind of work.
+const GROUP_KINDS: u32 = 1 << 31;
 
 #[derive(Debug)]
 struct Worker {
@@ -315,6 +321,10 @@ struct Worker {
 struct Job {
     priority: i32,
     job_type: u32,
+    /// Its batch group, if any.
+    group: Option<u32>,
+    /// What its units' speed is measured as: its job type, or its group.
+    kind: u32,
     /// Units submitted so far; indices run from 0 to this.
     total: u64,
     sealed: bool,
@@ -327,7 +337,10 @@ struct Job {
 #[derive(Debug)]
 struct Lease {
     worker: WorkerId,
-    job_type: u32,
+    /// The kind of work its time measures (a job type or a batch group).
+    kind: u32,
+    /// Each unit's job type, by position.
+    types: Vec<u32>,
     /// When it was sent.
     sent_at: Millis,
     units: Vec<Option<Unit>>,
@@ -365,6 +378,7 @@ impl Scheduler {
             queued_bytes: 0,
             fill_start: 0,
             reissued: HashSet::new(),
+            groups: HashMap::new(),
         }
     }
 
@@ -488,7 +502,7 @@ impl Scheduler {
             w.info.busy_us += results.elapsed_us;
             if let Some(lease) = &lease {
                 w.rates
-                    .entry(lease.job_type)
+                    .entry(lease.kind)
                     .or_default()
                     .observe(answered, results.elapsed_us);
             }
@@ -590,6 +604,8 @@ impl Scheduler {
             Job {
                 priority,
                 job_type,
+                group: None,
+                kind: job_type,
                 total: 0,
                 sealed: false,
                 resolved: 0,
@@ -603,6 +619,20 @@ impl Scheduler {
             .partition_point(|other| self.jobs.get(other).is_some_and(|o| o.priority >= priority));
         self.job_order.insert(position, id);
         id
+    }
+
+    /// Puts `job` in the batch group `group`: a worker that serves several job types of one
+    /// group gets their units in the same `work` message, and adaptive batching measures the
+    /// group's units as one kind of work. For jobs of the same priority whose units cost about
+    /// the same and are wanted together, such as the terms of one likelihood, which then cost
+    /// one round trip instead of one per term. Call it before adding units.
+    pub fn set_group(&mut self, job: JobId, group: &str) {
+        let next = GROUP_KINDS + self.groups.len() as u32;
+        let id = *self.groups.entry(group.to_owned()).or_insert(next);
+        if let Some(job) = self.jobs.get_mut(&job) {
+            job.group = Some(id);
+            job.kind = id;
+        }
     }
 
     /// Adds inputs to an open job; returns false if the job is unknown or sealed.
@@ -711,12 +741,19 @@ impl Scheduler {
         let Some(lease) = self.leases.get(&batch) else {
             return false;
         };
-        let job_type = &self.job_types[lease.job_type as usize];
+        let longest = lease
+            .types
+            .iter()
+            .map(|&t| self.job_types[t as usize].len())
+            .max()
+            .unwrap_or(0);
         // Per unit: array marker, id (at most 9 bytes), job type, bin header (at most 5 bytes).
-        out.reserve(32 + lease.outstanding * (16 + job_type.len()) + lease.payload_bytes);
+        out.reserve(32 + lease.outstanding * (16 + longest) + lease.payload_bytes);
         let mut encoder = WorkEncoder::new(out, batch, lease.outstanding as u32);
-        for unit in lease.units.iter().flatten() {
-            encoder.unit(unit.id, job_type, &unit.payload);
+        for (unit, &t) in lease.units.iter().zip(&lease.types) {
+            if let Some(unit) = unit {
+                encoder.unit(unit.id, &self.job_types[t as usize], &unit.payload);
+            }
         }
         encoder.finish()
     }
@@ -820,7 +857,14 @@ impl Scheduler {
                     self.config.max_batch_units
                 ));
             }
-            if !w.serves[lease.job_type as usize] {
+            if lease.types.len() != lease.units.len() {
+                return Err(format!(
+                    "batch {batch} has a job type for {} of its {} units",
+                    lease.types.len(),
+                    lease.units.len()
+                ));
+            }
+            if lease.types.iter().any(|&t| !w.serves[t as usize]) {
                 return Err(format!(
                     "batch {batch} went to a worker that does not serve it"
                 ));
@@ -984,8 +1028,9 @@ impl Scheduler {
                 w.serves[j.job_type as usize] && (!j.queue.is_empty() || !j.retry.is_empty())
             })
         })?;
-        let job_type = self.jobs[&self.job_order[position]].job_type;
-        let rate = w.rates.get(&job_type).copied();
+        let lead = &self.jobs[&self.job_order[position]];
+        let (job_type, kind, group) = (lead.job_type, lead.kind, lead.group);
+        let rate = w.rates.get(&kind).copied();
         let batch_size =
             self.config
                 .batching
@@ -1000,45 +1045,73 @@ impl Scheduler {
         if w.info.in_flight >= limit {
             return None;
         }
-        let (waiting, serving) = queued[job_type as usize];
-        let share = if self.config.batching.shares_the_queue() {
-            // Never a share so small that its message costs more than its work.
-            let floor = rate.map_or(1, |r| {
-                (r.units_per_sec * f64::from(w.info.slots) * MIN_SHARE_MS / 1000.0) as u64
-            });
-            waiting.div_ceil(2 * serving.max(1)).max(floor).max(1)
-        } else {
-            u64::MAX
-        };
-        let room = (limit - w.info.in_flight)
-            .min(u64::from(batch_size))
-            .min(share) as usize;
-        let other_serves = self
-            .workers
-            .values()
-            .any(|o| o.info.id != worker && !o.leaving && o.serves[job_type as usize]);
-        let (units, payload_bytes) =
-            self.take_units(worker, job_type, position, room, other_serves);
+        let room = (limit - w.info.in_flight).min(u64::from(batch_size)) as usize;
+        let mut units = Vec::new();
+        let mut types = Vec::new();
+        let mut payload_bytes = 0;
+        // The lead job's type, then, in a group, the group's other job types this worker
+        // serves, each at most its share of the queue.
+        let mut kinds = vec![job_type];
+        if let Some(group) = group {
+            for id in &self.job_order[position..] {
+                let Some(job) = self.jobs.get(id) else {
+                    continue;
+                };
+                if job.group == Some(group)
+                    && w.serves[job.job_type as usize]
+                    && !kinds.contains(&job.job_type)
+                {
+                    kinds.push(job.job_type);
+                }
+            }
+        }
+        for t in kinds {
+            let share = self.share(worker, rate, queued[t as usize]);
+            let take = (room - units.len()).min(share);
+            if take == 0 || payload_bytes >= self.config.max_batch_bytes {
+                break;
+            }
+            let filter = if t == job_type { None } else { group };
+            let (taken, bytes) = self.take_units(worker, t, position, take, payload_bytes, filter);
+            let entry = &mut queued[t as usize].0;
+            *entry = entry.saturating_sub(taken.len() as u64);
+            types.resize(types.len() + taken.len(), t);
+            units.extend(taken);
+            payload_bytes = bytes;
+        }
         if units.is_empty() {
             return None;
         }
-        let entry = &mut queued[job_type as usize].0;
-        *entry = entry.saturating_sub(units.len() as u64);
         if let Some(w) = self.workers.get_mut(&worker) {
-            if let Some(rate) = w.rates.get_mut(&job_type) {
+            if let Some(rate) = w.rates.get_mut(&kind) {
                 rate.largest_batch = rate.largest_batch.max(units.len() as u32);
             }
         }
-        let batch = self.open_lease(worker, job_type, now, units, payload_bytes);
+        let batch = self.open_lease(worker, (kind, types), now, units, payload_bytes);
         self.workers.contains_key(&worker).then_some(batch)
     }
 
-    /// Leases `units` of `job_type` to `worker` as a new batch sent at `now`, counted in its
-    /// units in flight; returns the batch.
+    /// How many units of a job type `worker` may take in one batch, given its speed `rate` and
+    /// `(units queued, workers serving)` of that type: half of an even split, never so few that
+    /// the message costs more than their work; unbounded when batching does not share.
+    fn share(&self, worker: WorkerId, rate: Option<Rate>, (waiting, serving): (u64, u64)) -> usize {
+        if !self.config.batching.shares_the_queue() {
+            return usize::MAX;
+        }
+        let slots = self.workers.get(&worker).map_or(1, |w| w.info.slots);
+        // Never a share so small that its message costs more than its work.
+        let floor = rate.map_or(1, |r| {
+            (r.units_per_sec * f64::from(slots) * MIN_SHARE_MS / 1000.0) as u64
+        });
+        waiting.div_ceil(2 * serving.max(1)).max(floor).max(1) as usize
+    }
+
+    /// Leases `units` to `worker` as a new batch sent at `now`, counted in its units in flight;
+    /// `kind` is what the batch's time measures, `types` each unit's job type. Returns the batch.
     fn open_lease(
         &mut self,
         worker: WorkerId,
-        job_type: u32,
+        (kind, types): (u32, Vec<u32>),
         now: Millis,
         units: Vec<Option<Unit>>,
         payload_bytes: usize,
@@ -1050,7 +1123,8 @@ impl Scheduler {
             batch,
             Lease {
                 worker,
-                job_type,
+                kind,
+                types,
                 sent_at: now,
                 units,
                 payload_bytes,
@@ -1064,23 +1138,29 @@ impl Scheduler {
         batch
     }
 
-    /// Takes up to `room` open units of `job_type` from jobs in priority order, starting at
-    /// `position`, retries first; a retry avoids the worker it last failed on if another serves.
+    /// Takes up to `room` open units of `job_type` (of jobs in `group` only, if given) from
+    /// jobs in priority order, starting at `position`, retries first, while the batch's payload,
+    /// `bytes` so far, is under its limit; a retry avoids the worker it last failed on if
+    /// another serves. Returns the units and the batch's payload bytes with them.
     fn take_units(
         &mut self,
         worker: WorkerId,
         job_type: u32,
         position: usize,
         room: usize,
-        other_serves: bool,
+        mut bytes: usize,
+        group: Option<u32>,
     ) -> (Vec<Option<Unit>>, usize) {
-        let mut units = Vec::with_capacity(room);
-        let mut bytes = 0usize;
+        let other_serves = self
+            .workers
+            .values()
+            .any(|o| o.info.id != worker && !o.leaving && o.serves[job_type as usize]);
+        let mut units = Vec::with_capacity(room.min(self.config.max_batch_units as usize));
         for &job_id in &self.job_order[position..] {
             let Some(job) = self.jobs.get_mut(&job_id) else {
                 continue;
             };
-            if job.job_type != job_type {
+            if job.job_type != job_type || group.is_some_and(|g| job.group != Some(g)) {
                 continue;
             }
             let mut skipped = VecDeque::new();

@@ -227,14 +227,20 @@ fn higher_priority_jobs_finish_first_on_a_shared_worker() {
         .submit::<_, u64>(
             "spin",
             std::iter::repeat_n(200u64, 500),
-            JobOptions { priority: 0 },
+            JobOptions {
+                priority: 0,
+                ..JobOptions::default()
+            },
         )
         .unwrap();
     let high = delegator
         .submit::<_, u64>(
             "spin",
             std::iter::repeat_n(200u64, 500),
-            JobOptions { priority: 10 },
+            JobOptions {
+                priority: 10,
+                ..JobOptions::default()
+            },
         )
         .unwrap();
     let _worker = WorkerProcess::spawn(&endpoint, &["--threads", "1"]);

@@ -59,6 +59,7 @@ enum Input {
         units: u8,
         payload_len: u8,
         seal: bool,
+        grouped: bool,
     },
     Extend {
         pick: u8,
@@ -141,12 +142,14 @@ impl From<Input> for Step {
                 units,
                 payload_len,
                 seal,
+                grouped,
             } => Step::Submit {
                 job_type,
                 priority,
                 units,
                 payload_len,
                 seal,
+                grouped,
             },
             Input::Extend { pick, units } => Step::Extend { pick, units },
             Input::Seal { pick } => Step::Seal { pick },

@@ -89,6 +89,8 @@ pub enum Step {
         payload_len: u8,
         /// Seal it at once.
         seal: bool,
+        /// Put it in the batch group `"g"` (`Scheduler::set_group`).
+        grouped: bool,
     },
     /// A client adds units to an open job.
     Extend {

@@ -44,9 +44,9 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(peer, every, bogus)| Step::Goodbye { peer, every, bogus }),
         1 => peer().prop_map(|peer| Step::Disconnect { peer }),
         2 => prop_oneof![0u32..200, 400u32..2000].prop_map(|ms| Step::Advance { ms }),
-        2 => (0u8..3, -2i8..3, 0u8..30, prop_oneof![Just(0u8), 1u8..64], any::<bool>())
-            .prop_map(|(job_type, priority, units, payload_len, seal)| Step::Submit {
-                job_type, priority, units, payload_len, seal,
+        2 => (0u8..3, -2i8..3, 0u8..30, prop_oneof![Just(0u8), 1u8..64], any::<bool>(), any::<bool>())
+            .prop_map(|(job_type, priority, units, payload_len, seal, grouped)| Step::Submit {
+                job_type, priority, units, payload_len, seal, grouped,
             }),
         1 => (any::<u8>(), 0u8..20).prop_map(|(pick, units)| Step::Extend { pick, units }),
         1 => any::<u8>().prop_map(|pick| Step::Seal { pick }),
@@ -166,6 +166,7 @@ fn sessions_reach_leases_retries_timeouts_and_refusals() {
             units: 20,
             payload_len: 8,
             seal: true,
+            grouped: false,
         },
         hello(0),
         hello(1),
@@ -224,6 +225,7 @@ fn sessions_through_the_gate_reach_proofs_forgeries_replays_and_tampering() {
         units: 12,
         payload_len: 8,
         seal: true,
+        grouped: false,
     });
     assert_eq!(step(hello(0)).0, 0, "registered before its proof");
     assert_eq!(step(auth(0, false)).0, 1);

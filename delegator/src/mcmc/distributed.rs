@@ -95,8 +95,14 @@ impl<'a> OnWorkers<'a> {
         likelihood: &str,
         n_terms: usize,
     ) -> Result<OnWorkers<'a>, McmcError> {
+        // The terms travel together: a worker serving several gets a request's units of all of
+        // them in one message, one round trip instead of one per term.
+        let options = JobOptions {
+            group: Some(format!("mcmc/{likelihood}")),
+            ..JobOptions::default()
+        };
         let jobs = (0..n_terms)
-            .map(|term| delegator.open(&job_type_name(likelihood, term), JobOptions::default()))
+            .map(|term| delegator.open(&job_type_name(likelihood, term), options.clone()))
             .collect::<Result<_, _>>()
             .map_err(|e| McmcError::Evaluation(e.to_string()))?;
         Ok(OnWorkers {

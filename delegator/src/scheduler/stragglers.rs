@@ -27,28 +27,26 @@ impl Scheduler {
                 let Some((batch, ids)) = self.straggler_for(worker, now, factor, queued) else {
                     break;
                 };
-                let units: Vec<Option<Unit>> = {
-                    let lease = &self.leases[&batch];
-                    lease
-                        .units
-                        .iter()
-                        .flatten()
-                        .filter(|u| ids.contains(&u.id))
-                        .take(free as usize)
-                        .cloned()
-                        .map(Some)
-                        .collect()
-                };
+                let lease = &self.leases[&batch];
+                let (units, types): (Vec<Option<Unit>>, Vec<u32>) = lease
+                    .units
+                    .iter()
+                    .zip(&lease.types)
+                    .filter_map(|(u, &t)| u.as_ref().map(|u| (u, t)))
+                    .filter(|(u, _)| ids.contains(&u.id))
+                    .take(free as usize)
+                    .map(|(u, t)| (Some(u.clone()), t))
+                    .unzip();
                 if units.is_empty() {
                     break;
                 }
-                let job_type = self.leases[&batch].job_type;
+                let kind = lease.kind;
                 let n = units.len();
                 let payload_bytes = units.iter().flatten().map(|u| u.payload.len()).sum();
                 for unit in units.iter().flatten() {
                     self.reissued.insert(unit.id);
                 }
-                let copy = self.open_lease(worker, job_type, now, units, payload_bytes);
+                let copy = self.open_lease(worker, (kind, types), now, units, payload_bytes);
                 if let Some(w) = self.workers.get_mut(&worker) {
                     w.last_sent = now;
                 }
@@ -63,7 +61,7 @@ impl Scheduler {
         }
     }
 
-    /// The oldest lease on another worker that `worker` serves, whose job type has nothing
+    /// The oldest lease on another worker that `worker` serves, whose job types have nothing
     /// queued, that has run `factor` times its usual time, with units not yet re-issued: its
     /// batch and those units.
     fn straggler_for(
@@ -76,8 +74,11 @@ impl Scheduler {
         let w = self.workers.get(&worker)?;
         let mut best: Option<(Millis, u64, Vec<u64>)> = None;
         for (&batch, lease) in &self.leases {
-            let job_type = lease.job_type as usize;
-            if lease.worker == worker || !w.serves[job_type] || queued[job_type].0 > 0 {
+            let servable = lease
+                .types
+                .iter()
+                .all(|&t| w.serves[t as usize] && queued[t as usize].0 == 0);
+            if lease.worker == worker || !servable {
                 continue;
             }
             let Some(holder) = self.workers.get(&lease.worker) else {
@@ -85,7 +86,7 @@ impl Scheduler {
             };
             // How long the lease should take: its units over the holder's slots, each at the
             // holder's usual speed (unknown speed: never a straggler).
-            let Some(rate) = holder.rates.get(&lease.job_type) else {
+            let Some(rate) = holder.rates.get(&lease.kind) else {
                 continue;
             };
             if rate.units_per_sec <= 0.0 {

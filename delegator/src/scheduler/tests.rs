@@ -660,3 +660,5 @@ fn without_the_setting_nothing_is_reissued() {
     );
     assert_eq!(s.counters().reissued, 0);
 }
+
+mod groups;
