@@ -58,12 +58,7 @@ impl QueueBudget {
     pub(crate) fn acquire(&self, bytes: u64) -> Result<(), Error> {
         let mut state = self.lock();
         loop {
-            if state.closed {
-                return Err(Error::Stopped);
-            }
-            let used = state.used();
-            if used == 0 || used.saturating_add(bytes) <= self.cap {
-                state.sent += bytes;
+            if self.take(&mut state, bytes)? {
                 return Ok(());
             }
             state = self
@@ -71,6 +66,23 @@ impl QueueBudget {
                 .wait(state)
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+    }
+
+    /// Takes room for `bytes` if there is some now; false if the queue is too full.
+    pub(crate) fn try_acquire(&self, bytes: u64) -> Result<bool, Error> {
+        self.take(&mut self.lock(), bytes)
+    }
+
+    fn take(&self, state: &mut State, bytes: u64) -> Result<bool, Error> {
+        if state.closed {
+            return Err(Error::Stopped);
+        }
+        let used = state.used();
+        let room = used == 0 || used.saturating_add(bytes) <= self.cap;
+        if room {
+            state.sent += bytes;
+        }
+        Ok(room)
     }
 
     /// The engine's report: `taken_in` bytes read from producers in all, `queued` bytes queued

@@ -1,7 +1,9 @@
 //! The delegator's event loop: the one thread that owns the ROUTER socket.
 //!
 //! Socket: ROUTER, bound by this loop to the configured endpoint, owned by the engine thread
-//! for its whole life, closed (after a short linger to flush farewells) when the loop returns.
+//! for its whole life except while the whole engine is lent to a client's thread ([`loan`]:
+//! one owner at a time), closed (after a short linger to flush farewells) when the loop
+//! returns.
 //! The loop sleeps in `zmq::poll` on the ROUTER and on a wake pipe, and on each turn:
 //! reads every waiting frame and feeds it to the [`Scheduler`], takes [`Command`]s from
 //! [`Delegator`](crate::Delegator) handles, lets the scheduler tick and fill, and carries out
@@ -12,6 +14,7 @@
 mod auth;
 mod connections;
 mod dispatch;
+mod loan;
 mod monitor;
 
 use std::collections::HashMap;
@@ -35,6 +38,7 @@ use crate::{ConnectionCounts, DelegatorConfig, Stats};
 
 pub(crate) use auth::Gate;
 pub(crate) use dispatch::{Dispatch, Outbox, Turn};
+pub(crate) use loan::{lend, EngineLoan};
 
 pub(crate) use monitor::Monitor;
 
@@ -60,6 +64,12 @@ pub(crate) enum Command {
     },
     Stats {
         reply_tx: Sender<Stats>,
+    },
+    /// Lend the engine to the thread waiting on `to` at the end of this turn; it comes back
+    /// on `back` (see [`EngineLoan`]).
+    Lend {
+        to: Sender<Engine>,
+        back: Receiver<Engine>,
     },
     Shutdown,
 }
@@ -96,6 +106,15 @@ pub(crate) struct Engine {
     taken_in: u64,
     /// Accepted connections whose peers have not registered, capped and timed.
     connections: connections::Connections,
+    /// How often the scheduler ticks, and when it ticks next.
+    tick: Duration,
+    next_tick: Instant,
+    /// A `Shutdown` was taken (or every handle dropped): no more turns.
+    stopped: bool,
+    /// Out on loan now (a lend asked of a lent engine is refused).
+    lent: bool,
+    /// A loan asked for in this turn, carried out when it ends.
+    loan: Option<(Sender<Engine>, Receiver<Engine>)>,
 }
 
 impl Engine {
@@ -114,7 +133,13 @@ impl Engine {
             config.max_pending_connections,
             config.pending_connection_ms,
         );
+        let tick = Duration::from_millis((config.scheduler.heartbeat_ms / 4).clamp(5, 250));
         Engine {
+            tick,
+            next_tick: Instant::now(),
+            stopped: false,
+            lent: false,
+            loan: None,
             dispatch: Dispatch::new(gate),
             connections,
             socket,
@@ -136,56 +161,83 @@ impl Engine {
         }
     }
 
-    /// Runs until a `Shutdown` command arrives or every handle is dropped.
+    /// Runs until a `Shutdown` command arrives or every handle is dropped, lending the engine
+    /// to another thread when asked and waiting for it to come back.
     pub(crate) fn run(mut self) {
-        let tick = Duration::from_millis((self.config.scheduler.heartbeat_ms / 4).clamp(5, 250));
-        let mut next_tick = Instant::now();
         loop {
-            let mut timeout = next_tick
-                .saturating_duration_since(Instant::now())
-                .as_millis() as i64;
-            for due in [self.probes.next_due(), self.connections.next_deadline()]
-                .into_iter()
-                .flatten()
-            {
-                timeout = timeout.min(due.saturating_sub(self.now()) as i64);
+            let going = self.turn(i64::MAX);
+            if let Some((to, back)) = self.loan.take().filter(|_| going) {
+                self.lent = true;
+                self = match to.send(self) {
+                    Err(returned) => returned.into_inner(),
+                    Ok(()) => match back.recv() {
+                        Ok(engine) => engine,
+                        // The borrower dropped it (it panicked): the socket is gone with it.
+                        Err(_) => return,
+                    },
+                };
+                self.lent = false;
             }
-            let ready = monitor::poll(&self.socket, &self.monitor, &self.wake_rx, timeout);
-            self.turn_started = Instant::now();
-            // Connections before frames: a peer's hello mostly finds its connection known.
-            if ready.monitor {
-                self.apply_monitor_events();
-            }
-            self.expire_connections();
-            if ready.router.contains(zmq::POLLIN) {
-                self.read_frames();
-            }
-            if ready.woken {
-                self.wake_rx.drain();
-            }
-            if !self.take_commands() {
+            if !going || self.stopped {
                 break;
             }
-            let now = self.now();
-            if self.probes.take_due(now) {
-                self.probe_workers();
-            }
-            if Instant::now() >= next_tick {
-                self.scheduler.tick(now);
-                // Batches whose results never came (their worker died) are not round trips.
-                self.sent_at
-                    .retain(|_, sent| sent.elapsed() < Duration::from_secs(3600));
-                next_tick = Instant::now() + tick;
-                self.dispatch.expire(now);
-                self.log_unserved();
-            }
-            self.scheduler.fill(now);
-            self.carry_out_actions();
-            self.budget
-                .report(self.taken_in, self.scheduler.queued_bytes());
         }
         self.budget.close();
         self.farewell();
+    }
+
+    /// One turn of the loop, waiting at most `max_wait_ms` (and no later than the next timer)
+    /// for a frame, a command or a monitor event; false once the engine has stopped.
+    pub(crate) fn turn(&mut self, max_wait_ms: i64) -> bool {
+        if self.stopped {
+            return false;
+        }
+        let mut timeout = (self
+            .next_tick
+            .saturating_duration_since(Instant::now())
+            .as_millis() as i64)
+            .min(max_wait_ms);
+        for due in [self.probes.next_due(), self.connections.next_deadline()]
+            .into_iter()
+            .flatten()
+        {
+            timeout = timeout.min(due.saturating_sub(self.now()) as i64);
+        }
+        let ready = monitor::poll(&self.socket, &self.monitor, &self.wake_rx, timeout);
+        self.turn_started = Instant::now();
+        // Connections before frames: a peer's hello mostly finds its connection known.
+        if ready.monitor {
+            self.apply_monitor_events();
+        }
+        self.expire_connections();
+        if ready.router.contains(zmq::POLLIN) {
+            self.read_frames();
+        }
+        if ready.woken {
+            self.wake_rx.drain();
+        }
+        if !self.take_commands() {
+            self.stopped = true;
+            return false;
+        }
+        let now = self.now();
+        if self.probes.take_due(now) {
+            self.probe_workers();
+        }
+        if Instant::now() >= self.next_tick {
+            self.scheduler.tick(now);
+            // Batches whose results never came (their worker died) are not round trips.
+            self.sent_at
+                .retain(|_, sent| sent.elapsed() < Duration::from_secs(3600));
+            self.next_tick = Instant::now() + self.tick;
+            self.dispatch.expire(now);
+            self.log_unserved();
+        }
+        self.scheduler.fill(now);
+        self.carry_out_actions();
+        self.budget
+            .report(self.taken_in, self.scheduler.queued_bytes());
+        true
     }
 
     fn now(&self) -> Millis {
@@ -283,6 +335,11 @@ impl Engine {
             Command::Stats { reply_tx } => {
                 let _ = reply_tx.send(self.stats());
             }
+            // A lent engine is not lent again: dropping `to` refuses.
+            Command::Lend { to, back } if !self.lent && self.loan.is_none() => {
+                self.loan = Some((to, back));
+            }
+            Command::Lend { .. } => {}
             Command::Shutdown => return false,
         }
         true
@@ -382,7 +439,7 @@ impl Engine {
         }
     }
 
-    fn stats(&self) -> Stats {
+    pub(crate) fn stats(&self) -> Stats {
         Stats {
             counters: self.scheduler.counters().clone(),
             dropped: self.dispatch.dropped().clone(),

@@ -117,6 +117,23 @@ impl<O> Job<O> {
         }
         let bytes = payloads.iter().map(|p| p.len() as u64).sum();
         self.budget.acquire(bytes)?;
+        self.send_units(payloads)
+    }
+
+    /// [`Job::extend`] without waiting: gives the inputs back if the queue has no room for
+    /// them now. For a thread that cannot wait on the engine (it has it on loan).
+    pub(crate) fn try_extend(&self, payloads: Vec<Payload>) -> Result<Option<Vec<Payload>>, Error> {
+        let bytes = payloads.iter().map(|p| p.len() as u64).sum();
+        if !payloads.is_empty() && !self.budget.try_acquire(bytes)? {
+            return Ok(Some(payloads));
+        }
+        self.send_units(payloads).map(|()| None)
+    }
+
+    fn send_units(&self, payloads: Vec<Payload>) -> Result<(), Error> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
         let n = payloads.len() as u64;
         let first = self.shared.total.fetch_add(n, Ordering::Relaxed);
         let units = scheduler::numbered_units(self.id, first, payloads);

@@ -451,6 +451,12 @@ impl Delegator {
         }
     }
 
+    /// Lends the engine to this thread until the loan is dropped (see `engine::EngineLoan`);
+    /// `None` if it has stopped or is lent already.
+    pub(crate) fn lend_engine(&self) -> Option<engine::EngineLoan<'_>> {
+        engine::lend(&self.commands_tx, &self.waker)
+    }
+
     /// The histograms the engine records (batch sizes, round trips).
     pub fn metrics(&self) -> &metrics::EngineMetrics {
         &self.metrics

@@ -554,12 +554,14 @@ impl Session {
 
     /// Hands a group to the pool; it records what a unit cost on one thread.
     fn spawn_group(&mut self, group: Vec<Batch>) {
-        let started = Instant::now();
         let units: usize = group.iter().map(|b| b.n_units).sum();
         let parallel = units.clamp(1, self.config.threads);
         let evaluator = self.evaluator.clone();
         let unit_us = self.unit_us.clone();
         self.pool.spawn(move || {
+            // From when the pool starts it: the wait for a pool thread to wake is no part of a
+            // unit's cost, and counting it would keep cheap units off the session thread.
+            let started = Instant::now();
             evaluator.run_group(group);
             // Wall time × threads used ÷ units: a unit's cost on one thread (an upper bound),
             // which is what evaluating on the session thread would take.

@@ -13,6 +13,11 @@
 //! Each point's terms are summed in term order, so the energies are bitwise the same as an
 //! in-process run's, whichever workers answered and in whatever order.
 //!
+//! While it waits for results, the driver runs the engine's loop itself, on loan from the
+//! engine thread (`engine::EngineLoan`): a cheap likelihood's round trip then costs no
+//! hand-off between the two threads. The run gives the engine back before anything slow
+//! ([`Evaluator::pause`]).
+//!
 //! [`OnWorkers::set_lockstep`] keeps the earlier driver for comparison: every pending point of
 //! every chain in one round, all results awaited before any chain moves.
 
@@ -29,9 +34,11 @@ use ganger_core::mcmc::sampler::{Row, Sampler};
 
 use super::run::{Evaluator, McmcError};
 use super::speculation::SpeculationTuner;
+use crate::engine::EngineLoan;
 use crate::job::{next_raw_of_any, AnyOutcome};
 use crate::scheduler::Outcome;
-use crate::{Delegator, Job, JobOptions};
+use crate::{Delegator, Job, JobOptions, Stats};
+use ganger_core::payload::Payload;
 
 /// How often a wait for results looks at the stop flag.
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -43,6 +50,8 @@ const SLOTS_EVERY: u64 = 64;
 #[derive(Debug)]
 pub struct OnWorkers<'a> {
     delegator: &'a Delegator,
+    /// The engine, while this thread runs its loop (see the module documentation).
+    loan: Option<EngineLoan<'a>>,
     jobs: Vec<Job<f64>>,
     /// The first term's job type.
     job_type: String,
@@ -107,6 +116,7 @@ impl<'a> OnWorkers<'a> {
             .map_err(|e| McmcError::Evaluation(e.to_string()))?;
         Ok(OnWorkers {
             delegator,
+            loan: None,
             jobs,
             job_type: job_type_name(likelihood, 0),
             submitted: 0,
@@ -150,9 +160,18 @@ impl<'a> OnWorkers<'a> {
 
     /// Counts the slots of the workers that serve this run's first job type.
     fn refresh_slots(&mut self) {
-        let Ok(stats) = self.delegator.stats() else {
-            return;
+        let stats = match &self.loan {
+            Some(loan) => loan.stats(),
+            None => match self.delegator.stats() {
+                Ok(stats) => stats,
+                Err(_) => return,
+            },
         };
+        self.count_slots(&stats);
+    }
+
+    /// Counts, in `stats`, the slots of the workers that serve this run's first job type.
+    fn count_slots(&mut self, stats: &Stats) {
         let job_type = &self.job_type;
         let slots: u64 = stats
             .workers
@@ -184,21 +203,55 @@ impl<'a> OnWorkers<'a> {
             .windows(2)
             .map(|w| encode_points(points[w[0]..w[1]].iter().copied()))
             .collect();
-        for (term, job) in self.jobs.iter().enumerate() {
+        for term in 0..n_terms {
             let payloads = encoded
                 .iter()
                 .map(|points| unit_payload_with(term, n_terms, points))
                 .collect();
-            job.extend(payloads)
-                .map_err(|e| McmcError::Evaluation(e.to_string()))?;
+            self.extend(term, payloads)?;
         }
         let first = self.submitted;
         self.submitted += n_units as u64;
         Ok((first, bounds))
     }
 
+    /// Adds `payloads` to term `term`'s job. With the engine on loan, this thread cannot wait
+    /// for room in the queue: it turns the engine until there is some.
+    fn extend(&mut self, term: usize, payloads: Vec<Payload>) -> Result<(), McmcError> {
+        let failed = |e: crate::Error| McmcError::Evaluation(e.to_string());
+        let Some(loan) = self.loan.as_mut() else {
+            return self.jobs[term].extend(payloads).map_err(failed);
+        };
+        let mut payloads = payloads;
+        while let Some(back) = self.jobs[term].try_extend(payloads).map_err(failed)? {
+            if !loan.turn(STOP_CHECK) {
+                return Err(McmcError::Evaluation("the delegator stopped".into()));
+            }
+            payloads = back;
+        }
+        Ok(())
+    }
+
     /// The next outcome of any term's job, waiting for it; `None` once `stop` is set.
     fn next(&mut self, stop: &AtomicBool) -> Result<Option<(usize, Outcome)>, McmcError> {
+        if self.loan.is_none() {
+            self.loan = self.delegator.lend_engine();
+        }
+        if let Some(loan) = self.loan.as_mut() {
+            loop {
+                for (term, job) in self.jobs.iter_mut().enumerate() {
+                    if let Some(outcome) = job.try_next_raw() {
+                        return Ok(Some((term, outcome)));
+                    }
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                if !loan.turn(STOP_CHECK) {
+                    return Err(McmcError::Evaluation("the delegator stopped".into()));
+                }
+            }
+        }
         loop {
             match next_raw_of_any(&mut self.jobs, STOP_CHECK) {
                 AnyOutcome::Outcome(term, outcome) => return Ok(Some((term, outcome))),
@@ -445,6 +498,11 @@ impl Evaluator for OnWorkers<'_> {
     ) -> Result<Vec<f64>, McmcError> {
         let points: Vec<&[f64]> = points.iter().map(Vec::as_slice).collect();
         self.evaluate_all(&points, stop)
+    }
+
+    fn pause(&mut self) {
+        // Back to its thread, which serves the workers and the status while this one is busy.
+        self.loan = None;
     }
 }
 

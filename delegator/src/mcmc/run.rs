@@ -85,6 +85,11 @@ pub trait Evaluator {
         points: &[Vec<f64>],
         stop: &AtomicBool,
     ) -> Result<Vec<f64>, McmcError>;
+
+    /// The run is about to do something slow (a checkpoint, the summary): let go of anything
+    /// that needs this thread to keep turning (the engine on loan). The next call takes it
+    /// back.
+    fn pause(&mut self) {}
 }
 
 /// Evaluates in this process, every pending point at once (rayon across chains and terms once
@@ -445,9 +450,11 @@ pub fn run_with_status(
             && checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every)
         {
             last_checkpoint = Instant::now();
+            evaluator.pause();
             save_checkpoint(&checkpoint, &sampler, None, &mut files)?;
         }
     }
+    evaluator.pause();
     save_checkpoint(&checkpoint, &sampler, prior.as_deref(), &mut files)?;
     let sampling_seconds = started.elapsed().as_secs_f64();
     // A last table, so that even a run shorter than the logging interval shows one.
@@ -457,6 +464,7 @@ pub fn run_with_status(
     if complete && prior.is_none() {
         match prior_energies(config, evaluator, stop) {
             Ok(energies) => {
+                evaluator.pause();
                 // Kept with the run, so that resuming a finished run evaluates nothing again.
                 save_checkpoint(&checkpoint, &sampler, Some(&energies), &mut files)?;
                 prior = Some(energies);
