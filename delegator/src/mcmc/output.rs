@@ -657,6 +657,12 @@ impl ChainWriter {
         }
     }
 
+    /// Whether the writer thread is behind (its queue is full), so that the next write may
+    /// wait for the disk.
+    pub fn is_backed_up(&self) -> bool {
+        self.requests_tx.as_ref().is_some_and(|tx| tx.is_full())
+    }
+
     /// Whether a write has failed since the last [`sync`](ChainWriter::sync) (which reports it).
     pub fn has_failed(&self) -> bool {
         self.failed.load(std::sync::atomic::Ordering::SeqCst)

@@ -436,6 +436,10 @@ pub fn run_with_status(
             continue;
         }
         table.observe(&rows);
+        if files.is_backed_up() {
+            // A slow disk: this write may wait for it, and the engine must not wait with it.
+            evaluator.pause();
+        }
         files.write(rows);
         if last_log.elapsed() >= log_every {
             last_log = Instant::now();
