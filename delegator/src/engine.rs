@@ -172,7 +172,8 @@ impl Engine {
                     Err(returned) => returned.into_inner(),
                     Ok(()) => match back.recv() {
                         Ok(engine) => engine,
-                        // The borrower dropped it (it panicked): the socket is gone with it.
+                        // The borrower dropped it (a turn panicked): the socket went with it,
+                        // and the engine closed the budget as it dropped.
                         Err(_) => return,
                     },
                 };
@@ -460,6 +461,13 @@ impl Engine {
     fn farewell(&mut self) {
         self.with_dispatch(|dispatch, turn| dispatch.farewell(turn.out));
         let _ = self.socket.set_linger(500);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // However it ends (a panic too), producers waiting for room must not wait forever.
+        self.budget.close();
     }
 }
 

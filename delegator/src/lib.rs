@@ -23,7 +23,8 @@
 //! ```
 //!
 //! The crate's parts: [`scheduler`] decides (a state machine, no I/O); the engine thread owns
-//! the socket and carries out the scheduler's decisions; [`local`] starts worker processes on
+//! the socket and carries out the scheduler's decisions (an MCMC run on workers borrows the
+//! engine and runs its loop on its own thread while it waits for energies); [`local`] starts worker processes on
 //! this machine for the embedded default.
 
 mod budget;

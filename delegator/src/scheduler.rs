@@ -864,6 +864,16 @@ impl Scheduler {
                     lease.units.len()
                 ));
             }
+            for (unit, &t) in lease.units.iter().zip(&lease.types) {
+                let owner = unit
+                    .as_ref()
+                    .and_then(|u| self.jobs.get(&split_unit_id(u.id).0));
+                if owner.is_some_and(|job| job.job_type != t) {
+                    return Err(format!(
+                        "batch {batch} carries a unit under another job type"
+                    ));
+                }
+            }
             if lease.types.iter().any(|&t| !w.serves[t as usize]) {
                 return Err(format!(
                     "batch {batch} went to a worker that does not serve it"
@@ -1029,7 +1039,10 @@ impl Scheduler {
             })
         })?;
         let lead = &self.jobs[&self.job_order[position]];
-        let (job_type, kind, group) = (lead.job_type, lead.kind, lead.group);
+        // A group's batch takes only the group's jobs of the lead's priority, so that no unit
+        // of a higher-priority job waits behind it.
+        let (job_type, kind) = (lead.job_type, lead.kind);
+        let mates = lead.group.map(|group| (group, lead.priority));
         let rate = w.rates.get(&kind).copied();
         let batch_size =
             self.config
@@ -1052,12 +1065,12 @@ impl Scheduler {
         // The lead job's type, then, in a group, the group's other job types this worker
         // serves, each at most its share of the queue.
         let mut kinds = vec![job_type];
-        if let Some(group) = group {
+        if mates.is_some() {
             for id in &self.job_order[position..] {
                 let Some(job) = self.jobs.get(id) else {
                     continue;
                 };
-                if job.group == Some(group)
+                if is_mate(job, mates)
                     && w.serves[job.job_type as usize]
                     && !kinds.contains(&job.job_type)
                 {
@@ -1071,8 +1084,7 @@ impl Scheduler {
             if take == 0 || payload_bytes >= self.config.max_batch_bytes {
                 break;
             }
-            let filter = if t == job_type { None } else { group };
-            let (taken, bytes) = self.take_units(worker, t, position, take, payload_bytes, filter);
+            let (taken, bytes) = self.take_units(worker, t, position, take, payload_bytes, mates);
             let entry = &mut queued[t as usize].0;
             *entry = entry.saturating_sub(taken.len() as u64);
             types.resize(types.len() + taken.len(), t);
@@ -1138,7 +1150,8 @@ impl Scheduler {
         batch
     }
 
-    /// Takes up to `room` open units of `job_type` (of jobs in `group` only, if given) from
+    /// Takes up to `room` open units of `job_type` (of a group's jobs of one priority only, if
+    /// `mates` names them: see [`is_mate`]) from
     /// jobs in priority order, starting at `position`, retries first, while the batch's payload,
     /// `bytes` so far, is under its limit; a retry avoids the worker it last failed on if
     /// another serves. Returns the units and the batch's payload bytes with them.
@@ -1149,7 +1162,7 @@ impl Scheduler {
         position: usize,
         room: usize,
         mut bytes: usize,
-        group: Option<u32>,
+        mates: Option<(u32, i32)>,
     ) -> (Vec<Option<Unit>>, usize) {
         let other_serves = self
             .workers
@@ -1160,7 +1173,7 @@ impl Scheduler {
             let Some(job) = self.jobs.get_mut(&job_id) else {
                 continue;
             };
-            if job.job_type != job_type || group.is_some_and(|g| job.group != Some(g)) {
+            if job.job_type != job_type || !is_mate(job, mates) {
                 continue;
             }
             let mut skipped = VecDeque::new();
@@ -1351,6 +1364,12 @@ impl Scheduler {
             self.worker_lost(worker, "said goodbye");
         }
     }
+}
+
+/// Whether `job` may share a batch led by a job of `mates`, `(group, priority)` (any job when
+/// the lead has no group).
+fn is_mate(job: &Job, mates: Option<(u32, i32)>) -> bool {
+    mates.is_none_or(|(group, priority)| job.group == Some(group) && job.priority == priority)
 }
 
 fn payload_bytes<'a>(units: impl IntoIterator<Item = &'a Unit>) -> u64 {

@@ -278,3 +278,20 @@ fn a_slow_unit_among_trivial_ones_loses_nothing_even_past_the_heartbeat_timeout(
     }
     assert!(seen.iter().all(|&s| s), "some units never delivered");
 }
+
+#[test]
+fn an_mcmc_evaluation_that_stops_leaves_the_engine_serving() {
+    use ganger_delegator::mcmc::{Evaluator, McmcError, OnWorkers};
+    use std::sync::atomic::AtomicBool;
+    let delegator = start_delegator(test_config());
+    let mut evaluator = OnWorkers::new(&delegator, "gaussian", 3).unwrap();
+    // No worker serves it, so it waits, borrowing the engine, until told to stop.
+    let stopped = evaluator.evaluate_points(&[vec![0.0; 4]], &AtomicBool::new(true));
+    assert!(matches!(stopped, Err(McmcError::Stopped)), "{stopped:?}");
+    // The evaluator is still alive; the engine must be back on its own thread.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = delegator.stats_handle();
+    std::thread::spawn(move || tx.send(handle.stats().is_ok()));
+    assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok(true));
+    drop(evaluator);
+}

@@ -24,6 +24,9 @@ use crate::Stats;
 /// The engine, borrowed by this thread until dropped. See the module documentation.
 pub(crate) struct EngineLoan<'a> {
     engine: Option<Engine>,
+    /// Inside a turn: if the loan is dropped now, the turn panicked and the engine's state
+    /// may be half-updated, so it is dropped (the delegator stops) instead of going back.
+    turning: bool,
     back: Sender<Engine>,
     /// Borrowed from a running delegator, which cannot stop meanwhile.
     _delegator: PhantomData<&'a crate::Delegator>,
@@ -49,6 +52,7 @@ pub(crate) fn lend<'a>(commands_tx: &Sender<Command>, waker: &Waker) -> Option<E
     let engine = from_engine.recv().ok()?;
     Some(EngineLoan {
         engine: Some(engine),
+        turning: false,
         back,
         _delegator: PhantomData,
     })
@@ -59,7 +63,10 @@ impl EngineLoan<'_> {
     /// false once the engine has stopped.
     pub(crate) fn turn(&mut self, wait: Duration) -> bool {
         let engine = self.engine.as_mut().expect("held until dropped");
-        engine.turn(wait.as_millis().min(i64::MAX as u128) as i64)
+        self.turning = true;
+        let going = engine.turn(wait.as_millis().min(i64::MAX as u128) as i64);
+        self.turning = false;
+        going
     }
 
     /// What `Delegator::stats` would return, without waiting on a turn.
@@ -71,6 +78,11 @@ impl EngineLoan<'_> {
 impl Drop for EngineLoan<'_> {
     fn drop(&mut self) {
         if let Some(engine) = self.engine.take() {
+            if self.turning {
+                // As when the engine thread itself panics: the delegator stops, and its
+                // clients see it stopped (the engine closes the queue budget as it drops).
+                return;
+            }
             // The engine thread waits for it; if it is gone, the engine stops here.
             let _ = self.back.send(engine);
         }
@@ -94,9 +106,12 @@ mod tests {
     }
 
     /// Turns `loan` until `done` says so, failing after 10 s.
-    fn turn_until(loan: &mut super::EngineLoan<'_>, mut done: impl FnMut() -> bool) {
+    fn turn_until(
+        loan: &mut super::EngineLoan<'_>,
+        mut done: impl FnMut(&super::EngineLoan<'_>) -> bool,
+    ) {
         let limit = Instant::now() + std::time::Duration::from_secs(10);
-        while !done() {
+        while !done(loan) {
             assert!(Instant::now() < limit, "gave up after 10 s");
             assert!(loan.turn(std::time::Duration::from_millis(5)));
         }
@@ -171,12 +186,13 @@ mod tests {
         let mut loan = delegator
             .lend_engine()
             .expect("a running engine lends itself");
+        turn_until(&mut loan, |loan| loan.stats().workers.len() == 1);
         std::thread::scope(|scope| {
             // Another thread's requests are answered on this thread's turns: a second loan is
             // refused, the stats come back.
             let other = scope.spawn(|| (delegator.lend_engine().is_none(), delegator.stats()));
             let mut outcomes = Vec::new();
-            turn_until(&mut loan, || {
+            turn_until(&mut loan, |_| {
                 worker.serve();
                 while let Some(outcome) = job.try_next_raw() {
                     outcomes.push(outcome.index);

@@ -47,6 +47,12 @@ const STOP_CHECK: Duration = Duration::from_millis(100);
 const SLOTS_EVERY: u64 = 64;
 
 /// Evaluates requests on the delegator's workers.
+///
+/// Between calls to [`Evaluator::advance`] it may hold the delegator's engine (see the module
+/// documentation): until [`Evaluator::pause`] or a drop, nothing else turns it, so call one of
+/// them before using the delegator otherwise or leaving the evaluator idle. [`run`] does.
+///
+/// [`run`]: super::run::run
 #[derive(Debug)]
 pub struct OnWorkers<'a> {
     delegator: &'a Delegator,
@@ -497,7 +503,10 @@ impl Evaluator for OnWorkers<'_> {
         stop: &AtomicBool,
     ) -> Result<Vec<f64>, McmcError> {
         let points: Vec<&[f64]> = points.iter().map(Vec::as_slice).collect();
-        self.evaluate_all(&points, stop)
+        let energies = self.evaluate_all(&points, stop);
+        // A one-off evaluation: nothing follows at once that would need the engine here.
+        self.pause();
+        energies
     }
 
     fn pause(&mut self) {

@@ -348,6 +348,20 @@ pub fn run_with_status(
     stop: &AtomicBool,
     board: &StatusBoard,
 ) -> Result<RunReport, McmcError> {
+    let result = run_to_end(config, evaluator, existing, stop, board);
+    // However the run ended, the evaluator holds nothing the caller's delegator needs.
+    evaluator.pause();
+    result
+}
+
+/// [`run_with_status`] but for letting go of the evaluator's hold at the end.
+fn run_to_end(
+    config: &McmcConfig,
+    evaluator: &mut dyn Evaluator,
+    existing: Existing,
+    stop: &AtomicBool,
+    board: &StatusBoard,
+) -> Result<RunReport, McmcError> {
     let dir = PathBuf::from(&config.output_path);
     let settings = sampler_settings(config);
     let checkpoint = checkpoint_path(&dir);
@@ -429,6 +443,7 @@ pub fn run_with_status(
         }
         if files.has_failed() {
             // A full disk or a lost file: stop now, with the last checkpoint intact.
+            evaluator.pause();
             files.sync()?;
         }
         let rows = evaluator.advance(&mut sampler, stop)?;

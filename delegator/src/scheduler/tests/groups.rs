@@ -125,3 +125,29 @@ fn a_lost_workers_grouped_units_are_requeued_to_their_own_jobs() {
     assert!(ids.iter().all(|&id| split_unit_id(id).0 == jobs[1]));
     s.check_invariants().unwrap();
 }
+
+#[test]
+fn a_groups_batch_takes_only_its_own_jobs_of_the_leads_priority() {
+    let mut s = fixed(4);
+    register(&mut s, &["m/*"], 1, 3);
+    let lead = s.submit("m/0", 1);
+    s.set_group(lead, "m");
+    assert!(s.extend(lead, [Payload::from_slice(b"a")]));
+    // Of the lead's job type but outside the group: never in the group's batch.
+    let loose_lead_type = job(&mut s, "m/0", 1, 1);
+    let loose = job(&mut s, "m/1", 0, 2);
+    let low = s.submit("m/1", -1);
+    s.set_group(low, "m");
+    assert!(s.extend(low, (0..2).map(|i| Payload::from_slice(&[i]))));
+    let owners: Vec<Vec<JobId>> = sent(&mut s, 0)
+        .iter()
+        .map(|(_, _, ids)| ids.iter().map(|&id| split_unit_id(id).0).collect())
+        .collect();
+    // The group's batch holds its lead alone; the loose jobs go in priority order and fill the
+    // worker before the group's priority -1 job, which waits.
+    assert_eq!(
+        owners,
+        [vec![lead], vec![loose_lead_type], vec![loose, loose]],
+    );
+    s.check_invariants().unwrap();
+}
