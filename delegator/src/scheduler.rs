@@ -323,8 +323,6 @@ struct Job {
     job_type: u32,
     /// Its batch group, if any.
     group: Option<u32>,
-    /// What its units' speed is measured as: its job type, or its group.
-    kind: u32,
     /// Units submitted so far; indices run from 0 to this.
     total: u64,
     sealed: bool,
@@ -332,6 +330,13 @@ struct Job {
     done: DoneSet,
     queue: UnitQueue,
     retry: VecDeque<Unit>,
+}
+
+impl Job {
+    /// What its units' speed is measured as: its batch group, or else its job type.
+    fn kind(&self) -> u32 {
+        self.group.unwrap_or(self.job_type)
+    }
 }
 
 #[derive(Debug)]
@@ -605,7 +610,6 @@ impl Scheduler {
                 priority,
                 job_type,
                 group: None,
-                kind: job_type,
                 total: 0,
                 sealed: false,
                 resolved: 0,
@@ -631,7 +635,6 @@ impl Scheduler {
         let id = *self.groups.entry(group.to_owned()).or_insert(next);
         if let Some(job) = self.jobs.get_mut(&job) {
             job.group = Some(id);
-            job.kind = id;
         }
     }
 
@@ -865,6 +868,11 @@ impl Scheduler {
                 ));
             }
             for (unit, &t) in lease.units.iter().zip(&lease.types) {
+                if !w.serves[t as usize] {
+                    return Err(format!(
+                        "batch {batch} went to a worker that does not serve it"
+                    ));
+                }
                 let owner = unit
                     .as_ref()
                     .and_then(|u| self.jobs.get(&split_unit_id(u.id).0));
@@ -873,11 +881,6 @@ impl Scheduler {
                         "batch {batch} carries a unit under another job type"
                     ));
                 }
-            }
-            if lease.types.iter().any(|&t| !w.serves[t as usize]) {
-                return Err(format!(
-                    "batch {batch} went to a worker that does not serve it"
-                ));
             }
             *in_flight.entry(lease.worker).or_default() += outstanding as u64;
             for unit in lease.units.iter().flatten() {
@@ -1041,7 +1044,7 @@ impl Scheduler {
         let lead = &self.jobs[&self.job_order[position]];
         // A group's batch takes only the group's jobs of the lead's priority, so that no unit
         // of a higher-priority job waits behind it.
-        let (job_type, kind) = (lead.job_type, lead.kind);
+        let (job_type, kind) = (lead.job_type, lead.kind());
         let mates = lead.group.map(|group| (group, lead.priority));
         let rate = w.rates.get(&kind).copied();
         let batch_size =

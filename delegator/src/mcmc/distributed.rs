@@ -37,7 +37,7 @@ use super::speculation::SpeculationTuner;
 use crate::engine::EngineLoan;
 use crate::job::{next_raw_of_any, AnyOutcome};
 use crate::scheduler::Outcome;
-use crate::{Delegator, Job, JobOptions, Stats};
+use crate::{Delegator, Job, JobOptions};
 use ganger_core::payload::Payload;
 
 /// How often a wait for results looks at the stop flag.
@@ -166,6 +166,7 @@ impl<'a> OnWorkers<'a> {
 
     /// Counts the slots of the workers that serve this run's first job type.
     fn refresh_slots(&mut self) {
+        // With the engine on loan, from the loan: this thread would wait on itself.
         let stats = match &self.loan {
             Some(loan) => loan.stats(),
             None => match self.delegator.stats() {
@@ -173,11 +174,6 @@ impl<'a> OnWorkers<'a> {
                 Err(_) => return,
             },
         };
-        self.count_slots(&stats);
-    }
-
-    /// Counts, in `stats`, the slots of the workers that serve this run's first job type.
-    fn count_slots(&mut self, stats: &Stats) {
         let job_type = &self.job_type;
         let slots: u64 = stats
             .workers
