@@ -246,8 +246,14 @@ pub(super) fn adaptation_rate(t: u64) -> f64 {
 /// The proposal scale after a step's adaptation, `t` steps after the scale's adaptation
 /// (re)started: Robbins–Monro towards the target acceptance rate.
 pub(super) fn adapted(log_sigma: f64, t: u64, accepted: bool, target: f64) -> f64 {
+    adapted_at_rate(log_sigma, adaptation_rate(t), accepted, target)
+}
+
+/// [`adapted`] with its step size [`adaptation_rate`] already computed: the speculation tree
+/// adapts many nodes of one depth at the same rate.
+pub(super) fn adapted_at_rate(log_sigma: f64, rate: f64, accepted: bool, target: f64) -> f64 {
     let indicator = if accepted { 1.0 } else { 0.0 };
-    (log_sigma + adaptation_rate(t) * (indicator - target)).clamp(-20.0, 5.0)
+    (log_sigma + rate * (indicator - target)).clamp(-20.0, 5.0)
 }
 
 /// Lower Cholesky factor of a symmetric positive-definite matrix, or `None`.

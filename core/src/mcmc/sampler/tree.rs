@@ -11,7 +11,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use super::adaptation::adapted;
+use super::adaptation::{adaptation_rate, adapted_at_rate};
 use super::{Chain, SamplerSettings};
 
 /// No node (`u32` indices keep the tree small).
@@ -30,6 +30,10 @@ pub(super) struct Tree {
     /// `L z` of each step ahead, `d` values per step, computed as the tree reaches it.
     #[serde(skip)]
     steps: Vec<f64>,
+    /// The scale's adaptation rate after each step ahead, computed as the tree reaches it
+    /// (`powf` per node was a tenth of a cheap run's driver thread).
+    #[serde(skip)]
+    rates: Vec<f64>,
     /// Nodes not yet in the tree, most probable first.
     #[serde(skip)]
     heap: BinaryHeap<Candidate>,
@@ -41,6 +45,7 @@ impl Tree {
         self.slot.clear();
         self.next.clear();
         self.steps.clear();
+        self.rates.clear();
         self.heap.clear();
     }
 
@@ -88,8 +93,10 @@ struct Candidate {
     depth: u32,
     /// The evaluated proposal that is this one's starting state ([`NONE`]: the chain's state).
     base: u32,
-    /// Proposal scale along its history.
+    /// Proposal scale along its history, and its exponential when already known (NaN: not
+    /// yet; after adaptation every node shares the chain's).
     log_sigma: f64,
+    sigma: f64,
     /// Its parent node ([`NONE`] for the root), and on which decision it follows.
     parent: u32,
     accepted: bool,
@@ -149,6 +156,7 @@ impl Chain {
             depth: 0,
             base: NONE,
             log_sigma: self.log_sigma,
+            sigma: self.log_sigma.exp(),
             parent: NONE,
             accepted: false,
         });
@@ -167,7 +175,11 @@ impl Chain {
                     (0..d).map(|i| (0..=i).map(|k| cholesky[i * d + k] * z[k]).sum::<f64>()),
                 );
             }
-            let sigma = c.log_sigma.exp();
+            let sigma = if c.sigma.is_nan() {
+                c.log_sigma.exp()
+            } else {
+                c.sigma
+            };
             let base = match c.base {
                 NONE => state.as_slice(),
                 slot => &tree.points[slot as usize * d..(slot as usize + 1) * d],
@@ -197,14 +209,23 @@ impl Chain {
                 continue;
             }
             let step = self.step + level as u64 + 1;
+            let adapting = step <= settings.adaptation_steps;
+            if adapting {
+                while tree.rates.len() <= level {
+                    let t = self.step + tree.rates.len() as u64 + 1 - self.adapt_origin;
+                    tree.rates.push(adaptation_rate(t));
+                }
+            }
             // Outside the bounds the proposal is rejected for sure.
             let outcomes: &[bool] = if inside { &[false, true] } else { &[false] };
             for &accepted in outcomes {
-                let log_sigma = if step <= settings.adaptation_steps {
-                    let t = step - self.adapt_origin;
-                    adapted(c.log_sigma, t, accepted, settings.optimal_accept_rate)
+                let (log_sigma, sigma) = if adapting {
+                    let rate = tree.rates[level];
+                    let log_sigma =
+                        adapted_at_rate(c.log_sigma, rate, accepted, settings.optimal_accept_rate);
+                    (log_sigma, f64::NAN)
                 } else {
-                    c.log_sigma
+                    (c.log_sigma, sigma)
                 };
                 let chance = match (inside, accepted) {
                     (false, _) => 1.0,
@@ -218,6 +239,7 @@ impl Chain {
                     depth: c.depth + 1,
                     base: if accepted { slot } else { c.base },
                     log_sigma,
+                    sigma,
                     parent: node,
                     accepted,
                 });
