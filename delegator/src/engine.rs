@@ -38,7 +38,7 @@ use crate::{ConnectionCounts, DelegatorConfig, Stats};
 
 pub(crate) use auth::Gate;
 pub(crate) use dispatch::{Dispatch, Outbox, Turn};
-pub(crate) use loan::{lend, EngineLoan};
+pub(crate) use loan::{lend, wakes_needed, EngineLoan};
 
 pub(crate) use monitor::Monitor;
 
@@ -193,17 +193,7 @@ impl Engine {
         if self.stopped {
             return false;
         }
-        let mut timeout = (self
-            .next_tick
-            .saturating_duration_since(Instant::now())
-            .as_millis() as i64)
-            .min(max_wait_ms);
-        for due in [self.probes.next_due(), self.connections.next_deadline()]
-            .into_iter()
-            .flatten()
-        {
-            timeout = timeout.min(due.saturating_sub(self.now()) as i64);
-        }
+        let timeout = self.wait_ms(max_wait_ms);
         let ready = monitor::poll(&self.socket, &self.monitor, &self.wake_rx, timeout);
         self.turn_started = Instant::now();
         // Connections before frames: a peer's hello mostly finds its connection known.
@@ -239,6 +229,27 @@ impl Engine {
         self.budget
             .report(self.taken_in, self.scheduler.queued_bytes());
         true
+    }
+
+    /// How long the next turn may sleep in its poll: until the next tick, probe or deadline,
+    /// at most `max_wait_ms`, and not at all while commands are queued.
+    fn wait_ms(&self, max_wait_ms: i64) -> i64 {
+        let mut timeout = (self
+            .next_tick
+            .saturating_duration_since(Instant::now())
+            .as_millis() as i64)
+            .min(max_wait_ms);
+        for due in [self.probes.next_due(), self.connections.next_deadline()]
+            .into_iter()
+            .flatten()
+        {
+            timeout = timeout.min(due.saturating_sub(self.now()) as i64);
+        }
+        if !self.commands_rx.is_empty() {
+            // Queued by a borrower, which does not wake its own engine (see `loan`).
+            timeout = 0;
+        }
+        timeout
     }
 
     fn now(&self) -> Millis {

@@ -15,7 +15,7 @@ use ganger_transport::Waker;
 use serde::de::DeserializeOwned;
 
 use crate::budget::QueueBudget;
-use crate::engine::Command;
+use crate::engine::{self, Command};
 use crate::scheduler::{self, JobId, Outcome, UnitFailure};
 use crate::Error;
 
@@ -150,7 +150,9 @@ impl<O> Job<O> {
 
     fn command(&self, command: Command) -> Result<(), Error> {
         self.commands_tx.send(command).map_err(|_| Error::Stopped)?;
-        self.waker.wake();
+        if engine::wakes_needed(&self.waker) {
+            self.waker.wake();
+        }
         Ok(())
     }
 }

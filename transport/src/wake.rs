@@ -48,6 +48,12 @@ pub fn wake_pair() -> std::io::Result<(Waker, WakeReceiver)> {
 }
 
 impl Waker {
+    /// Identifies the loop this waker wakes: equal for every clone of one waker, distinct
+    /// between wakers alive at the same time.
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.shared) as usize
+    }
+
     /// Wakes the loop; call after queueing whatever it should look at.
     pub fn wake(&self) {
         if !self.shared.pending.swap(true, Ordering::SeqCst) {

@@ -11,7 +11,13 @@
 //! (`Delegator::stats`, a full queue budget): nobody else would run the turn it waits for.
 //! Other threads' commands are served on the borrower's turns, so it must turn often, and give
 //! the engine back before anything slow (a checkpoint, the summary).
+//!
+//! The borrower's own commands need no wake-up: the engine is not sleeping in another thread
+//! but waiting for this one's next turn, which looks at queued commands before it sleeps.
+//! [`wakes_needed`] tells a client whether the engine it is about to command is lent to the
+//! calling thread (saving a write to the wake pipe and its two reads per round trip).
 
+use std::cell::Cell;
 use std::marker::PhantomData;
 use std::time::Duration;
 
@@ -28,6 +34,8 @@ pub(crate) struct EngineLoan<'a> {
     /// may be half-updated, so it is dropped (the delegator stops) instead of going back.
     turning: bool,
     back: Sender<Engine>,
+    /// The engine's [`Waker::id`], marked lent to this thread while the loan lasts.
+    lent_id: usize,
     /// Borrowed from a running delegator, which cannot stop meanwhile.
     _delegator: PhantomData<&'a crate::Delegator>,
 }
@@ -36,6 +44,17 @@ impl std::fmt::Debug for EngineLoan<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineLoan").finish_non_exhaustive()
     }
+}
+
+thread_local! {
+    /// The [`Waker::id`] of the engine lent to this thread, 0 for none.
+    static LENT_HERE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether a command for the engine `waker` wakes must wake it: false when that engine is lent
+/// to the calling thread, whose next turn takes queued commands without sleeping first.
+pub(crate) fn wakes_needed(waker: &Waker) -> bool {
+    LENT_HERE.get() != waker.id()
 }
 
 /// Asks the engine thread for its engine; `None` if it has stopped or is lent already.
@@ -50,10 +69,14 @@ pub(crate) fn lend<'a>(commands_tx: &Sender<Command>, waker: &Waker) -> Option<E
         .ok()?;
     waker.wake();
     let engine = from_engine.recv().ok()?;
+    // A thread holds at most one loan at a time: `OnWorkers` keeps one, and a second loan of
+    // the same engine is refused.
+    LENT_HERE.set(waker.id());
     Some(EngineLoan {
         engine: Some(engine),
         turning: false,
         back,
+        lent_id: waker.id(),
         _delegator: PhantomData,
     })
 }
@@ -77,6 +100,9 @@ impl EngineLoan<'_> {
 
 impl Drop for EngineLoan<'_> {
     fn drop(&mut self) {
+        if LENT_HERE.get() == self.lent_id {
+            LENT_HERE.set(0);
+        }
         if let Some(engine) = self.engine.take() {
             if self.turning {
                 // As when the engine thread itself panics: the delegator stops, and its
@@ -230,5 +256,26 @@ mod tests {
             delegator.stats().is_err(),
             "the engine went on after its shutdown"
         );
+    }
+
+    /// The borrower's own commands do not wake its engine (see the module documentation), so
+    /// its next turn must take them without sleeping first.
+    #[test]
+    fn a_borrowers_own_command_is_taken_without_a_wake_up() {
+        let delegator = start();
+        let job = delegator
+            .open::<u64>("echo", JobOptions::default())
+            .unwrap();
+        let mut loan = delegator.lend_engine().unwrap();
+        let engine = |loan: &super::EngineLoan<'_>| -> i64 {
+            loan.engine.as_ref().unwrap().wait_ms(3_600_000)
+        };
+        let input = ganger_core::payload::to_payload(&7u64).unwrap();
+        job.extend(vec![input]).unwrap();
+        assert_eq!(engine(&loan), 0, "a queued command would wait out the poll");
+        assert!(loan.turn(std::time::Duration::from_secs(3600)));
+        assert_eq!(loan.stats().counters.submitted, 1);
+        drop(loan);
+        delegator.shutdown();
     }
 }
