@@ -488,8 +488,15 @@ impl Evaluator for OnWorkers<'_> {
                 sampler.set_speculation(points);
             }
         }
-        // The chains these results moved ask again at once, before their rows are written.
+        // The chains these results moved ask again at once, before their rows are written,
+        // and on a borrowed engine their requests go out now: the round trip then overlaps
+        // the caller's bookkeeping instead of waiting for the next turn.
         self.send_requests(sampler, &mut rows)?;
+        if let Some(loan) = self.loan.as_mut() {
+            if !loan.turn(Duration::ZERO) {
+                return Err(McmcError::Evaluation("the delegator stopped".into()));
+            }
+        }
         Ok(rows)
     }
 
