@@ -12,6 +12,7 @@ use ganger_core::mcmc::sampler::{Row, Sampler, SamplerSettings, Swaps, SAMPLER_V
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use super::digest::LiveDigests;
 use super::output::{create_output_dir, write_atomically, ChainFiles, ChainWriter, OutputError};
 use super::summary;
 use super::table::Table;
@@ -419,6 +420,17 @@ fn run_to_end(
     sampler.set_horizon(total);
     let started = Instant::now();
     let first_step = sampler.step();
+    // A run from step 0 digests its rows as it writes them; a resumed one reads its files back.
+    let mut live = (first_step == 0).then(|| {
+        let (burn_in, fixed_from) = summary::windows(config, total);
+        LiveDigests::new(
+            sampler.n_chains(),
+            config.n_temperatures,
+            config.n_dims(),
+            burn_in,
+            fixed_from,
+        )
+    });
     let mut table = Table::new(
         &sampler,
         config.n_temperatures,
@@ -451,6 +463,9 @@ fn run_to_end(
             continue;
         }
         table.observe(&rows);
+        if let Some(live) = live.as_mut() {
+            live.observe(&rows);
+        }
         if files.is_backed_up() {
             // A slow disk: this write may wait for it, and the engine must not wait with it.
             evaluator.pause();
@@ -500,7 +515,7 @@ fn run_to_end(
     });
     if complete {
         let prior = prior.unwrap_or_default();
-        let summary = summary::summarize(&dir, config, &sampler, &prior)?;
+        let summary = summary::summarize(&dir, config, &sampler, &prior, live)?;
         summary::write(&dir, &summary)?;
         board.print(&summary::render(&summary));
     }

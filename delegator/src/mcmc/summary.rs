@@ -14,7 +14,7 @@ use ganger_core::mcmc::tempering::{self, LadderReport};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::digest::{digest, ChainDigest, Running};
+use super::digest::{digest, ChainDigest, LiveDigests, Running};
 use super::output::{write_atomically, ChainFiles};
 use super::run::McmcError;
 
@@ -113,7 +113,19 @@ pub struct EvidenceSummary {
     pub from_step: u64,
 }
 
-/// Reads the chain files in `dir` and summarises the run `sampler` finished.
+/// The steps a summary of chains `steps` long leaves out: the burn-in for the draws, and the
+/// steps before `fixed_from` for the energies (the evidence and the energy spread need the
+/// ladder fixed: draws after adaptation).
+pub fn windows(config: &McmcConfig, steps: u64) -> (u64, u64) {
+    let burn_in = config.burn_in.min(steps.saturating_sub(1));
+    let fixed_from = burn_in
+        .max(config.adaptation_steps)
+        .min(steps.saturating_sub(1));
+    (burn_in, fixed_from)
+}
+
+/// Summarises the run `sampler` finished, from `live` if it holds digests of the whole run
+/// (see [`LiveDigests::finish`]), or else from the chain files in `dir`.
 /// `prior` holds the energies of the evidence's independent prior draws
 /// ([`prior_points`](ganger_core::mcmc::evidence::prior_points)); with none, there is no evidence.
 pub fn summarize(
@@ -121,23 +133,23 @@ pub fn summarize(
     config: &McmcConfig,
     sampler: &Sampler,
     prior: &[f64],
+    live: Option<LiveDigests>,
 ) -> Result<RunSummary, McmcError> {
     let n_temps = config.n_temperatures;
     let n_dims = config.n_dims();
     let steps = sampler.step();
-    let burn_in = config.burn_in.min(steps.saturating_sub(1));
-    // The evidence and the energy spread need the ladder fixed: draws after adaptation.
-    let fixed_from = burn_in
-        .max(config.adaptation_steps)
-        .min(steps.saturating_sub(1));
-    // The files are independent: read them side by side, each in bounded memory.
-    let digests: Vec<ChainDigest> = (0..sampler.n_chains())
-        .into_par_iter()
-        .map(|chain| {
-            let path = ChainFiles::path(dir, chain);
-            digest(&path, n_dims, burn_in, fixed_from, chain % n_temps == 0)
-        })
-        .collect::<Result<_, _>>()?;
+    let (burn_in, fixed_from) = windows(config, steps);
+    let digests: Vec<ChainDigest> = match live.and_then(|l| l.finish(burn_in, fixed_from, steps)) {
+        Some(digests) => digests,
+        // The files are independent: read them side by side, each in bounded memory.
+        None => (0..sampler.n_chains())
+            .into_par_iter()
+            .map(|chain| {
+                let path = ChainFiles::path(dir, chain);
+                digest(&path, n_dims, burn_in, fixed_from, chain % n_temps == 0)
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let cold: Vec<&ChainDigest> = digests.iter().step_by(n_temps).collect();
     // Per temperature, each stack's energies.
     let energies: Vec<Vec<&[f64]>> = (0..n_temps)
