@@ -98,6 +98,9 @@ pub enum Error {
     },
 }
 
+/// The name of the engine's thread (what `/proc` and profilers show).
+pub const ENGINE_THREAD: &str = "ganger-engine";
+
 /// Bytes beyond `max_frame` that the transport still reads before it cuts a peer off: room to
 /// answer a slightly oversized frame with a `reject` naming the limit.
 pub const FRAME_CAP_MARGIN: u64 = 64 << 10;
@@ -330,7 +333,7 @@ impl Delegator {
             budget.clone(),
         );
         let handle = std::thread::Builder::new()
-            .name("ganger-delegator".into())
+            .name(ENGINE_THREAD.into())
             .spawn(move || {
                 // The context must outlive the socket the engine owns.
                 let _context = context;

@@ -18,6 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand};
 use ganger_delegator::{Batching, DelegatorConfig, SchedulerConfig};
+use ganger_transport::affinity;
 
 /// Farm work units out to ganger workers over ZeroMQ.
 #[derive(Debug, Parser)]
@@ -83,6 +84,11 @@ struct Common {
     /// The ganger-worker executable for local workers [default: beside this one, then PATH].
     #[arg(long, global = true, env = "GANGER_WORKER_BIN")]
     worker_bin: Option<std::path::PathBuf>,
+    /// Let the threads that pass messages run on any CPU. By default, with local workers, this
+    /// process's and theirs share one CPU while evaluation runs on any: a cheap unit's round
+    /// trip then wakes no idle CPU (1.5 x faster on the MCMC demo).
+    #[arg(long, global = true, env = "GANGER_NO_PIN_MESSAGING")]
+    no_pin_messaging: bool,
     /// Units per batch; 0 sizes batches adaptively to about 5 ms of work each.
     #[arg(long, global = true, env = "GANGER_BATCH_SIZE", default_value_t = 0)]
     batch_size: u32,
@@ -291,17 +297,35 @@ impl Common {
             )?,
         };
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+        // They share this process's stderr: keep one log format in it.
+        let mut extra_args = vec!["--log-format".into(), self.log_format.clone()];
+        let messaging_cpu = if self.no_pin_messaging {
+            None
+        } else {
+            affinity::current_cpu()
+        };
+        if let Some(cpu) = messaging_cpu {
+            extra_args.extend(["--messaging-cpu".into(), cpu.to_string()]);
+        }
         let spec = LocalWorkerSpec {
             program,
             connect: delegator.local_endpoint(),
             threads: self.worker_threads.unwrap_or((cores / n).max(1)),
-            // They share this process's stderr: keep one log format in it.
-            extra_args: vec!["--log-format".into(), self.log_format.clone()],
+            extra_args,
             secret,
         };
         tracing::info!(n, threads = spec.threads, "starting local workers");
         let workers = LocalWorkers::spawn(n, &spec)
             .with_context(|| format!("cannot start {}", spec.program.display()))?;
+        if let Some(cpu) = messaging_cpu {
+            // After the workers started, which would otherwise inherit the pin whole. Threads
+            // this one starts from now on (the chain writer) share its CPU.
+            let names = [affinity::LIBZMQ_THREADS, ganger_delegator::ENGINE_THREAD];
+            match affinity::pin_messaging(cpu, &names) {
+                Ok(threads) => tracing::info!(cpu, threads, "messaging threads pinned"),
+                Err(e) => tracing::warn!(cpu, "cannot pin the messaging threads: {e}"),
+            }
+        }
         Ok(Some(workers))
     }
 }

@@ -1,5 +1,6 @@
 //! `ganger-transport`: the ZeroMQ plumbing the delegator and the worker share.
 //!
+//! - [`affinity`] keeps a process's messaging threads (its own loop's and libzmq's) on one CPU.
 //! - [`frames`] turns ZeroMQ multipart messages into (peer, frame) pairs and back,
 //!   never blocking and never trusting the number of parts a peer sent.
 //! - [`wake`] lets other threads wake a loop that is blocked in `zmq::poll`.
@@ -11,6 +12,7 @@
 //! This crate opens no socket itself: each socket is created and owned by exactly one loop in
 //! the delegator or the worker crate.
 
+pub mod affinity;
 pub mod frames;
 pub mod logging;
 pub mod secret;

@@ -107,6 +107,12 @@ pub struct WorkerConfig {
     /// for a delegator that proves the same, and every frame after the handshake is encrypted
     /// (protocol version 2).
     pub secret: Option<Secret>,
+    /// Keep the session's thread and libzmq's threads on this CPU, leaving the evaluation
+    /// threads free; default none (see `ganger_transport::affinity`). For workers on the
+    /// delegator's machine, on the delegator's CPU: a cheap unit's round trip then wakes no
+    /// idle CPU. Pins every libzmq thread of the process, so meant for a worker process, not
+    /// a worker embedded next to other ZeroMQ users.
+    pub messaging_cpu: Option<usize>,
 }
 
 impl WorkerConfig {
@@ -124,6 +130,7 @@ impl WorkerConfig {
             reconnect: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             secret: None,
+            messaging_cpu: None,
         }
     }
 

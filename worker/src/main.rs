@@ -106,6 +106,10 @@ struct Args {
     /// none].
     #[arg(long, env = "GANGER_SECRET_FILE")]
     secret_file: Option<PathBuf>,
+    /// Keep the threads that pass messages (not the evaluation threads) on this CPU: for a
+    /// worker on the delegator's machine, the delegator's CPU (`--spawn-workers` does this).
+    #[arg(long, env = "GANGER_MESSAGING_CPU")]
+    messaging_cpu: Option<usize>,
 }
 
 fn builtin_help() -> String {
@@ -145,6 +149,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         config.name = name;
     }
     config.prefetch = args.prefetch;
+    config.messaging_cpu = args.messaging_cpu;
     config.secret = ganger_transport::secret::load(args.secret_file.as_deref())?;
     config.grace = Duration::try_from_secs_f64(args.grace_secs).context("--grace-secs")?;
     config.reconnect_max =

@@ -128,6 +128,14 @@ impl Session {
 
     pub(crate) fn run(mut self) -> Result<Summary, Error> {
         info!(connect = %self.config.connect, job_types = ?self.job_types, threads = self.config.threads, "worker starting");
+        if let Some(cpu) = self.config.messaging_cpu {
+            // After the pool started (its threads stay free) and the socket started libzmq's.
+            let prefixes = [ganger_transport::affinity::LIBZMQ_THREADS];
+            match ganger_transport::affinity::pin_messaging(cpu, &prefixes) {
+                Ok(threads) => info!(cpu, threads, "messaging threads pinned"),
+                Err(e) => warn!(cpu, "cannot pin the messaging threads: {e}"),
+            }
+        }
         let result = self.turns();
         self.publish(Instant::now());
         let grace = self.config.grace.as_millis().min(i32::MAX as u128) as i32;

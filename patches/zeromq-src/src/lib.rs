@@ -186,9 +186,16 @@ exec {compiler} {defines} "$@"
 /// other once per batch of messages) then costs an eventfd write, not a Unix socket's send
 /// with its buffer allocation. On the cheap MCMC demo the socketpair's sends were 12 % of the
 /// delegator's driver thread (`perf`).
+///
+/// And `pthread_setname_np`, so that libzmq's threads carry their names (`ZMQbg/IO/0`,
+/// `ZMQbg/Reaper`): profiles tell them apart, and `ganger_transport::affinity` finds them.
 fn platform_defines(target: &str) -> &'static [&'static str] {
     if target.contains("linux") {
-        &["-DZMQ_HAVE_EVENTFD", "-DZMQ_HAVE_EVENTFD_CLOEXEC"]
+        &[
+            "-DZMQ_HAVE_EVENTFD",
+            "-DZMQ_HAVE_EVENTFD_CLOEXEC",
+            "-DZMQ_HAVE_PTHREAD_SETNAME_2",
+        ]
     } else {
         &[]
     }
