@@ -8,7 +8,8 @@
 //! - **embedded**: chain steps per second of a whole run evaluated in this process, with the
 //!   chain files written and synced (the final `summary.json` is timed separately);
 //! - **distributed**: samples per second summed over all chains, each round's 30 likelihood
-//!   terms evaluated by 2 workers (1 thread each) over ZeroMQ on loopback.
+//!   terms evaluated by 2 workers (1 thread each) over ZeroMQ on loopback; with worker
+//!   processes, also with the messaging threads on one CPU as `--spawn-workers` places them.
 //!
 //! Medians of 3 runs. `cargo bench --bench mcmc -- distributed` runs the measurements whose
 //! names contain `distributed`; `cargo bench --bench mcmc -- --test` runs tiny sizes once, for CI.
@@ -22,6 +23,7 @@ use anyhow::{Context as _, Result};
 use common::median_range;
 use ganger::mcmc::{run, Builtin, Existing, InProcess, McmcConfig, OnWorkers, Sampler};
 use ganger::{Delegator, DelegatorConfig, Registry, Worker, WorkerConfig};
+use ganger_transport::affinity;
 
 /// The allocator of the `ganger-delegator` and `ganger-worker` binaries.
 #[global_allocator]
@@ -76,12 +78,31 @@ enum Workers {
     InProcess,
     /// `ganger-worker` processes.
     Processes,
+    /// `ganger-worker` processes whose messaging threads share the CPU of the delegator's,
+    /// as `ganger-delegator --spawn-workers` places them (ARCHITECTURE.md, "Local workers
+    /// share a CPU for messages").
+    PinnedProcesses,
 }
 
 /// Samples per second over all chains with 2 workers of 1 thread evaluating the terms, and
 /// chains speculating as far as measurement says pays (`speculate`) or not at all, driven in
 /// lockstep rounds (the driver before chains moved on their own) or not.
 fn distributed(steps: u64, workers: Workers, speculate: bool, lockstep: bool) -> Result<f64> {
+    if matches!(workers, Workers::PinnedProcesses) {
+        // On a thread of its own, so that its pin ends with it; the delegator's libzmq
+        // threads end with the delegator.
+        return std::thread::scope(|scope| {
+            scope
+                .spawn(|| distributed_here(steps, workers, speculate, lockstep))
+                .join()
+                .map_err(|_| anyhow::anyhow!("the pinned run panicked"))?
+        });
+    }
+    distributed_here(steps, workers, speculate, lockstep)
+}
+
+/// [`distributed`] on the calling thread.
+fn distributed_here(steps: u64, workers: Workers, speculate: bool, lockstep: bool) -> Result<f64> {
     let output = std::env::temp_dir().join(format!("ganger-bench-mcmc-d-{}", std::process::id()));
     let config = demo_config(2 * steps, &output)?;
     let delegator = Delegator::start(DelegatorConfig {
@@ -102,13 +123,24 @@ fn distributed(steps: u64, workers: Workers, speculate: bool, lockstep: bool) ->
                     std::thread::spawn(move || worker.run()),
                 ));
             }
-            Workers::Processes => processes.push(
-                std::process::Command::new(common::release_binaries()?.join("ganger-worker"))
+            Workers::Processes | Workers::PinnedProcesses => {
+                let mut command =
+                    std::process::Command::new(common::release_binaries()?.join("ganger-worker"));
+                command
                     .args(["--connect", &delegator.local_endpoint(), "--threads", "1"])
-                    .env("GANGER_LOG", "warn")
-                    .spawn()?,
-            ),
+                    .env("GANGER_LOG", "warn");
+                if let (Workers::PinnedProcesses, Some(cpu)) = (workers, affinity::current_cpu()) {
+                    command.args(["--messaging-cpu", &cpu.to_string()]);
+                }
+                processes.push(command.spawn()?);
+            }
         }
+    }
+    if let (Workers::PinnedProcesses, Some(cpu)) = (workers, affinity::current_cpu()) {
+        affinity::pin_messaging(
+            cpu,
+            &[affinity::LIBZMQ_THREADS, ganger::delegator::ENGINE_THREAD],
+        )?;
     }
     let stop = AtomicBool::new(false);
     let mut evaluator = OnWorkers::new(&delegator, "gaussian", 3)?;
@@ -192,6 +224,12 @@ fn main() -> Result<()> {
             false,
         ),
         (
+            "distributed, messages on one CPU as with --spawn-workers (2 worker processes x 1 thread)",
+            Workers::PinnedProcesses,
+            true,
+            false,
+        ),
+        (
             "distributed (2 in-process workers x 1 thread)",
             Workers::InProcess,
             true,
@@ -216,6 +254,23 @@ fn main() -> Result<()> {
             "| {}, samples/s over all chains | {} |",
             variant.0,
             median_range(&rates[i], 0)
+        );
+    }
+    let free = chosen
+        .iter()
+        .position(|v| matches!(v.1, Workers::Processes) && !v.3);
+    let pinned = chosen
+        .iter()
+        .position(|v| matches!(v.1, Workers::PinnedProcesses));
+    if let (Some(free), Some(pinned)) = (free, pinned) {
+        let ratios: Vec<f64> = rates[pinned]
+            .iter()
+            .zip(&rates[free])
+            .map(|(a, b)| a / b)
+            .collect();
+        println!(
+            "| messages on one CPU ÷ on any (worker processes) | {} |",
+            median_range(&ratios, 2)
         );
     }
     if chosen.len() >= 2 && chosen[0].3 && !chosen[1].3 {
