@@ -105,6 +105,12 @@ fn distributed(steps: u64, workers: Workers, speculate: bool, lockstep: bool) ->
 fn distributed_here(steps: u64, workers: Workers, speculate: bool, lockstep: bool) -> Result<f64> {
     let output = std::env::temp_dir().join(format!("ganger-bench-mcmc-d-{}", std::process::id()));
     let config = demo_config(2 * steps, &output)?;
+    // Pinned before the delegator starts its engine and libzmq's threads, which then start
+    // pinned; the workers start from a free thread and pin their own messaging threads.
+    let pinned = match (workers, affinity::current_cpu()) {
+        (Workers::PinnedProcesses, Some(cpu)) => Some((cpu, affinity::pin_current(cpu)?)),
+        _ => None,
+    };
     let delegator = Delegator::start(DelegatorConfig {
         bind: "tcp://127.0.0.1:0".into(),
         ..DelegatorConfig::default()
@@ -129,18 +135,16 @@ fn distributed_here(steps: u64, workers: Workers, speculate: bool, lockstep: boo
                 command
                     .args(["--connect", &delegator.local_endpoint(), "--threads", "1"])
                     .env("GANGER_LOG", "warn");
-                if let (Workers::PinnedProcesses, Some(cpu)) = (workers, affinity::current_cpu()) {
-                    command.args(["--messaging-cpu", &cpu.to_string()]);
-                }
-                processes.push(command.spawn()?);
+                let child = match &pinned {
+                    Some((cpu, free)) => {
+                        command.args(["--messaging-cpu", &cpu.to_string()]);
+                        affinity::with_cpus(free, || command.spawn())?
+                    }
+                    None => command.spawn()?,
+                };
+                processes.push(child);
             }
         }
-    }
-    if let (Workers::PinnedProcesses, Some(cpu)) = (workers, affinity::current_cpu()) {
-        affinity::pin_messaging(
-            cpu,
-            &[affinity::LIBZMQ_THREADS, ganger::delegator::ENGINE_THREAD],
-        )?;
     }
     let stop = AtomicBool::new(false);
     let mut evaluator = OnWorkers::new(&delegator, "gaussian", 3)?;

@@ -23,6 +23,9 @@ pub struct LocalWorkerSpec {
     /// The cluster secret, passed in each worker's environment (`GANGER_SECRET`), never on its
     /// command line (which any local user can read).
     pub secret: Option<ganger_core::protocol::secure::Secret>,
+    /// The CPUs each worker may use from its start; default the spawning thread's (which, if
+    /// that thread is pinned, would pin the whole worker).
+    pub cpus: Option<Vec<usize>>,
 }
 
 /// Running local worker processes; dropping this stops them.
@@ -63,7 +66,7 @@ impl LocalWorkers {
                     std::ffi::OsStr::from_bytes(secret.expose()),
                 );
             }
-            die_with_parent(&mut command);
+            prepare_child(&mut command, spec.cpus.as_deref())?;
             workers.children.push(command.spawn()?);
         }
         Ok(workers)
@@ -133,19 +136,45 @@ fn terminate(pid: u32) {
     }
 }
 
+/// In the child, before it runs the worker: it dies with this thread's process (SIGTERM), and
+/// may use `cpus` if given.
 #[cfg(target_os = "linux")]
-fn die_with_parent(command: &mut Command) {
+fn prepare_child(command: &mut Command, cpus: Option<&[usize]>) -> std::io::Result<()> {
     use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe, which is all pre_exec requires.
+    // Built here: between fork and exec only async-signal-safe calls are allowed.
+    let set = match cpus {
+        None => None,
+        Some(cpus) => {
+            // SAFETY: a zeroed cpu_set_t is a valid empty set; each CPU is checked below
+            // CPU_SETSIZE before it is set.
+            let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+            for &cpu in cpus {
+                if cpu >= libc::CPU_SETSIZE as usize {
+                    return Err(std::io::ErrorKind::InvalidInput.into());
+                }
+                unsafe { libc::CPU_SET(cpu, &mut set) };
+            }
+            Some(set)
+        }
+    };
+    // SAFETY: prctl and sched_setaffinity are system calls, async-signal-safe, which is all
+    // pre_exec requires; `set` is a plain value owned by the closure.
     unsafe {
-        command.pre_exec(|| {
+        command.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            if let Some(set) = &set {
+                // Failing, the worker keeps the spawning thread's CPUs: slower, not wrong.
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
             }
             Ok(())
         });
     }
+    Ok(())
 }
 
 #[cfg(not(target_os = "linux"))]
-fn die_with_parent(_command: &mut Command) {}
+fn prepare_child(_command: &mut Command, _cpus: Option<&[usize]>) -> std::io::Result<()> {
+    Ok(())
+}

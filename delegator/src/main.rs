@@ -267,23 +267,46 @@ impl Common {
             );
         }
         let secret = config.secret.clone();
+        // With local workers, this thread (the MCMC driver), the engine's and libzmq's share
+        // one CPU: pinned before the delegator starts them, so that they start pinned
+        // (ARCHITECTURE.md, "Local workers share a CPU for messages").
+        let messaging_cpu = (n_workers > 0 && !self.no_pin_messaging)
+            .then(affinity::current_cpu)
+            .flatten();
+        let pinned = messaging_cpu.and_then(|cpu| {
+            // Rayon's global pool (the summary of a resumed run) starts free, now.
+            rayon::current_num_threads();
+            match affinity::pin_current(cpu) {
+                Ok(free) => {
+                    tracing::info!(cpu, "messaging threads pinned");
+                    Some((cpu, free))
+                }
+                Err(e) => {
+                    tracing::warn!(cpu, "cannot pin the messaging threads: {e}");
+                    None
+                }
+            }
+        });
         let delegator = ganger_delegator::Delegator::start(config)?;
         watch.attach(&delegator);
         if let Some(path) = &self.endpoint_file {
             std::fs::write(path, delegator.endpoint())
                 .with_context(|| format!("cannot write the endpoint to {}", path.display()))?;
         }
-        let workers = self.spawn_workers(n_workers, &delegator, secret)?;
+        let workers = self.spawn_workers(n_workers, &delegator, secret, pinned)?;
         wait_for_workers(&delegator, n_workers);
         Ok((delegator, workers))
     }
 
-    /// Starts `n` ganger-worker processes on this machine connected to `delegator`.
+    /// Starts `n` ganger-worker processes on this machine connected to `delegator`; with
+    /// `pinned` (this thread's CPU and the CPUs it had before), their messaging threads share
+    /// that CPU and the rest of each worker may use the others.
     fn spawn_workers(
         &self,
         n: usize,
         delegator: &ganger_delegator::Delegator,
         secret: Option<ganger_delegator::Secret>,
+        pinned: Option<(usize, Vec<usize>)>,
     ) -> anyhow::Result<Option<ganger_delegator::local::LocalWorkers>> {
         use anyhow::Context as _;
         use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
@@ -299,12 +322,7 @@ impl Common {
         let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
         // They share this process's stderr: keep one log format in it.
         let mut extra_args = vec!["--log-format".into(), self.log_format.clone()];
-        let messaging_cpu = if self.no_pin_messaging {
-            None
-        } else {
-            affinity::current_cpu()
-        };
-        if let Some(cpu) = messaging_cpu {
+        if let Some((cpu, _)) = &pinned {
             extra_args.extend(["--messaging-cpu".into(), cpu.to_string()]);
         }
         let spec = LocalWorkerSpec {
@@ -313,19 +331,11 @@ impl Common {
             threads: self.worker_threads.unwrap_or((cores / n).max(1)),
             extra_args,
             secret,
+            cpus: pinned.map(|(_, free)| free),
         };
         tracing::info!(n, threads = spec.threads, "starting local workers");
         let workers = LocalWorkers::spawn(n, &spec)
             .with_context(|| format!("cannot start {}", spec.program.display()))?;
-        if let Some(cpu) = messaging_cpu {
-            // After the workers started, which would otherwise inherit the pin whole. Threads
-            // this one starts from now on (the chain writer) share its CPU.
-            let names = [affinity::LIBZMQ_THREADS, ganger_delegator::ENGINE_THREAD];
-            match affinity::pin_messaging(cpu, &names) {
-                Ok(threads) => tracing::info!(cpu, threads, "messaging threads pinned"),
-                Err(e) => tracing::warn!(cpu, "cannot pin the messaging threads: {e}"),
-            }
-        }
         Ok(Some(workers))
     }
 }

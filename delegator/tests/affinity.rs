@@ -3,6 +3,8 @@
 //! Read from `/proc` while a real `ganger-delegator run --local-workers 2` runs: which CPUs
 //! each thread of the delegator and of its worker processes may use.
 
+#![cfg(target_os = "linux")]
+
 mod common;
 
 use std::path::Path;
@@ -122,17 +124,25 @@ fn local_workers_pass_messages_on_the_delegators_cpu_and_evaluate_anywhere() {
     std::fs::create_dir_all(&dir).unwrap();
 
     let mut delegator = start(&dir, &[]);
-    // Until the delegator's I/O thread and both workers' are pinned (each pins itself once
-    // its threads are up).
-    let pinned_io = |threads: &[(String, String)]| {
-        cpus_of(threads, "ZMQbg/IO")
-            .first()
-            .is_some_and(|cpus| *cpus != all)
+    // Until every thread expected pinned is (names appear once threads run), all on the CPU
+    // of the delegator's I/O thread, and each worker's evaluation thread is there.
+    let on = |threads: &[(String, String)], name: &str, cpus: &str, n: usize| {
+        let found = cpus_of(threads, name);
+        found.len() == n && found.iter().all(|c| *c == cpus)
     };
     let (own, workers) = snapshot(&delegator, |own, workers| {
-        workers_up(workers) && pinned_io(own) && workers.iter().all(|w| pinned_io(w))
+        let Some(cpu) = cpus_of(own, "ZMQbg/IO").first().map(|c| c.to_string()) else {
+            return false;
+        };
+        cpu != all
+            && on(own, "ZMQbg/", &cpu, 2)
+            && on(own, "ganger-engine", &cpu, 1)
+            && workers
+                .iter()
+                .all(|w| on(w, "ZMQbg/", &cpu, 2) && on(w, "ganger-eval", &all, 1))
     });
     let cpu = cpus_of(&own, "ZMQbg/IO")[0].to_owned();
+    // The same, asserted with the threads in the message.
     for name in ["ZMQbg/Reaper", "ganger-engine"] {
         assert_eq!(cpus_of(&own, name), vec![cpu.as_str()], "{name} in {own:?}");
     }

@@ -6,14 +6,16 @@
 //! which on a virtual machine costs tens of microseconds; a round trip crosses six such
 //! wake-ups. Threads that only hand messages to each other lose nothing by sharing one CPU,
 //! and then every wake-up is a switch on a CPU already awake (the MCMC demo with 2 local
-//! workers: 1.5 × faster, `benches/RESULTS.md`). Evaluation stays on threads that are not
-//! pinned (the worker's pool), so expensive units still spread over every CPU.
+//! workers: 1.5 × faster, `benches/RESULTS.md`).
 //!
-//! Linux only (`sched_setaffinity` on a thread id); elsewhere pinning reports
-//! [`std::io::ErrorKind::Unsupported`] and changes nothing.
-
-/// The name prefix libzmq gives its I/O and reaper threads (`ZMQbg/IO/0`, `ZMQbg/Reaper`).
-pub const LIBZMQ_THREADS: &str = "ZMQbg/";
+//! A thread starts with its creator's CPUs, so the way to pin a loop and libzmq's threads is
+//! to pin the loop's thread before it creates its ZeroMQ context ([`pin_current`]): libzmq
+//! starts its I/O and reaper threads with the first socket, pinned from birth. Whatever should
+//! stay free (an evaluation pool, child processes) is started with the CPUs [`pin_current`]
+//! returned ([`set_current`] in a pool's start handler, [`with_cpus`] for a spawn).
+//!
+//! Linux only (`sched_setaffinity`); elsewhere these report
+//! [`std::io::ErrorKind::Unsupported`] and change nothing.
 
 /// The CPU the calling thread is running on, if the system says.
 pub fn current_cpu() -> Option<usize> {
@@ -29,43 +31,40 @@ pub fn current_cpu() -> Option<usize> {
     }
 }
 
-/// Pins the calling thread, and every thread of this process whose name starts with one of
-/// `prefixes`, to `cpu`; returns how many threads were pinned. A thread that ends meanwhile
-/// is skipped.
-pub fn pin_messaging(cpu: usize, prefixes: &[&str]) -> std::io::Result<usize> {
+/// Pins the calling thread to `cpu`; returns the CPUs it could use before, for what must
+/// stay free. Threads it starts from now on inherit the pin.
+pub fn pin_current(cpu: usize) -> std::io::Result<Vec<usize>> {
+    let before = allowed_cpus(0)?;
+    set_current(&[cpu])?;
+    Ok(before)
+}
+
+/// Lets the calling thread run on `cpus` (and only those).
+pub fn set_current(cpus: &[usize]) -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
-        let mut pinned = 0;
-        pin(0, cpu)?;
-        pinned += 1;
-        // SAFETY: no arguments.
-        let me = unsafe { libc::gettid() };
-        for entry in std::fs::read_dir("/proc/self/task")? {
-            let entry = entry?;
-            let Some(tid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<i32>().ok())
-            else {
-                continue;
-            };
-            if tid == me {
-                continue;
-            }
-            let Ok(name) = std::fs::read_to_string(entry.path().join("comm")) else {
-                continue;
-            };
-            if prefixes.iter().any(|p| name.trim_end().starts_with(p)) && pin(tid, cpu).is_ok() {
-                pinned += 1;
-            }
-        }
-        Ok(pinned)
+        set(0, cpus)
     }
     #[cfg(not(target_os = "linux"))]
     {
-        let _ = (cpu, prefixes);
+        let _ = cpus;
         Err(std::io::ErrorKind::Unsupported.into())
     }
+}
+
+/// Runs `f` on a thread of its own that may use `cpus`: for starting threads or processes
+/// from a pinned thread that must not inherit its pin.
+pub fn with_cpus<T: Send>(cpus: &[usize], f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                // Failing, the thread keeps its creator's CPUs: slower at worst.
+                let _ = set_current(cpus);
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// The CPUs thread `tid` (0: the calling thread) may run on.
@@ -93,15 +92,17 @@ pub fn allowed_cpus(tid: i32) -> std::io::Result<Vec<usize>> {
 }
 
 #[cfg(target_os = "linux")]
-fn pin(tid: i32, cpu: usize) -> std::io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(std::io::ErrorKind::InvalidInput.into());
-    }
-    // SAFETY: a zeroed cpu_set_t is a valid empty set; `cpu` is below CPU_SETSIZE; the size
-    // passed is the set's own.
+fn set(tid: i32, cpus: &[usize]) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; every CPU set is below CPU_SETSIZE;
+    // the size passed is the set's own.
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(std::io::ErrorKind::InvalidInput.into());
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
         libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
     if rc == 0 {
@@ -115,43 +116,79 @@ fn pin(tid: i32, cpu: usize) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    /// libzmq's threads carry their names (the build defines `ZMQ_HAVE_PTHREAD_SETNAME_2`),
-    /// and pinning moves them and the caller, and no other thread.
-    #[test]
-    fn pins_the_caller_and_libzmqs_threads_only() {
-        let before = allowed_cpus(0).unwrap();
-        let cpu = *before.last().unwrap();
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        let bystander = std::thread::Builder::new()
-            .name("bystander".into())
-            .spawn(move || {
-                // SAFETY: no arguments.
-                tid_tx.send(unsafe { libc::gettid() }).unwrap();
-                std::thread::park();
+    /// The thread id, by system call (glibc's `gettid` wrapper needs glibc 2.30).
+    fn tid() -> i32 {
+        // SAFETY: no arguments.
+        unsafe { libc::syscall(libc::SYS_gettid) as i32 }
+    }
+
+    /// This process's threads named `prefix…`, with the CPUs each may use.
+    fn named(prefix: &str) -> Vec<(String, Vec<usize>)> {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|task| {
+                let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                let tid: i32 = task.file_name().to_str()?.parse().ok()?;
+                let name = name.trim().to_owned();
+                name.starts_with(prefix)
+                    .then(|| allowed_cpus(tid).ok().map(|cpus| (name, cpus)))
+                    .flatten()
             })
-            .unwrap();
-        let bystander_tid = tid_rx.recv().unwrap();
-        let context = zmq::Context::new();
-        let socket = context.socket(zmq::DEALER).unwrap();
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let pinned = pin_messaging(cpu, &[LIBZMQ_THREADS]).unwrap();
-                    // This thread, the I/O thread and the reaper.
-                    assert!(
-                        pinned >= 3,
-                        "pinned {pinned} threads: libzmq's are unnamed?"
-                    );
-                    assert_eq!(allowed_cpus(0).unwrap(), vec![cpu]);
-                    assert_eq!(current_cpu(), Some(cpu));
-                })
-                .join()
-                .unwrap();
+            .collect()
+    }
+
+    /// A context created on a pinned thread starts libzmq's threads pinned (they are named
+    /// `ZMQbg/…`, the build defines `ZMQ_HAVE_PTHREAD_SETNAME_2`); threads started through
+    /// `with_cpus` and threads started before are free.
+    #[test]
+    fn libzmqs_threads_inherit_the_pin_and_nothing_else_does() {
+        let free = allowed_cpus(0).unwrap();
+        let cpu = *free.last().unwrap();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let bystander = std::thread::spawn(move || {
+            tid_tx.send(tid()).unwrap();
+            let _ = stop_rx.recv();
         });
-        assert_eq!(allowed_cpus(bystander_tid).unwrap(), before);
-        assert_eq!(allowed_cpus(0).unwrap(), before);
-        bystander.thread().unpark();
+        let bystander_tid = tid_rx.recv().unwrap();
+        std::thread::Builder::new()
+            .name("pinned-loop".into())
+            .spawn(move || {
+                let before = pin_current(cpu).unwrap();
+                assert_eq!(before, free);
+                assert_eq!(allowed_cpus(0).unwrap(), vec![cpu]);
+                assert_eq!(current_cpu(), Some(cpu));
+                let context = zmq::Context::new();
+                let socket = context.socket(zmq::DEALER).unwrap();
+                // libzmq's threads name themselves once running: wait for two of them on
+                // `cpu` (other tests' contexts in this process may add free ones).
+                let limit = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    let threads = named("ZMQbg/");
+                    if threads
+                        .iter()
+                        .filter(|(_, cpus)| *cpus == vec![cpu])
+                        .count()
+                        >= 2
+                    {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < limit,
+                        "libzmq's threads: {threads:?}"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                let spawned = with_cpus(&before, || allowed_cpus(0).unwrap());
+                assert_eq!(spawned, before);
+                assert_eq!(allowed_cpus(bystander_tid).unwrap(), before);
+                drop(socket);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        stop_tx.send(()).unwrap();
         bystander.join().unwrap();
-        drop(socket);
     }
 }

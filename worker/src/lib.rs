@@ -107,11 +107,10 @@ pub struct WorkerConfig {
     /// for a delegator that proves the same, and every frame after the handshake is encrypted
     /// (protocol version 2).
     pub secret: Option<Secret>,
-    /// Keep the session's thread and libzmq's threads on this CPU, leaving the evaluation
-    /// threads free; default none (see `ganger_transport::affinity`). For workers on the
-    /// delegator's machine, on the delegator's CPU: a cheap unit's round trip then wakes no
-    /// idle CPU. Pins every libzmq thread of the process, so meant for a worker process, not
-    /// a worker embedded next to other ZeroMQ users.
+    /// Keep the thread that runs the worker and libzmq's threads on this CPU, leaving the
+    /// evaluation pool free; default none (see `ganger_transport::affinity`). For workers on
+    /// the delegator's machine, on the delegator's CPU: a cheap unit's round trip then wakes
+    /// no idle CPU. Groups of units measured under 25 µs run on the pinned thread too.
     pub messaging_cpu: Option<usize>,
 }
 
@@ -273,6 +272,21 @@ impl Worker {
 
     /// Everything `run` does but the final status; returns once the socket has closed.
     fn serve(self) -> Result<Summary> {
+        // Pinned before the context exists, so that libzmq's threads start pinned; the pool
+        // gets the CPUs this thread had (see `ganger_transport::affinity`).
+        let free =
+            self.config.messaging_cpu.and_then(
+                |cpu| match ganger_transport::affinity::pin_current(cpu) {
+                    Ok(free) => {
+                        tracing::info!(cpu, "messaging threads pinned");
+                        Some(free)
+                    }
+                    Err(e) => {
+                        tracing::warn!(cpu, "cannot pin the messaging threads: {e}");
+                        None
+                    }
+                },
+            );
         let context = zmq::Context::new();
         let socket = context.socket(zmq::DEALER)?;
         // Queue nothing for a delegator that is not there: a restarted one must not receive
@@ -289,7 +303,7 @@ impl Worker {
                 endpoint: self.config.connect.clone(),
                 source,
             })?;
-        Session::new(self, socket)?.run()
+        Session::new(self, socket, free)?.run()
     }
 }
 

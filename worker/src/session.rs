@@ -85,11 +85,22 @@ const MAX_FRAMES_PER_TURN: usize = 1024;
 const HELLO_RETRY: Duration = Duration::from_secs(1);
 
 impl Session {
-    /// Takes over a configured worker and its connected socket, and starts the pool.
-    pub(crate) fn new(worker: Worker, socket: zmq::Socket) -> Result<Self, Error> {
+    /// Takes over a configured worker and its connected socket, and starts the pool, whose
+    /// threads may use `free_cpus` if this thread is pinned.
+    pub(crate) fn new(
+        worker: Worker,
+        socket: zmq::Socket,
+        free_cpus: Option<Vec<usize>>,
+    ) -> Result<Self, Error> {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(worker.config.threads)
             .thread_name(|i| format!("ganger-eval-{i}"))
+            .start_handler(move |_| {
+                if let Some(cpus) = &free_cpus {
+                    // Failing, the thread shares the session's CPU: slower, not wrong.
+                    let _ = ganger_transport::affinity::set_current(cpus);
+                }
+            })
             .build()
             .map_err(|e| Error::Start(e.to_string()))?;
         let (finished_tx, finished_rx) = crossbeam_channel::unbounded();
@@ -128,14 +139,6 @@ impl Session {
 
     pub(crate) fn run(mut self) -> Result<Summary, Error> {
         info!(connect = %self.config.connect, job_types = ?self.job_types, threads = self.config.threads, "worker starting");
-        if let Some(cpu) = self.config.messaging_cpu {
-            // After the pool started (its threads stay free) and the socket started libzmq's.
-            let prefixes = [ganger_transport::affinity::LIBZMQ_THREADS];
-            match ganger_transport::affinity::pin_messaging(cpu, &prefixes) {
-                Ok(threads) => info!(cpu, threads, "messaging threads pinned"),
-                Err(e) => warn!(cpu, "cannot pin the messaging threads: {e}"),
-            }
-        }
         let result = self.turns();
         self.publish(Instant::now());
         let grace = self.config.grace.as_millis().min(i32::MAX as u128) as i32;

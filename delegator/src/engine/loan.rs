@@ -38,6 +38,9 @@ pub(crate) struct EngineLoan<'a> {
     lent_id: usize,
     /// Borrowed from a running delegator, which cannot stop meanwhile.
     _delegator: PhantomData<&'a crate::Delegator>,
+    /// Stays on the thread that borrowed it: that thread is marked as holding the engine
+    /// (`LENT_HERE`), and the mark is cleared where the loan drops.
+    _not_send: PhantomData<*const ()>,
 }
 
 impl std::fmt::Debug for EngineLoan<'_> {
@@ -78,6 +81,7 @@ pub(crate) fn lend<'a>(commands_tx: &Sender<Command>, waker: &Waker) -> Option<E
         back,
         lent_id: waker.id(),
         _delegator: PhantomData,
+        _not_send: PhantomData,
     })
 }
 
