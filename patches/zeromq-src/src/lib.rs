@@ -179,23 +179,17 @@ exec {compiler} {defines} "$@"
     }
 }
 
-/// What libzmq's own CMake build detects on `target` and `zeromq-src` does not define.
+/// What libzmq's own CMake build detects on `target` and `zeromq-src` does not define, and we
+/// want: on Linux, `pthread_setname_np`, so that libzmq's threads carry their names
+/// (`ZMQbg/IO/0`, `ZMQbg/Reaper`) in profiles and `/proc`.
 ///
-/// On Linux, an eventfd for each mailbox's signaler instead of a socketpair: every message
-/// that wakes another thread (the application's socket and libzmq's I/O thread signal each
-/// other once per batch of messages) then costs an eventfd write, not a Unix socket's send
-/// with its buffer allocation. On the cheap MCMC demo the socketpair's sends were 12 % of the
-/// delegator's driver thread (`perf`).
-///
-/// And `pthread_setname_np`, so that libzmq's threads carry their names (`ZMQbg/IO/0`,
-/// `ZMQbg/Reaper`): profiles tell them apart, and `ganger_transport::affinity` finds them.
+/// Not `ZMQ_HAVE_EVENTFD`, although it made each mailbox signal cheaper (a socketpair send was
+/// 12 % of the MCMC driver's thread): with it, `delegator/tests/hostile_load.rs` saw the
+/// delegator grow by 61 and 83 MB in 2 of 6 floods of strangers, over its 51 MB ceiling, and
+/// that was not understood in time. See benches/RESULTS.md.
 fn platform_defines(target: &str) -> &'static [&'static str] {
     if target.contains("linux") {
-        &[
-            "-DZMQ_HAVE_EVENTFD",
-            "-DZMQ_HAVE_EVENTFD_CLOEXEC",
-            "-DZMQ_HAVE_PTHREAD_SETNAME_2",
-        ]
+        &["-DZMQ_HAVE_PTHREAD_SETNAME_2"]
     } else {
         &[]
     }
