@@ -1,6 +1,7 @@
 //! Config parsing and validation: Stateline's files as they are, ganger's own keys, and the
 //! messages bad files get.
 
+use super::suggest::{did_you_mean, edit_distance};
 use super::*;
 
 /// Stateline's demo config, as the README and `src/bin` of NICTA/stateline give it.
