@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use ganger::delegator::SchedulerConfig;
+use ganger::cluster::SchedulerConfig;
 use ganger::{Delegator, DelegatorConfig, JobOptions};
 
 /// Polls the stats until `condition` holds; an error after `limit`.
@@ -21,8 +21,8 @@ fn wait_for(
     delegator: &Delegator,
     limit: Duration,
     what: &str,
-    condition: impl Fn(&ganger::delegator::Stats) -> bool,
-) -> Result<ganger::delegator::Stats> {
+    condition: impl Fn(&ganger::cluster::Stats) -> bool,
+) -> Result<ganger::cluster::Stats> {
     let deadline = Instant::now() + limit;
     loop {
         let stats = delegator.stats()?;

@@ -26,9 +26,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use common::median_range;
-use ganger::mcmc::{run_with_status, ConfigFormat, Existing, Likelihood, McmcConfig, OnWorkers};
+use ganger::mcmc::{
+    run_with_status, ConfigFormat, Existing, Likelihood, McmcConfig, OnWorkers, Silent,
+};
 use ganger::{Delegator, DelegatorConfig, Registry, Worker, WorkerConfig};
-use ganger_delegator::status::StatusBoard;
 
 /// The allocator of the `ganger-delegator` and `ganger-worker` binaries.
 #[global_allocator]
@@ -270,8 +271,6 @@ fn run_on(
     .to_string();
     let config = McmcConfig::parse(&text, "efficiency.json", ConfigFormat::Json)?;
     let mut evaluator = OnWorkers::new(delegator, "sleepy", layout.terms)?;
-    let board = StatusBoard::new();
-    board.set_printer(Box::new(|_| {}));
     let started = Instant::now();
     let report = run_with_status(
         &config,
@@ -279,7 +278,7 @@ fn run_on(
         // Its own scratch folder, replaced run after run.
         Existing::Overwrite,
         &AtomicBool::new(false),
-        &board,
+        &Silent,
     )?;
     let seconds = started.elapsed().as_secs_f64();
     std::fs::remove_dir_all(&output).ok();

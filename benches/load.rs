@@ -36,8 +36,8 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure, Context as _, Result};
+use ganger::cluster::SchedulerConfig;
 use ganger::core::protocol::{self, Hello, Message, Results, UnitResultRef};
-use ganger::delegator::SchedulerConfig;
 use ganger::{Delegator, DelegatorConfig, Job, JobOptions};
 
 /// The same allocator as the `ganger-delegator` binary, whose memory we mean to measure.

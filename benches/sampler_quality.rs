@@ -41,9 +41,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context as _, Result};
 use common::median_range;
-use ganger::mcmc::{diagnostics, run_with_status, Existing, FnLikelihood, InProcess, McmcConfig};
-use ganger_delegator::mcmc::output::{read_columns, ChainFiles};
-use ganger_delegator::status::StatusBoard;
+use ganger::mcmc::output::{read_columns, ChainFiles};
+use ganger::mcmc::{
+    diagnostics, run_with_status, Existing, FnLikelihood, InProcess, McmcConfig, Silent,
+};
 use targets::Target;
 
 /// What one run of a sampler gave: its draws after the burn-in and what they cost.
@@ -213,8 +214,6 @@ fn run_ganger(target: &Target, seed: u64, scratch: &Path) -> Result<Draws> {
         evaluations.fetch_add(1, Ordering::Relaxed);
         target.energy(x)
     });
-    let board = StatusBoard::new();
-    board.set_printer(Box::new(|_| {}));
     let started = Instant::now();
     let report = run_with_status(
         &config,
@@ -222,7 +221,7 @@ fn run_ganger(target: &Target, seed: u64, scratch: &Path) -> Result<Draws> {
         // Its own scratch folder, replaced run after run.
         Existing::Overwrite,
         &AtomicBool::new(false),
-        &board,
+        &Silent,
     )?;
     let seconds = started.elapsed().as_secs_f64();
     if !report.complete {

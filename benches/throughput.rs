@@ -28,8 +28,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context as _, Result};
-use ganger::delegator::Secret;
-use ganger::delegator::{Batching, SchedulerConfig};
+use ganger::cluster::Secret;
+use ganger::cluster::{Batching, SchedulerConfig};
 use ganger::{DelegatorConfig, JobOptions, LocalCluster, Registry};
 
 /// The same allocator as the `ganger-delegator` and `ganger-worker` binaries.

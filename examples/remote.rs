@@ -17,7 +17,7 @@
 use std::process::{Child, Command};
 
 use anyhow::Context as _;
-use ganger::delegator::Secret;
+use ganger::cluster::Secret;
 use ganger::{Delegator, DelegatorConfig, JobOptions, Registry, Worker, WorkerConfig};
 
 /// The cluster secret from `GANGER_SECRET`, if set.

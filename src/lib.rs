@@ -4,9 +4,10 @@
 //! dial in from anywhere; results come back in batches, each unit's exactly once, whatever
 //! workers die on the way. This facade re-exports the parts:
 //!
-//! - [`core`]: wire protocol, codec, tasks and registry (no I/O);
-//! - [`delegator`]: the [`Delegator`] that leases units and collects outcomes;
+//! - [`core`]: wire protocol, codec, tasks, registry and the sampler (no I/O);
+//! - [`cluster`]: the [`Delegator`] that leases units and collects outcomes;
 //! - [`worker`]: the [`Worker`] that evaluates them on a rayon pool;
+//! - [`mcmc`]: parallel-tempering runs on the cluster or in process;
 //!
 //! and adds [`LocalCluster`], a delegator plus in-process workers for running a whole job in
 //! one process:
@@ -35,12 +36,12 @@
 
 use std::thread::JoinHandle;
 
+pub use ganger_cluster as cluster;
 pub use ganger_core as core;
-pub use ganger_delegator as delegator;
 pub use ganger_worker as worker;
 
+pub use ganger_cluster::{Delegator, DelegatorConfig, Job, JobOptions, UnitError};
 pub use ganger_core::task::Registry;
-pub use ganger_delegator::{Delegator, DelegatorConfig, Job, JobOptions, UnitError};
 pub use ganger_worker::{Shutdown, Worker, WorkerConfig};
 
 /// What can go wrong starting a [`LocalCluster`].
@@ -48,7 +49,7 @@ pub use ganger_worker::{Shutdown, Worker, WorkerConfig};
 pub enum Error {
     /// The delegator could not start.
     #[error(transparent)]
-    Delegator(#[from] ganger_delegator::Error),
+    Delegator(#[from] ganger_cluster::Error),
     /// A worker could not start.
     #[error(transparent)]
     Worker(#[from] ganger_worker::Error),
@@ -158,9 +159,9 @@ pub mod mcmc {
     pub use ganger_core::mcmc::likelihood::{Builtin, FnLikelihood, Likelihood};
     pub use ganger_core::mcmc::sampler::{Sampler, SamplerSettings};
     pub use ganger_core::mcmc::{convergence, diagnostics, evidence, tempering};
-    pub use ganger_delegator::mcmc::{
-        run, run_with_status, sampler_settings, Existing, InProcess, McmcError, OnWorkers,
-        RunReport,
+    pub use ganger_mcmc::{
+        output, run, run_with_status, sampler_settings, Console, Existing, InProcess, McmcError,
+        McmcStatus, Observer, OnWorkers, RunReport, Silent,
     };
 
     /// Runs `config` in this process, evaluating `likelihood` across rayon threads, and writes

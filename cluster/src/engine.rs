@@ -31,14 +31,16 @@ use rustc_hash::FxHashMap;
 use tracing::warn;
 
 use crate::budget::QueueBudget;
-use crate::job::JobShared;
 use crate::metrics::EngineMetrics;
 use crate::scheduler::{Action, BatchId, JobId, Millis, Outcome, Scheduler, Unit, WorkerId};
+use crate::shared::JobShared;
 use crate::{ConnectionCounts, DelegatorConfig, Stats};
 
+#[cfg(any(test, feature = "harness"))]
 pub(crate) use auth::Gate;
 pub(crate) use dispatch::{Dispatch, Outbox, Turn};
-pub(crate) use loan::{lend, wakes_needed, EngineLoan};
+pub use loan::EngineLoan;
+pub(crate) use loan::{lend, wakes_needed};
 
 pub(crate) use monitor::Monitor;
 

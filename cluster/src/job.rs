@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::budget::QueueBudget;
 use crate::engine::{self, Command};
 use crate::scheduler::{self, JobId, Outcome, UnitFailure};
+use crate::shared::JobShared;
 use crate::Error;
 
 /// Why a unit of a job produced no value.
@@ -45,24 +46,6 @@ impl Progress {
     /// Units with an outcome, either way.
     pub fn done(&self) -> u64 {
         self.completed + self.failed
-    }
-}
-
-/// Counters shared between the engine (which writes them) and the job handle.
-#[derive(Debug, Default)]
-pub(crate) struct JobShared {
-    pub(crate) total: AtomicU64,
-    pub(crate) completed: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) finished: AtomicBool,
-}
-
-impl JobShared {
-    pub(crate) fn record(&self, outcomes: &[Outcome]) {
-        let failed = outcomes.iter().filter(|o| o.result.is_err()).count() as u64;
-        self.failed.fetch_add(failed, Ordering::Relaxed);
-        self.completed
-            .fetch_add(outcomes.len() as u64 - failed, Ordering::Relaxed);
     }
 }
 
@@ -122,7 +105,7 @@ impl<O> Job<O> {
 
     /// [`Job::extend`] without waiting: gives the inputs back if the queue has no room for
     /// them now. For a thread that cannot wait on the engine (it has it on loan).
-    pub(crate) fn try_extend(&self, payloads: Vec<Payload>) -> Result<Option<Vec<Payload>>, Error> {
+    pub fn try_extend(&self, payloads: Vec<Payload>) -> Result<Option<Vec<Payload>>, Error> {
         let bytes = payloads.iter().map(|p| p.len() as u64).sum();
         if !payloads.is_empty() && !self.budget.try_acquire(bytes)? {
             return Ok(Some(payloads));

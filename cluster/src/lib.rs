@@ -1,5 +1,6 @@
-//! `ganger-delegator`: binds a ROUTER socket, leases work units to the workers that dial in,
-//! and hands each unit's outcome back exactly once.
+//! `ganger-cluster`: the library a Rust program embeds to farm work out. Its [`Delegator`] binds
+//! a ROUTER socket, leases work units to the workers that dial in, and hands each unit's outcome
+//! back exactly once.
 //!
 //! Start a [`Delegator`], point workers at its [`endpoint`](Delegator::endpoint), and
 //! [`submit`](Delegator::submit) jobs: a task name and an iterator of serde-serialisable inputs.
@@ -7,9 +8,9 @@
 //! [`collect_ordered`](Job::collect_ordered) gathers results in input order.
 //!
 //! ```no_run
-//! use ganger_delegator::{Delegator, DelegatorConfig, JobOptions};
+//! use ganger_cluster::{Delegator, DelegatorConfig, JobOptions};
 //!
-//! # fn main() -> Result<(), ganger_delegator::Error> {
+//! # fn main() -> Result<(), ganger_cluster::Error> {
 //! let delegator = Delegator::start(DelegatorConfig {
 //!     bind: "tcp://127.0.0.1:5555".into(),
 //!     ..DelegatorConfig::default()
@@ -23,23 +24,23 @@
 //! ```
 //!
 //! The crate's parts: [`scheduler`] decides (a state machine, no I/O); the engine thread owns
-//! the socket and carries out the scheduler's decisions (an MCMC run on workers borrows the
-//! engine and runs its loop on its own thread while it waits for energies); [`local`] starts worker processes on
-//! this machine for the embedded default.
+//! the socket and carries out the scheduler's decisions (a client that waits on its own
+//! outcomes, such as the MCMC driver, can borrow the engine with [`Delegator::lend_engine`]
+//! and run its loop on its own thread); [`local`] starts worker processes on this machine;
+//! [`lock`] keeps two runs out of one output folder; [`metrics`] holds the engine's
+//! histograms. It has no HTTP server, plotting or terminal code: `ganger-observe` reads what
+//! [`Delegator::stats_handle`] and [`Delegator::metrics`] publish.
 
 mod budget;
 mod engine;
-#[doc(hidden)]
+#[cfg(any(test, feature = "harness"))]
 pub mod harness;
-pub mod http;
 mod job;
 pub mod local;
 pub mod lock;
-pub mod mcmc;
 pub mod metrics;
-pub mod periodic;
 pub mod scheduler;
-pub mod status;
+mod shared;
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -52,10 +53,11 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use budget::QueueBudget;
+pub use engine::EngineLoan;
 use engine::{Command, Engine};
-use job::JobShared;
 pub use job::{next_raw_of_any, AnyOutcome, Job, Progress, UnitError};
 pub use scheduler::{Batching, Counters, SchedulerConfig, UnitFailure, WorkerInfo};
+use shared::JobShared;
 
 /// What can go wrong running a delegator.
 #[derive(Debug, thiserror::Error)]
@@ -455,9 +457,11 @@ impl Delegator {
         }
     }
 
-    /// Lends the engine to this thread until the loan is dropped (see `engine::EngineLoan`);
-    /// `None` if it has stopped or is lent already.
-    pub(crate) fn lend_engine(&self) -> Option<engine::EngineLoan<'_>> {
+    /// Lends the engine to this thread until the loan is dropped (see [`EngineLoan`]);
+    /// `None` if it has stopped or is lent already. For a client that does nothing but submit
+    /// and wait on its own outcomes (the MCMC driver): it saves two thread wake-ups per round
+    /// trip.
+    pub fn lend_engine(&self) -> Option<EngineLoan<'_>> {
         engine::lend(&self.commands_tx, &self.waker)
     }
 

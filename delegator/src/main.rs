@@ -17,7 +17,7 @@ mod watch;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::{Args, Parser, Subcommand};
-use ganger_delegator::{Batching, DelegatorConfig, SchedulerConfig};
+use ganger_cluster::{Batching, DelegatorConfig, SchedulerConfig};
 use ganger_transport::affinity;
 
 /// Farm work units out to ganger workers over ZeroMQ.
@@ -251,8 +251,8 @@ impl Common {
         n_workers: usize,
         watch: &watch::Watch,
     ) -> anyhow::Result<(
-        ganger_delegator::Delegator,
-        Option<ganger_delegator::local::LocalWorkers>,
+        ganger_cluster::Delegator,
+        Option<ganger_cluster::local::LocalWorkers>,
     )> {
         use anyhow::Context as _;
         let mut config = self.delegator_config()?;
@@ -260,7 +260,7 @@ impl Common {
             // The embedded default needs no configured secret: the local workers get this
             // run's own, through their environment.
             let secret = ganger_transport::secret::generate()?;
-            config.secret = Some(ganger_delegator::Secret::new(secret.as_bytes())?);
+            config.secret = Some(ganger_cluster::Secret::new(secret.as_bytes())?);
             tracing::info!(
                 "using a secret made for this run for the local workers: remote workers cannot \
                  join unless a secret is configured (--secret-file or GANGER_SECRET)"
@@ -287,7 +287,7 @@ impl Common {
                 }
             }
         });
-        let delegator = ganger_delegator::Delegator::start(config)?;
+        let delegator = ganger_cluster::Delegator::start(config)?;
         watch.attach(&delegator);
         if let Some(path) = &self.endpoint_file {
             std::fs::write(path, delegator.endpoint())
@@ -304,12 +304,12 @@ impl Common {
     fn spawn_workers(
         &self,
         n: usize,
-        delegator: &ganger_delegator::Delegator,
-        secret: Option<ganger_delegator::Secret>,
+        delegator: &ganger_cluster::Delegator,
+        secret: Option<ganger_cluster::Secret>,
         pinned: Option<(usize, Vec<usize>)>,
-    ) -> anyhow::Result<Option<ganger_delegator::local::LocalWorkers>> {
+    ) -> anyhow::Result<Option<ganger_cluster::local::LocalWorkers>> {
         use anyhow::Context as _;
-        use ganger_delegator::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
+        use ganger_cluster::local::{find_worker_binary, LocalWorkerSpec, LocalWorkers};
         if n == 0 {
             return Ok(None);
         }
@@ -366,7 +366,7 @@ fn main() {
 /// Waits until `n` workers have registered (the local ones this command started), for at most
 /// a few seconds: work submitted before then would all go to the first to arrive, which with
 /// units that start cheap could take far more than its share before the others are there.
-fn wait_for_workers(delegator: &ganger_delegator::Delegator, n: usize) {
+fn wait_for_workers(delegator: &ganger_cluster::Delegator, n: usize) {
     const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
     if n == 0 {
         return;

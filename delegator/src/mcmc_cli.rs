@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 use clap::Args;
 use ganger_core::mcmc::config::McmcConfig;
 use ganger_core::mcmc::likelihood::{Builtin, BUILTIN_LIKELIHOODS};
-use ganger_delegator::mcmc::{self, InProcess, OnWorkers};
+use ganger_mcmc::{self as mcmc, InProcess, OnWorkers};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
 

@@ -45,7 +45,7 @@ pub(crate) fn run(args: &PlotArgs) -> anyhow::Result<()> {
             args.output_dir.display()
         );
     }
-    let recorded = ganger_delegator::mcmc::run::read_run_config(&args.output_dir);
+    let recorded = ganger_mcmc::run::read_run_config(&args.output_dir);
     let burn_in = match (args.burn_in, &recorded) {
         (Some(burn_in), _) => burn_in,
         (None, Some(config)) => {
@@ -54,7 +54,7 @@ pub(crate) fn run(args: &PlotArgs) -> anyhow::Result<()> {
                 bail!(
                     "the run is still in its burn-in ({shortest} of {burn_in} steps, from \
                      {}): pass --burn-in to plot its draws so far",
-                    ganger_delegator::mcmc::run::run_config_path(&args.output_dir).display()
+                    ganger_mcmc::run::run_config_path(&args.output_dir).display()
                 );
             }
             burn_in

@@ -18,16 +18,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
+use ganger_cluster::scheduler::Outcome;
+use ganger_cluster::{Job, JobOptions};
 use ganger_core::payload::{self, Payload};
-use ganger_delegator::scheduler::Outcome;
-use ganger_delegator::{Job, JobOptions};
 use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{info, warn};
 
 use crate::watch::Watch;
 use crate::Common;
-use ganger_delegator::status::{RunKind, RunState};
+use ganger_observe::status::{RunKind, RunState};
 use journal::{Journal, RunIdentity};
 
 /// Arguments of `run`.

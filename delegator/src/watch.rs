@@ -7,10 +7,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use ganger_delegator::http::HttpServer;
-use ganger_delegator::periodic::Periodic;
-use ganger_delegator::status::{Poller, RunState, Status, StatusBoard};
-use ganger_delegator::Delegator;
+use ganger_cluster::Delegator;
+use ganger_observe::http::HttpServer;
+use ganger_observe::periodic::Periodic;
+use ganger_observe::status::{Poller, RunState, Status, StatusBoard};
 use indicatif::{ProgressBar, ProgressStyle};
 use tracing::{info, warn};
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use faults::*;
-use ganger_delegator::{Job, JobOptions, Secret};
+use ganger_cluster::{Job, JobOptions, Secret};
 
 #[test]
 fn a_killed_worker_is_noticed_by_its_closed_connection_not_a_timeout() {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use common::*;
-use ganger_delegator::{Job, JobOptions, UnitError};
+use ganger_cluster::{Job, JobOptions, UnitError};
 
 /// Checks a job of `square` over 0..n: every index exactly once, each the right square.
 fn assert_all_squares(job: Job<i64>, n: usize) {
@@ -281,7 +281,7 @@ fn a_slow_unit_among_trivial_ones_loses_nothing_even_past_the_heartbeat_timeout(
 
 #[test]
 fn an_mcmc_evaluation_that_stops_leaves_the_engine_serving() {
-    use ganger_delegator::mcmc::{Evaluator, McmcError, OnWorkers};
+    use ganger_mcmc::{Evaluator, McmcError, OnWorkers};
     use std::sync::atomic::AtomicBool;
     let delegator = start_delegator(test_config());
     let mut evaluator = OnWorkers::new(&delegator, "gaussian", 3).unwrap();

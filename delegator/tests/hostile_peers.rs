@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use ganger_cluster::JobOptions;
 use ganger_core::protocol::{self, Hello, Message, PROTOCOL_VERSION};
-use ganger_delegator::JobOptions;
 
 struct RawClient {
     socket: zmq::Socket,

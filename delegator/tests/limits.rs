@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use ganger_cluster::JobOptions;
 use ganger_core::payload::Payload;
 use ganger_core::protocol::{self, Hello, Message, PROTOCOL_VERSION};
-use ganger_delegator::JobOptions;
 
 /// A raw DEALER saying hello; returns the reply's type and text.
 fn raw_hello(endpoint: &str) -> (String, String) {
@@ -77,7 +77,7 @@ fn a_hello_beyond_max_workers_is_rejected_and_the_registered_workers_keep_workin
     let stats = delegator.stats().unwrap();
     assert_eq!(stats.counters.workers_refused, 2, "{stats:#?}");
     assert_eq!(stats.dropped.rejected, 2, "{stats:#?}");
-    let ids = |s: &ganger_delegator::Stats| s.workers.iter().map(|w| w.id).collect::<Vec<_>>();
+    let ids = |s: &ganger_cluster::Stats| s.workers.iter().map(|w| w.id).collect::<Vec<_>>();
     assert_eq!(
         ids(&stats),
         ids(&before),

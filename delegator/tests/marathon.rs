@@ -18,7 +18,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{start_delegator, test_config, wait_for};
-use ganger_delegator::JobOptions;
+use ganger_cluster::JobOptions;
 use rules::{Rule, DEFAULT_OFFERED_PORTS};
 use serde_json::{json, Value};
 use stand_in::{Request, StandIn};
@@ -383,8 +383,8 @@ fn the_apps_agree_on_ports_paths_and_placeholders() {
 fn workers_launched_as_marathon_would_do_a_job_and_are_healthy_only_while_connected() {
     let app = read_json(&marathon_dir().join("marathon-sample.json"));
     let scratch = scratch_dir("workers");
-    let delegator = start_delegator(ganger_delegator::DelegatorConfig {
-        secret: Some(ganger_delegator::Secret::new(tasks::TEST_SECRET.as_bytes()).unwrap()),
+    let delegator = start_delegator(ganger_cluster::DelegatorConfig {
+        secret: Some(ganger_cluster::Secret::new(tasks::TEST_SECRET.as_bytes()).unwrap()),
         ..test_config()
     });
     let endpoint = delegator.local_endpoint();

@@ -11,9 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use ganger_cluster::{Delegator, DelegatorConfig, JobOptions};
 use ganger_core::protocol::secure::{self, Channel, Handshake, Secret, Side};
 use ganger_core::protocol::{self, Auth, Hello, Message, PROTOCOL_VERSION};
-use ganger_delegator::{Delegator, DelegatorConfig, JobOptions};
 
 const SECRET: &str = "9c4952faf9aea30c5cb631cd05f4e9254ee68e711c840067aa326ed8d09202a8";
 
@@ -403,7 +403,7 @@ fn binding_a_non_loopback_address_needs_a_secret_or_insecure() {
     });
     assert!(matches!(
         refused,
-        Err(ganger_delegator::Error::InsecureBind { .. })
+        Err(ganger_cluster::Error::InsecureBind { .. })
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -574,7 +574,7 @@ fn authenticated_workers_survive_a_delegator_restart_and_kill_9_loses_nothing() 
 
 #[test]
 fn only_loopback_ipc_and_inproc_endpoints_count_as_local() {
-    use ganger_delegator::is_local_endpoint;
+    use ganger_cluster::is_local_endpoint;
     for local in [
         "tcp://127.0.0.1:5555",
         "tcp://127.3.2.1:0",

@@ -6,8 +6,8 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use ganger_delegator::harness::{Harness, Step};
-use ganger_delegator::SchedulerConfig;
+use ganger_cluster::harness::{Harness, Step};
+use ganger_cluster::SchedulerConfig;
 use libfuzzer_sys::fuzz_target;
 
 /// A step as the fuzzer spells it; raw frames are the point, the structured steps get the

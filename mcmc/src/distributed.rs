@@ -34,10 +34,8 @@ use ganger_core::mcmc::sampler::{Row, Sampler};
 
 use super::run::{Evaluator, McmcError};
 use super::speculation::SpeculationTuner;
-use crate::engine::EngineLoan;
-use crate::job::{next_raw_of_any, AnyOutcome};
-use crate::scheduler::Outcome;
-use crate::{Delegator, Job, JobOptions};
+use ganger_cluster::scheduler::Outcome;
+use ganger_cluster::{next_raw_of_any, AnyOutcome, Delegator, EngineLoan, Job, JobOptions};
 use ganger_core::payload::Payload;
 
 /// How often a wait for results looks at the stop flag.
@@ -220,7 +218,7 @@ impl<'a> OnWorkers<'a> {
     /// Adds `payloads` to term `term`'s job. With the engine on loan, this thread cannot wait
     /// for room in the queue: it turns the engine until there is some.
     fn extend(&mut self, term: usize, payloads: Vec<Payload>) -> Result<(), McmcError> {
-        let failed = |e: crate::Error| McmcError::Evaluation(e.to_string());
+        let failed = |e: ganger_cluster::Error| McmcError::Evaluation(e.to_string());
         let Some(loan) = self.loan.as_mut() else {
             return self.jobs[term].extend(payloads).map_err(failed);
         };

@@ -13,11 +13,11 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use super::digest::LiveDigests;
+use super::observer::{Console, Observer};
 use super::output::{create_output_dir, write_atomically, ChainFiles, ChainWriter, OutputError};
 use super::summary;
 use super::table::Table;
-use crate::lock::{LockError, OutputLock};
-use crate::status::{RunKind, RunState, StatusBoard};
+use ganger_cluster::lock::{LockError, OutputLock};
 
 /// How often a run publishes its state to the status board.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
@@ -222,7 +222,7 @@ fn remove_if_present(path: &Path) -> Result<(), McmcError> {
     }
 }
 
-/// The lock file a run holds in its output folder (see [`crate::lock`]).
+/// The lock file a run holds in its output folder (see [`ganger_cluster::lock`]).
 pub const LOCK_FILE: &str = ".ganger.lock";
 
 /// The first file in `dir` that a fresh run of `n_chains` chains would replace, if any: a
@@ -337,19 +337,19 @@ pub fn run(
     existing: Existing,
     stop: &AtomicBool,
 ) -> Result<RunReport, McmcError> {
-    run_with_status(config, evaluator, existing, stop, &StatusBoard::new())
+    run_with_status(config, evaluator, existing, stop, &Console)
 }
 
-/// Like [`run`], publishing the run's progress, chains and convergence to `board` every second
-/// and printing the console table through [`StatusBoard::print`].
+/// Like [`run`], publishing the run's progress, chains and convergence to `observer` every
+/// second and printing the console table through [`Observer::print`].
 pub fn run_with_status(
     config: &McmcConfig,
     evaluator: &mut dyn Evaluator,
     existing: Existing,
     stop: &AtomicBool,
-    board: &StatusBoard,
+    observer: &dyn Observer,
 ) -> Result<RunReport, McmcError> {
-    let result = run_to_end(config, evaluator, existing, stop, board);
+    let result = run_to_end(config, evaluator, existing, stop, observer);
     // However the run ended, the evaluator holds nothing the caller's delegator needs.
     evaluator.pause();
     result
@@ -361,7 +361,7 @@ fn run_to_end(
     evaluator: &mut dyn Evaluator,
     existing: Existing,
     stop: &AtomicBool,
-    board: &StatusBoard,
+    observer: &dyn Observer,
 ) -> Result<RunReport, McmcError> {
     let dir = PathBuf::from(&config.output_path);
     let settings = sampler_settings(config);
@@ -437,13 +437,8 @@ fn run_to_end(
         config.burn_in,
         config.adaptation_steps,
     );
-    board.begin(
-        RunKind::Mcmc,
-        &config.output_path,
-        total,
-        sampler.n_chains() as u64,
-    );
-    board.publish_mcmc(table.status(&sampler, total));
+    observer.begin(&config.output_path, total, sampler.n_chains() as u64);
+    observer.publish(table.status(&sampler, total));
     let mut last_publish = Instant::now();
     let log_every = Duration::from_secs_f64(config.logging_rate_sec.max(0.01));
     let checkpoint_every = (config.checkpoint_interval_sec > 0.0)
@@ -473,12 +468,12 @@ fn run_to_end(
         files.write(rows);
         if last_log.elapsed() >= log_every {
             last_log = Instant::now();
-            board.print(&table.render(&sampler, total));
+            observer.print(&table.render(&sampler, total));
         }
         if last_publish.elapsed() >= PUBLISH_EVERY {
             last_publish = Instant::now();
-            board.publish_mcmc(table.status(&sampler, total));
-            board.sample_rate();
+            observer.publish(table.status(&sampler, total));
+            observer.tick();
         }
         if sampler.at_boundary()
             && checkpoint_every.is_some_and(|every| last_checkpoint.elapsed() >= every)
@@ -492,8 +487,8 @@ fn run_to_end(
     save_checkpoint(&checkpoint, &sampler, prior.as_deref(), &mut files)?;
     let sampling_seconds = started.elapsed().as_secs_f64();
     // A last table, so that even a run shorter than the logging interval shows one.
-    board.print(&table.render(&sampler, total));
-    board.publish_mcmc(table.status(&sampler, total));
+    observer.print(&table.render(&sampler, total));
+    observer.publish(table.status(&sampler, total));
     let mut complete = sampler.is_finished();
     if complete && prior.is_none() {
         match prior_energies(config, evaluator, stop) {
@@ -508,16 +503,12 @@ fn run_to_end(
             Err(e) => return Err(e),
         }
     }
-    board.end(if complete {
-        RunState::Done
-    } else {
-        RunState::Stopped
-    });
+    observer.end(complete);
     if complete {
         let prior = prior.unwrap_or_default();
         let summary = summary::summarize(&dir, config, &sampler, &prior, live)?;
         summary::write(&dir, &summary)?;
-        board.print(&summary::render(&summary));
+        observer.print(&summary::render(&summary));
     }
     let steps_done = (sampler.step() - first_step) * sampler.n_chains() as u64;
     Ok(RunReport {

@@ -10,7 +10,7 @@ use ganger_core::mcmc::diagnostics;
 use ganger_core::mcmc::sampler::{ChainStats, Row, Sampler};
 use ganger_core::mcmc::tempering::{self, LadderReport};
 
-use crate::status::{ChainStatus, ConvergenceStatus, McmcStatus, TierStatus, TraceStatus};
+use crate::observer::{ChainStatus, ConvergenceStatus, McmcStatus, TierStatus, TraceStatus};
 
 /// Cold-chain draws after the burn-in kept per chain for the convergence figures; the stride
 /// between them doubles as the run grows, so they always span every draw since the burn-in.

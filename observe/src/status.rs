@@ -7,7 +7,6 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ganger_core::mcmc::tempering::LadderReport;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -16,9 +15,11 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::EngineMetrics;
+use ganger_cluster::metrics::EngineMetrics;
+use ganger_cluster::{Stats, StatsHandle};
+use ganger_mcmc::{ChainStatus, McmcStatus, Observer};
+
 use crate::periodic::Periodic;
-use crate::{Stats, StatsHandle};
 
 /// Points kept in each time series; older halves are thinned out, so a series always spans the
 /// whole run.
@@ -145,9 +146,9 @@ pub struct QueueStatus {
 /// The engine's unit counters, and frames dropped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct CountersStatus {
-    /// The [`Counters`](crate::Counters), field by field.
+    /// The [`Counters`](ganger_cluster::Counters), field by field.
     #[serde(flatten)]
-    pub units: crate::Counters,
+    pub units: ganger_cluster::Counters,
     /// Frames from peers dropped as bad input, all causes.
     pub dropped_frames: u64,
     /// Payload bytes of units queued but not yet leased (a gauge, capped by
@@ -171,113 +172,6 @@ pub struct RoundTripStatus {
     pub batches: u64,
     /// Their mean round trip, seconds.
     pub mean_secs: f64,
-}
-
-/// An MCMC run's chains and convergence, published by its driver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct McmcStatus {
-    /// Steps every chain has taken.
-    pub step: u64,
-    /// Steps per chain of the whole run.
-    pub total_steps: u64,
-    /// Stacks.
-    pub n_stacks: usize,
-    /// Temperatures per stack.
-    pub n_temperatures: usize,
-    /// Dimensions.
-    pub n_dims: usize,
-    /// Stateline's table, a row per chain.
-    pub chains: Vec<ChainStatus>,
-    /// Per temperature tier, over all stacks.
-    pub tiers: Vec<TierStatus>,
-    /// Steps of each chain the diagnostics leave out (`burnIn`).
-    pub burn_in: u64,
-    /// The cold chains' draws after the burn-in.
-    pub convergence: ConvergenceStatus,
-    /// What should not be trusted yet (convergence, ladder), one sentence each.
-    pub warnings: Vec<String>,
-    /// The ladder's diagnosis (none with a single temperature).
-    pub ladder: Option<LadderReport>,
-    /// Round trips (cold → hot → cold) per stack.
-    pub round_trips: Vec<u64>,
-    /// Proposals rejected for a NaN or infinite energy, all chains.
-    pub invalid_proposals: u64,
-    /// Proposals outside the bounds (rejected without evaluation), all chains.
-    pub out_of_bounds_proposals: u64,
-    /// `[step, max R-hat]` over the run.
-    pub rhat_history: Vec<[f64; 2]>,
-    /// Each cold chain's samples, thinned to at most a few hundred points.
-    pub traces: Vec<TraceStatus>,
-}
-
-/// One chain's row of the table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChainStatus {
-    /// Chain index: `stack * n_temperatures + temperature`.
-    pub id: usize,
-    /// Steps taken.
-    pub length: u64,
-    /// Lowest energy seen.
-    pub min_energy: f64,
-    /// Energy now.
-    pub current_energy: f64,
-    /// Proposal scale.
-    pub sigma: f64,
-    /// Acceptance rate since the last table.
-    pub accept_rate: f64,
-    /// Acceptance rate over the run.
-    pub global_accept_rate: f64,
-    /// Inverse temperature.
-    pub beta: f64,
-    /// Swap acceptance with the next hotter chain since the last table (none attempted: null).
-    pub swap_rate: Option<f64>,
-    /// The same over the run.
-    pub global_swap_rate: Option<f64>,
-}
-
-/// One temperature tier over all stacks.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TierStatus {
-    /// Temperature index (0: cold).
-    pub tier: usize,
-    /// Inverse temperature.
-    pub beta: f64,
-    /// Acceptance rate over the run.
-    pub accept_rate: f64,
-    /// Swap acceptance with the next hotter tier over the run (the hottest has none).
-    pub swap_rate: Option<f64>,
-}
-
-/// Convergence of the cold chains over their draws after the burn-in, thinned to a bounded
-/// number: every `stride`-th step from `from_step` on. The thinned draws' bulk ESS is the full
-/// draws' or the number kept, whichever is smaller, so it says truly whether ESS passes 400.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct ConvergenceStatus {
-    /// Samples per chain the diagnostics use.
-    pub window: usize,
-    /// The first step they cover (after the burn-in); 0 while the burn-in lasts.
-    pub from_step: u64,
-    /// Steps between two samples used.
-    pub stride: u64,
-    /// Largest rank-normalised split R-hat over the dimensions.
-    pub max_rhat: Option<f64>,
-    /// Smallest bulk ESS over the dimensions.
-    pub min_ess_bulk: Option<f64>,
-    /// R-hat per dimension.
-    pub rhat: Vec<Option<f64>>,
-    /// Bulk ESS per dimension.
-    pub ess_bulk: Vec<Option<f64>>,
-}
-
-/// A cold chain's thinned samples.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TraceStatus {
-    /// The chain.
-    pub chain: usize,
-    /// The step of each point.
-    pub steps: Vec<u64>,
-    /// Per dimension, the value at each point.
-    pub values: Vec<Vec<f64>>,
 }
 
 /// Prints a console text (a table) without tearing a progress bar.
@@ -579,6 +473,37 @@ impl StatusBoard {
         Poller {
             _periodic: periodic.ok(),
         }
+    }
+}
+
+/// An MCMC run publishes here: its chains and convergence, its rate, and its console texts
+/// through the printer.
+impl Observer for StatusBoard {
+    fn begin(&self, name: &str, total_steps: u64, chains: u64) {
+        StatusBoard::begin(self, RunKind::Mcmc, name, total_steps, chains);
+    }
+
+    fn publish(&self, status: McmcStatus) {
+        self.publish_mcmc(status);
+    }
+
+    fn tick(&self) {
+        self.sample_rate();
+    }
+
+    fn print(&self, text: &str) {
+        StatusBoard::print(self, text);
+    }
+
+    fn end(&self, complete: bool) {
+        StatusBoard::end(
+            self,
+            if complete {
+                RunState::Done
+            } else {
+                RunState::Stopped
+            },
+        );
     }
 }
 
@@ -904,8 +829,9 @@ impl Collector for StatusCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::{Counters, WorkerInfo};
-    use crate::DroppedFrames;
+    use ganger_cluster::scheduler::{Counters, WorkerInfo};
+    use ganger_cluster::DroppedFrames;
+    use ganger_mcmc::ConvergenceStatus;
 
     fn stats(completed: u64) -> Stats {
         Stats {
@@ -921,7 +847,7 @@ mod tests {
                 replayed: 1,
                 ..DroppedFrames::default()
             },
-            connections: crate::ConnectionCounts {
+            connections: ganger_cluster::ConnectionCounts {
                 pending: 1,
                 refused: 4,
                 expired: 2,

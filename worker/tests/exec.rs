@@ -10,7 +10,7 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use ganger_delegator::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig, UnitError};
+use ganger_cluster::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig, UnitError};
 use ganger_worker::WorkerStatus;
 
 mod common;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ganger_delegator::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig};
+use ganger_cluster::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig};
 use ganger_worker::{WorkerState, WorkerStatus};
 
 mod common;

@@ -89,6 +89,7 @@ impl Dispatch {
 
     /// Whether `peers` and `addresses` are inverse maps, and every worker in them is the
     /// scheduler's; for tests and the harness.
+    #[cfg(any(test, feature = "harness"))]
     pub(crate) fn check_peer_table(&self, scheduler: &Scheduler) -> Result<(), String> {
         let inverse = self.peers.len() == self.addresses.len()
             && self

@@ -27,8 +27,15 @@ use ganger_transport::Waker;
 use super::{Command, Engine};
 use crate::Stats;
 
-/// The engine, borrowed by this thread until dropped. See the module documentation.
-pub(crate) struct EngineLoan<'a> {
+/// The engine, borrowed by this thread until dropped ([`Delegator::lend_engine`]).
+///
+/// While it lasts, the thread runs the engine's loop itself with [`turn`](Self::turn), and
+/// must not wait on the engine in any other way (`Delegator::stats`, a full queue budget):
+/// nobody else would run the turn it waits for. Other threads' commands are served on its
+/// turns, so it must turn often, and drop the loan before anything slow.
+///
+/// [`Delegator::lend_engine`]: crate::Delegator::lend_engine
+pub struct EngineLoan<'a> {
     engine: Option<Engine>,
     /// Inside a turn: if the loan is dropped now, the turn panicked and the engine's state
     /// may be half-updated, so it is dropped (the delegator stops) instead of going back.
@@ -88,7 +95,7 @@ pub(crate) fn lend<'a>(commands_tx: &Sender<Command>, waker: &Waker) -> Option<E
 impl EngineLoan<'_> {
     /// Runs one turn of the engine's loop, waiting at most `wait` for something to happen;
     /// false once the engine has stopped.
-    pub(crate) fn turn(&mut self, wait: Duration) -> bool {
+    pub fn turn(&mut self, wait: Duration) -> bool {
         let engine = self.engine.as_mut().expect("held until dropped");
         self.turning = true;
         let going = engine.turn(wait.as_millis().min(i64::MAX as u128) as i64);
@@ -97,7 +104,7 @@ impl EngineLoan<'_> {
     }
 
     /// What `Delegator::stats` would return, without waiting on a turn.
-    pub(crate) fn stats(&self) -> Stats {
+    pub fn stats(&self) -> Stats {
         self.engine.as_ref().expect("held until dropped").stats()
     }
 }

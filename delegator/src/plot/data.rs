@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use ganger_delegator::mcmc::output::{read_chain, read_chain_head};
+use ganger_mcmc::output::{read_chain, read_chain_head};
 
 /// One cold chain's samples.
 #[derive(Debug)]

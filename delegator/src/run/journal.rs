@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use ganger_cluster::lock::{lock_path_beside, OutputLock};
 use ganger_core::payload::Payload;
-use ganger_delegator::lock::{lock_path_beside, OutputLock};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::info;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
-use ganger_delegator::{Delegator, DelegatorConfig, SchedulerConfig, Stats};
+use ganger_cluster::{Delegator, DelegatorConfig, SchedulerConfig, Stats};
 
 /// The delegator binary cargo built for these tests.
 pub fn delegator_bin() -> PathBuf {
