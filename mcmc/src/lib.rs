@@ -10,6 +10,7 @@
 
 pub mod digest;
 mod distributed;
+mod evaluator;
 pub mod observer;
 pub mod output;
 pub mod run;
