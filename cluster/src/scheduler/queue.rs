@@ -55,7 +55,7 @@ impl UnitQueue {
 
     /// Payload bytes of the queued units.
     pub(super) fn payload_bytes(&self) -> u64 {
-        super::payload_bytes(self.iter())
+        super::unit::payload_bytes(self.iter())
     }
 
     /// Whether no unit is queued.
@@ -67,7 +67,7 @@ impl UnitQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::Payload;
+    use ganger_core::payload::Payload;
 
     fn units(ids: std::ops::Range<u64>) -> Vec<Unit> {
         ids.map(|id| Unit {

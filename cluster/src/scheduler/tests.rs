@@ -1,7 +1,13 @@
 //! Scheduler unit tests with logical time: no sockets, no threads, no sleeps.
 
+use std::collections::VecDeque;
+
+use ganger_core::payload::Payload;
+use ganger_core::protocol::{
+    self, Goodbye, Hello, Message, Results, UnitResultRef, PROTOCOL_VERSION,
+};
+
 use super::*;
-use ganger_core::protocol::{self, Message, UnitResultRef};
 
 fn hello(job_types: &[&str], slots: u32, prefetch: u32) -> Hello {
     Hello {
