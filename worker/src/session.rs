@@ -6,9 +6,10 @@
 //! ZeroMQ reconnects on its own with exponential backoff; the session re-registers whenever the
 //! delegator asks (`Reset`) or falls silent past its timeout. Evaluation happens on the rayon
 //! pool, so heartbeats go out however long a unit runs; only a group of at most
-//! [`INLINE_MAX_UNITS`] units measured to take under [`INLINE_US`] in all runs on this thread,
-//! where the pool's two hand-offs (a wake-up each way) would cost more than the work, and what
-//! is left of it once that time is spent goes to the pool.
+//! [`INLINE_MAX_UNITS`](dispatch::INLINE_MAX_UNITS) units measured to take under
+//! [`INLINE_US`](dispatch::INLINE_US) in all runs on this thread, where the pool's two hand-offs
+//! (a wake-up each way) would cost more than the work, and what is left of it once that time is
+//! spent goes to the pool.
 //! It also keeps the worker's [`StatusHandle`] current: at once on each event, and its counters
 //! and liveness once per turn (a turn comes at least every 100 ms).
 
@@ -18,16 +19,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use ganger_core::protocol::secure as secure_frames;
 use ganger_core::protocol::{self, Goodbye, Hello, Message, Welcome, PROTOCOL_VERSION};
 use ganger_transport::frames::{self, SendError};
 use ganger_transport::{wake, RateLimited, WakeReceiver};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::compute::{Batch, Evaluator, Finished};
 use crate::secure::Security;
 use crate::status::StatusHandle;
 use crate::{Error, ShutdownState, Summary, Worker, WorkerConfig};
+
+mod dispatch;
+mod inbound;
+mod outbound;
 
 /// Where the session is in its handshake.
 #[derive(Debug)]
@@ -67,20 +71,6 @@ pub(crate) struct Session {
     security: Option<Security>,
 }
 
-/// A group of batches expected to take less than this many microseconds is evaluated on the
-/// session thread: handing it to the pool and its results back costs two thread wake-ups.
-const INLINE_US: f64 = 25.0;
-
-/// ... and holds at most this many units (a unit of a job type not measured yet may be slow).
-const INLINE_MAX_UNITS: usize = 64;
-
-/// The last measured time of a unit on one thread, microseconds.
-fn unit_us(cell: &AtomicU64) -> f64 {
-    f64::from_bits(cell.load(Ordering::Relaxed))
-}
-
-/// Frames read per turn before the loop looks at results and timers again.
-const MAX_FRAMES_PER_TURN: usize = 1024;
 /// How long to wait for a `Welcome` before saying hello again.
 const HELLO_RETRY: Duration = Duration::from_secs(1);
 
@@ -212,187 +202,6 @@ impl Session {
         }
     }
 
-    fn read_frames(&mut self) -> Result<(), Error> {
-        for _ in 0..MAX_FRAMES_PER_TURN {
-            let (frame, parts) = match frames::recv_body(&self.socket) {
-                Ok(Some(received)) => received,
-                Ok(None) => return Ok(()),
-                Err(e) => {
-                    warn!("receive failed: {e}");
-                    return Ok(());
-                }
-            };
-            self.last_received = Instant::now();
-            self.last_heard = Some(self.last_received);
-            if parts != 1 {
-                self.malformed(&format!("expected 1 frame, got {parts}"));
-                continue;
-            }
-            let frame = match self.unseal(frame) {
-                Ok(frame) => frame,
-                Err(reason) => {
-                    self.malformed(&reason);
-                    continue;
-                }
-            };
-            self.handle_frame(frame)?;
-        }
-        Ok(())
-    }
-
-    fn handle_frame(&mut self, frame: zmq::Message) -> Result<(), Error> {
-        // Work is the hot path: queue it on its header alone; the pool decodes the units.
-        match protocol::peek_work(&frame) {
-            Ok(Some(header)) if self.stopping_since.is_none() => {
-                if matches!(self.state, State::Ready(_)) {
-                    self.pending.push_back(Batch {
-                        generation: self.generation,
-                        batch: header.batch,
-                        n_units: header.n_units as usize,
-                        frame,
-                    });
-                }
-                // Work before a welcome belongs to an earlier registration, already requeued.
-                return Ok(());
-            }
-            Err(e) => {
-                self.malformed(&e.to_string());
-                return Ok(());
-            }
-            _ => {}
-        }
-        let message = match protocol::decode(&frame) {
-            Ok(message) => message,
-            Err(e) => {
-                self.malformed(&e.to_string());
-                return Ok(());
-            }
-        };
-        match message {
-            Message::Challenge(challenge) => {
-                let answered = match &mut self.security {
-                    Some(security) if matches!(self.state, State::Connecting { .. }) => {
-                        security.answer(&challenge)
-                    }
-                    _ => None,
-                };
-                match answered {
-                    // Plaintext: the delegator opens sealed frames only once the proof is in.
-                    Some(auth) => {
-                        self.send_plain(auth);
-                        // The welcome is on its way: do not say hello again too soon.
-                        self.state = State::Connecting {
-                            hello_sent: Some(Instant::now()),
-                        };
-                    }
-                    None => debug!("ignoring a challenge to an earlier hello"),
-                }
-            }
-            Message::Welcome(welcome) => {
-                info!(
-                    worker_id = welcome.worker_id,
-                    authenticated = self.security.is_some(),
-                    "registered with the delegator"
-                );
-                // A sealed frame is a little longer than the message it carries.
-                let overhead = if self.security.is_some() {
-                    secure_frames::SEAL_OVERHEAD as u64
-                } else {
-                    0
-                };
-                self.evaluator.max_frame = welcome
-                    .max_frame
-                    .saturating_sub(overhead)
-                    .min(usize::MAX as u64) as usize;
-                // The welcome was heard: say so in the same update, so that a status file
-                // never names a worker id without when the delegator was last heard.
-                let heard = self.last_heard;
-                self.status.update(|board| {
-                    board.welcomed(welcome.worker_id);
-                    board.last_heard = heard;
-                });
-                self.state = State::Ready(welcome);
-                self.summary.sessions += 1;
-            }
-            Message::Work(work) => {
-                // Sent before the delegator read our goodbye: hand it straight back.
-                let returned = work.units.iter().map(|u| u.id).collect();
-                self.queue(&Message::Goodbye(Goodbye { returned }));
-            }
-            Message::Heartbeat => {}
-            Message::Reset(reset) => {
-                if matches!(
-                    self.state,
-                    State::Connecting {
-                        hello_sent: Some(_)
-                    }
-                ) {
-                    // ZeroMQ keeps order, so a reset arriving after our hello answers something
-                    // we sent before it: the hello has already started a new session.
-                    debug!(reason = %reset.reason, "ignoring a reset that predates our hello");
-                } else {
-                    info!(reason = %reset.reason, "delegator asked to register again");
-                    let problem = format!("reset by the delegator: {}", reset.reason);
-                    self.status
-                        .update(|board| board.error(problem, Instant::now()));
-                    self.restart_session();
-                }
-            }
-            Message::Reject(reject) => {
-                return Err(Error::Rejected {
-                    reason: reject.reason,
-                    delegator_protocol: reject.protocol,
-                });
-            }
-            other => self.malformed(&format!("unexpected `{}` message", other.type_name())),
-        }
-        Ok(())
-    }
-
-    fn malformed(&mut self, reason: &str) {
-        self.summary.dropped_frames += 1;
-        let problem = format!("dropped a frame from the delegator: {reason}");
-        self.status
-            .update(|board| board.error(problem, Instant::now()));
-        if let Some(suppressed) = self.warn_limit.allow(Instant::now()) {
-            warn!(suppressed, "dropped a frame from the delegator: {reason}");
-        }
-    }
-
-    fn collect_finished(&mut self) {
-        while let Ok(finished) = self.finished_rx.try_recv() {
-            if !self.take_finished(finished) {
-                return;
-            }
-        }
-    }
-
-    /// Queues a finished chunk's results; false if the session had to start over.
-    fn take_finished(&mut self, finished: Finished) -> bool {
-        if finished.generation != self.generation {
-            return true;
-        }
-        if finished.malformed {
-            // Its units can be neither evaluated nor named; registering again makes the
-            // delegator requeue everything this worker held.
-            self.malformed("a work frame's units could not be decoded");
-            self.restart_session();
-            return false;
-        }
-        self.running_units -= finished.n_units;
-        self.summary.units_done += finished.n_units as u64;
-        self.summary.unit_errors += finished.errors as u64;
-        if let Some(problem) = finished.last_error {
-            self.status
-                .update(|board| board.error(problem, Instant::now()));
-        }
-        for frame in finished.frames {
-            let frame = self.seal(frame);
-            self.outbox.push_back(frame);
-        }
-        true
-    }
-
     fn timers(&mut self) {
         let now = Instant::now();
         match &self.state {
@@ -501,154 +310,5 @@ impl Session {
             self.queue(&Message::Goodbye(Goodbye { returned }));
         }
         self.flush();
-    }
-
-    /// Hands queued batches to the pool while it has idle threads.
-    fn dispatch(&mut self) {
-        let threads = self.config.threads;
-        while self.running_units < threads && !self.pending.is_empty() {
-            // Slow units go out a slot's worth at a time; trivial ones in big gulps, so that a
-            // stream of one-unit batches does not cost a pool hand-off each.
-            let greedy = unit_us(&self.unit_us) / (threads as f64) < 50.0;
-            let want = if greedy {
-                threads.max(4096)
-            } else {
-                threads - self.running_units
-            };
-            let mut group = Vec::new();
-            let mut units = 0;
-            while let Some(batch) = self.pending.front() {
-                if !group.is_empty() && units + batch.n_units > want {
-                    break;
-                }
-                units += batch.n_units;
-                group.extend(self.pending.pop_front());
-            }
-            self.running_units += units;
-            if greedy
-                && units <= INLINE_MAX_UNITS
-                && units as f64 * unit_us(&self.unit_us) < INLINE_US
-            {
-                // A few microseconds of work: cheaper here than two hand-offs through the pool.
-                // What is left once they are spent (a costlier unit than measured) goes on.
-                match self.evaluate_here(group) {
-                    None => return,
-                    Some(rest) => group = rest,
-                }
-            }
-            if !group.is_empty() {
-                self.spawn_group(group);
-            }
-        }
-    }
-
-    /// Evaluates batches of `group` on this thread while they stay within [`INLINE_US`];
-    /// returns those not started (`None` if the session had to start over).
-    fn evaluate_here(&mut self, group: Vec<Batch>) -> Option<Vec<Batch>> {
-        let started = Instant::now();
-        let mut done = 0;
-        let mut group = group.into_iter();
-        for batch in group.by_ref() {
-            done += batch.n_units;
-            let finished = self.evaluator.evaluate_here(&batch);
-            if !self.take_finished(finished) {
-                return None;
-            }
-            if started.elapsed().as_secs_f64() * 1e6 >= INLINE_US {
-                break;
-            }
-        }
-        let per_unit = started.elapsed().as_secs_f64() * 1e6 / done.max(1) as f64;
-        self.unit_us.store(per_unit.to_bits(), Ordering::Relaxed);
-        Some(group.collect())
-    }
-
-    /// Hands a group to the pool; it records what a unit cost on one thread.
-    fn spawn_group(&mut self, group: Vec<Batch>) {
-        let units: usize = group.iter().map(|b| b.n_units).sum();
-        let parallel = units.clamp(1, self.config.threads);
-        let evaluator = self.evaluator.clone();
-        let unit_us = self.unit_us.clone();
-        self.pool.spawn(move || {
-            // From when the pool starts it: the wait for a pool thread to wake is no part of a
-            // unit's cost, and counting it would keep cheap units off the session thread.
-            let started = Instant::now();
-            evaluator.run_group(group);
-            // Wall time × threads used ÷ units: a unit's cost on one thread (an upper bound),
-            // which is what evaluating on the session thread would take.
-            let per_unit =
-                started.elapsed().as_secs_f64() * 1e6 * parallel as f64 / units.max(1) as f64;
-            unit_us.store(per_unit.to_bits(), Ordering::Relaxed);
-        });
-    }
-
-    fn queue(&mut self, message: &Message<'_>) {
-        let mut frame = Vec::with_capacity(32);
-        protocol::encode(message, &mut frame);
-        let frame = self.seal(frame);
-        self.outbox.push_back(frame);
-        self.flush();
-    }
-
-    /// Queues a handshake message, never sealed.
-    fn send_plain(&mut self, message: Message<'_>) {
-        let mut frame = Vec::with_capacity(64);
-        protocol::encode(&message, &mut frame);
-        self.outbox.push_back(frame);
-        self.flush();
-    }
-
-    /// Seals a frame if the session is authenticated. Frames enter the outbox in the order
-    /// they leave, so their counters increase on the wire.
-    fn seal(&mut self, frame: Vec<u8>) -> Vec<u8> {
-        match self.security.as_mut().and_then(Security::channel) {
-            Some(channel) => channel.sealer.seal(&frame),
-            None => frame,
-        }
-    }
-
-    /// Opens a sealed frame, and refuses what this worker must not accept: with a secret,
-    /// plaintext other than `challenge`, `reset` and `reject` (the delegator cannot seal for a
-    /// routing id it does not know, and the handshake is plaintext); without one, any sealed
-    /// frame.
-    fn unseal(&mut self, frame: zmq::Message) -> Result<zmq::Message, String> {
-        let sealed = secure_frames::is_sealed(&frame);
-        match (&mut self.security, sealed) {
-            (None, false) => Ok(frame),
-            (None, true) => Err("a sealed frame, but this worker has no secret".into()),
-            (Some(security), true) => match security.channel() {
-                Some(channel) => channel
-                    .opener
-                    .open(&frame)
-                    .map(zmq::Message::from)
-                    .map_err(|e| e.to_string()),
-                None => Err("a sealed frame before the handshake".into()),
-            },
-            (Some(_), false) => match protocol::decode(&frame) {
-                Ok(Message::Challenge(_) | Message::Reset(_) | Message::Reject(_)) => Ok(frame),
-                Ok(other) => Err(format!(
-                    "a plaintext `{}` refused: this worker has a secret and accepts only an \
-                     authenticated delegator",
-                    other.type_name()
-                )),
-                Err(e) => Err(e.to_string()),
-            },
-        }
-    }
-
-    fn flush(&mut self) {
-        while let Some(frame) = self.outbox.pop_front() {
-            match frames::send_body(&self.socket, &frame[..]) {
-                Ok(()) => self.last_sent = Instant::now(),
-                Err(SendError::WouldBlock) => {
-                    self.outbox.push_front(frame);
-                    return;
-                }
-                Err(e) => {
-                    debug!("send failed: {e}");
-                    return;
-                }
-            }
-        }
     }
 }
