@@ -166,7 +166,7 @@ pub mod mcmc {
 
     /// Runs `config` in this process, evaluating `likelihood` across rayon threads, and writes
     /// the chain files, `summary.json` and checkpoints into `config.output_path`. A folder that
-    /// already holds a run's files is refused ([`McmcError::OutputExists`]); [`run`] with
+    /// already holds a run's files is refused ([`McmcError::OutputExists`]); [`run()`] with
     /// [`Existing::Resume`] or [`Existing::Overwrite`] says what to do with it instead.
     pub fn run_embedded(
         config: &McmcConfig,

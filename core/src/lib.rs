@@ -2,8 +2,8 @@
 //!
 //! - [`protocol`]: the versioned wire messages exchanged between a delegator and its workers,
 //!   and their MessagePack codec (the byte-level spec is `PROTOCOL.md` at the repository root).
-//! - [`task`]: the [`Task`](task::Task) trait that a worker evaluates units with,
-//!   the [`Registry`](task::Registry) that maps job types to tasks, and the built-in tasks.
+//! - [`task`]: the [`Task`] trait that a worker evaluates units with,
+//!   the [`Registry`] that maps job types to tasks, and the built-in tasks.
 //! - [`payload`]: helpers that turn serde values into unit payloads and back.
 //!
 //! Nothing here opens a socket, spawns a thread or touches a file:

@@ -1,7 +1,7 @@
 //! `ganger-mcmc`: runs the parallel-tempering sampler of `ganger_core::mcmc` to its end, in
 //! this process or on a cluster of workers.
 //!
-//! [`run`] takes a config and an [`Evaluator`] ([`InProcess`] on a rayon pool, or
+//! [`run()`] takes a config and an [`Evaluator`] ([`InProcess`] on a rayon pool, or
 //! [`OnWorkers`] on a [`Delegator`](ganger_cluster::Delegator)'s workers) and writes the chain
 //! files, checkpoints and `summary.json` into the config's output folder; a run stopped
 //! anywhere resumes from its last checkpoint with the same bytes as one never stopped.
