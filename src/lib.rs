@@ -160,8 +160,9 @@ pub mod mcmc {
     pub use ganger_core::mcmc::sampler::{Sampler, SamplerSettings};
     pub use ganger_core::mcmc::{convergence, diagnostics, evidence, tempering};
     pub use ganger_mcmc::{
-        output, run, run_with_status, sampler_settings, Console, Existing, InProcess, McmcError,
-        McmcStatus, Observer, OnWorkers, RunReport, Silent,
+        output, run, run_with_status, sampler_settings, ChainStatus, Console, ConvergenceStatus,
+        Existing, InProcess, McmcError, McmcStatus, Observer, OnWorkers, RunReport, Silent,
+        TierStatus, TraceStatus,
     };
 
     /// Runs `config` in this process, evaluating `likelihood` across rayon threads, and writes

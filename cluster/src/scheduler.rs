@@ -20,6 +20,7 @@ mod config;
 mod done;
 mod fill;
 mod ids;
+#[cfg(any(test, feature = "harness"))]
 mod invariants;
 mod jobs;
 mod lease;

@@ -84,7 +84,8 @@ pub struct McmcStatus {
     pub invalid_proposals: u64,
     /// Proposals outside the bounds (rejected without evaluation), all chains.
     pub out_of_bounds_proposals: u64,
-    /// `[step, max R-hat]` over the run.
+    /// `[step, max R-hat]` over the run: kept by the status board, which fills it in from
+    /// each status it is given (the driver sends it empty).
     pub rhat_history: Vec<[f64; 2]>,
     /// Each cold chain's samples, thinned to at most a few hundred points.
     pub traces: Vec<TraceStatus>,

@@ -119,7 +119,7 @@ pub fn sampler_settings(config: &McmcConfig) -> SamplerSettings {
 }
 
 /// Runs `config` to its end, evaluating with `evaluator`; continues from the last checkpoint if
-/// `resume` and one exists. Stops early (cleanly, with a checkpoint) once `stop` is set. The
+/// `existing` is [`Existing::Resume`] and one exists. Stops early (cleanly, with a checkpoint) once `stop` is set. The
 /// console table goes to stderr.
 pub fn run(
     config: &McmcConfig,

@@ -30,8 +30,11 @@ use crate::Stats;
 /// The engine, borrowed by this thread until dropped ([`Delegator::lend_engine`]).
 ///
 /// While it lasts, the thread runs the engine's loop itself with [`turn`](Self::turn), and
-/// must not wait on the engine in any other way (`Delegator::stats`, a full queue budget):
-/// nobody else would run the turn it waits for. Other threads' commands are served on its
+/// must not wait on the engine in any other way: nobody else would run the turn it waits for.
+/// So on that thread, no `Delegator::stats` (use [`stats`](Self::stats)), no `submit`, `open`
+/// or `submit_payloads` (they wait for the engine's reply: open jobs before borrowing), no
+/// blocking `Job::extend` or iteration of a `Job` (use `Job::try_extend` and
+/// `Job::try_next_raw` between turns). Other threads' commands are served on its
 /// turns, so it must turn often, and drop the loan before anything slow.
 ///
 /// [`Delegator::lend_engine`]: crate::Delegator::lend_engine
@@ -69,6 +72,11 @@ pub(crate) fn wakes_needed(waker: &Waker) -> bool {
 
 /// Asks the engine thread for its engine; `None` if it has stopped or is lent already.
 pub(crate) fn lend<'a>(commands_tx: &Sender<Command>, waker: &Waker) -> Option<EngineLoan<'a>> {
+    if LENT_HERE.get() == waker.id() {
+        // Lent to this very thread: only its own turns could answer the request, and it would
+        // be waiting for the answer instead of turning.
+        return None;
+    }
     let (to, from_engine) = crossbeam_channel::bounded(1);
     let (back, to_engine) = crossbeam_channel::bounded(1);
     commands_tx
@@ -80,7 +88,7 @@ pub(crate) fn lend<'a>(commands_tx: &Sender<Command>, waker: &Waker) -> Option<E
     waker.wake();
     let engine = from_engine.recv().ok()?;
     // A thread holds at most one loan at a time: `OnWorkers` keeps one, and a second loan of
-    // the same engine is refused.
+    // the same engine is refused (above on this thread, by the engine on any other).
     LENT_HERE.set(waker.id());
     Some(EngineLoan {
         engine: Some(engine),
@@ -211,6 +219,26 @@ mod tests {
             }
             answered
         }
+    }
+
+    #[test]
+    fn a_second_loan_on_the_borrowing_thread_is_refused_not_a_deadlock() {
+        let (answer_tx, answer_rx) = crossbeam_channel::bounded(1);
+        // On a thread of its own, so that a deadlock fails the test instead of hanging it.
+        std::thread::spawn(move || {
+            let delegator = start();
+            let loan = delegator
+                .lend_engine()
+                .expect("a running engine lends itself");
+            let again = delegator.lend_engine().is_none();
+            drop(loan);
+            let _ = answer_tx.send(again);
+            delegator.shutdown();
+        });
+        let refused = answer_rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the second loan on the borrowing thread hung");
+        assert!(refused, "the engine was lent twice to one thread");
     }
 
     #[test]

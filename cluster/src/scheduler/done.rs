@@ -45,6 +45,7 @@ impl DoneSet {
     }
 
     /// Units done, for the invariant checks.
+    #[cfg(any(test, feature = "harness"))]
     pub(super) fn count(&self) -> u64 {
         self.dropped * 64
             + self
@@ -54,7 +55,8 @@ impl DoneSet {
                 .sum::<u64>()
     }
 
-    /// Indices covered.
+    /// Indices covered, for the invariant checks.
+    #[cfg(any(test, feature = "harness"))]
     pub(super) fn covered(&self) -> u64 {
         (self.dropped + self.words.len() as u64) * 64
     }

@@ -7,8 +7,8 @@ use super::{split_unit_id, unit_id, Scheduler, Unit, WorkerId};
 
 impl Scheduler {
     /// Checks the scheduler's invariants (see the module documentation); the property tests
-    /// and fuzz targets call it after every event. O(units), so not for production use.
-    #[doc(hidden)]
+    /// and fuzz targets call it after every event. O(units), so not for production use: built
+    /// only with the `harness` feature (and for this crate's tests).
     pub fn check_invariants(&self) -> Result<(), String> {
         let mut seen: HashSet<u64> = HashSet::new();
         let mut in_flight: HashMap<WorkerId, u64> = HashMap::new();

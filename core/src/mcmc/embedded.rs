@@ -1,7 +1,7 @@
 //! Evaluating a sampler's rounds in this process, with rayon across chains and job types.
 //!
 //! The caller decides when threads pay off and owns what happens to each step's rows (writing
-//! files, printing tables), so this stays free of I/O; the delegator's `mcmc::InProcess` drives
+//! files, printing tables), so this stays free of I/O; `ganger_mcmc::InProcess` drives
 //! it with the same output a distributed run writes.
 
 use rayon::prelude::*;
