@@ -1,8 +1,10 @@
 //! `ganger-delegator mcmc`: a Stateline-compatible parallel-tempering run from a config file.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::Args;
@@ -48,6 +50,7 @@ impl McmcArgs {
 }
 
 pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow::Result<()> {
+    let started = Instant::now();
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("cannot read {}", args.config.display()))?;
     let config = McmcConfig::from_file_contents(&text, &args.config)?;
@@ -105,6 +108,17 @@ pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow
         )?
     };
     watch.finish_console();
+    if let Some(summary) = &report.summary {
+        // The run's result, on stdout: the logs and the live table went to stderr.
+        let mut out = std::io::stdout().lock();
+        write!(out, "{}", mcmc::summary::render(summary))?;
+        write!(
+            out,
+            "{}",
+            closing_lines(&config, &report, started.elapsed())
+        )?;
+        out.flush()?;
+    }
     info!(
         steps = report.steps,
         chain_steps_per_sec = format!("{:.0}", report.steps_per_sec),
@@ -120,10 +134,103 @@ pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow
     }
     if !report.complete {
         bail!(
-            "stopped at step {} of {}; continue with --resume",
+            "interrupted at step {} of {}; resume with: {}",
             report.steps,
-            config.samples_per_chain()
+            config.samples_per_chain(),
+            this_command(&["--overwrite"], Some("--resume"))
         );
     }
     Ok(())
+}
+
+/// What a finished run says after its posterior: how long it took, where its files are, and
+/// how to plot them.
+fn closing_lines(config: &McmcConfig, report: &mcmc::RunReport, wall: Duration) -> String {
+    let chains = config.n_chains() as u64;
+    format!(
+        "finished {} steps × {} chains in {:.2} s ({:.2} s of it the summary): {} samples/s\n\
+         output: {}\n\
+         plot:   {}\n",
+        thousands(report.steps),
+        chains,
+        wall.as_secs_f64(),
+        report.summary_seconds,
+        thousands(report.steps_per_sec.round() as u64),
+        config.output_path,
+        command_with(&["plot", &config.output_path]),
+    )
+}
+
+/// `n` with a comma between each group of three digits: 1,234,567.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// This very command line, as the shell would take it, without the arguments in `without` and
+/// with `with` added if it is not there: what to type to resume.
+fn this_command(without: &[&str], with: Option<&str>) -> String {
+    let mut args: Vec<String> = std::env::args()
+        .filter(|a| !without.contains(&a.as_str()))
+        .collect();
+    if let Some(with) = with {
+        if !args.iter().any(|a| a == with) {
+            args.push(with.to_owned());
+        }
+    }
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// This program followed by `args`, quoted for the shell.
+fn command_with(args: &[&str]) -> String {
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "ganger-delegator".into());
+    std::iter::once(program.as_str())
+        .chain(args.iter().copied())
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `word` as a POSIX shell reads it back: unchanged if it holds only safe characters, else in
+/// single quotes.
+fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{shell_quote, thousands};
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("--config"), "--config");
+        assert_eq!(shell_quote("/tmp/a b.json"), "'/tmp/a b.json'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 }

@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::delegator_command;
@@ -129,11 +129,38 @@ fn a_stateline_config_runs_embedded_and_writes_chains_and_a_summary() {
             assert!(dim[key].is_number(), "{key} in {dim}");
         }
     }
-    // The console table went to stderr.
+    // The console table went to stderr, the result to stdout: the posterior table, one row per
+    // dimension with summary.json's numbers, then the time taken and how to plot.
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
         stderr.contains("GlbSwapRt") && stderr.contains("R-hat"),
         "{stderr}"
+    );
+    assert!(!stderr.contains("ESS bulk"), "the posterior went to stderr: {stderr}");
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(stdout.contains("ESS bulk") && stdout.contains("MCSE"), "{stdout}");
+    for dim in dims {
+        let name = dim["name"].as_str().unwrap();
+        let row: Vec<&str> = stdout
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|words| words.first() == Some(&name))
+            .unwrap_or_else(|| panic!("no row for {name} in {stdout}"));
+        let printed: f64 = row[1].parse().unwrap();
+        let mean = dim["mean"].as_f64().unwrap();
+        assert!((printed - mean).abs() <= 0.5e-4, "{name}: {printed} against {mean}");
+    }
+    assert!(
+        stdout.contains("finished 2,000 steps × 6 chains in "),
+        "{stdout}"
+    );
+    let plot_line = stdout
+        .lines()
+        .find(|line| line.starts_with("plot:"))
+        .unwrap_or_else(|| panic!("no plot command in {stdout}"));
+    assert!(
+        plot_line.contains(" plot ") && plot_line.contains(output.to_str().unwrap()),
+        "{plot_line}"
     );
 }
 
@@ -191,6 +218,59 @@ fn kill_9_then_resume_writes_exactly_what_an_uninterrupted_run_writes() {
     assert!(
         resumed.status.success(),
         "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_same_outputs(&whole, &interrupted);
+}
+
+#[test]
+fn an_interrupted_run_prints_the_command_that_resumes_it_and_that_command_finishes_it() {
+    let dir = temp_dir("interrupt");
+    let (whole, interrupted) = (dir.join("whole"), dir.join("interrupted"));
+    let checkpoints = ",\n  \"checkpointIntervalSec\": 0.05";
+    let samples = 40_000;
+    let uninterrupted = mcmc(
+        &config(&dir, "whole.json", &whole, samples, checkpoints),
+        &["--local-workers", "1"],
+    );
+    assert!(uninterrupted.status.success());
+    let config = config(&dir, "interrupted.json", &interrupted, samples, checkpoints);
+    let child = delegator_command()
+        .args(["mcmc", "--local-workers", "1", "--overwrite", "--config"])
+        .arg(&config)
+        .env("GANGER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let checkpoint = interrupted.join("checkpoint.msgpack");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !checkpoint.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SAFETY: kill(2) on our own child with a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    let command = stderr
+        .lines()
+        .find_map(|line| line.split_once("resume with: ").map(|(_, c)| c.trim()))
+        .unwrap_or_else(|| panic!("no resume command in {stderr}"));
+    assert!(
+        command.ends_with("--resume") && !command.contains("--overwrite"),
+        "{command}"
+    );
+    // Exactly as printed, through a shell.
+    let resumed = Command::new("sh")
+        .args(["-c", command])
+        .env("GANGER_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{command}: {}",
         String::from_utf8_lossy(&resumed.stderr)
     );
     assert_same_outputs(&whole, &interrupted);

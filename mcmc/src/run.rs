@@ -80,7 +80,7 @@ pub enum Existing {
 }
 
 /// What a finished (or stopped) run reports.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RunReport {
     /// Steps each chain took.
     pub steps: u64,
@@ -91,6 +91,9 @@ pub struct RunReport {
     pub steps_per_sec: f64,
     /// Seconds spent on the final table and `summary.json`.
     pub summary_seconds: f64,
+    /// What `summary.json` holds (the posterior, diagnostics, ladder and evidence), for a
+    /// complete run; [`summary::render`] lays it out as a table.
+    pub summary: Option<summary::RunSummary>,
 }
 
 /// The sampler settings a configuration asks for.
@@ -119,8 +122,9 @@ pub fn sampler_settings(config: &McmcConfig) -> SamplerSettings {
 }
 
 /// Runs `config` to its end, evaluating with `evaluator`; continues from the last checkpoint if
-/// `existing` is [`Existing::Resume`] and one exists. Stops early (cleanly, with a checkpoint) once `stop` is set. The
-/// console table goes to stderr.
+/// `existing` is [`Existing::Resume`] and one exists. Stops early (cleanly, with a checkpoint)
+/// once `stop` is set. The console table goes to stderr; the posterior is written to
+/// `summary.json` and returned in the report ([`RunReport::summary`]).
 pub fn run(
     config: &McmcConfig,
     evaluator: &mut dyn Evaluator,
@@ -294,18 +298,21 @@ fn run_to_end(
         }
     }
     observer.end(complete);
-    if complete {
+    let summary = if complete {
         let prior = prior.unwrap_or_default();
         let summary = summary::summarize(&dir, config, &sampler, &prior, live)?;
         summary::write(&dir, &summary)?;
-        observer.print(&summary::render(&summary));
-    }
+        Some(summary)
+    } else {
+        None
+    };
     let steps_done = (sampler.step() - first_step) * sampler.n_chains() as u64;
     Ok(RunReport {
         steps: sampler.step(),
         complete,
         steps_per_sec: steps_done as f64 / sampling_seconds.max(1e-9),
         summary_seconds: started.elapsed().as_secs_f64() - sampling_seconds,
+        summary,
     })
 }
 
