@@ -106,48 +106,8 @@ impl Drop for Run {
 
 /// A distributed MCMC run much longer than the test, with one local worker process.
 fn start_run() -> Run {
-    let dir = std::env::temp_dir().join(format!("ganger-dashboard-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("long.json");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{{"nJobTypes": 2, "nStacks": 2, "nTemperatures": 3, "nSamplesTotal": 2000000000,
-                "min": [-10, -10], "max": [10, 10], "swapInterval": 10, "loggingRateSec": 3600,
-                "burnIn": 100, "outputPath": "{}"}}"#,
-            dir.join("out").display()
-        ),
-    )
-    .unwrap();
-    let address_file = dir.join("http-address");
-    let child = delegator_command()
-        .args(["mcmc", "--config"])
-        .arg(&config)
-        .args(["--spawn-workers", "1", "--worker-threads", "1"])
-        .args(["--http", "127.0.0.1:0", "--http-address-file"])
-        .arg(&address_file)
-        .arg("--worker-bin")
-        .arg(worker_bin())
-        .env("GANGER_LOG", "warn")
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the delegator starts");
+    let run = launch("long", 2_000_000_000, &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    let address = loop {
-        if let Ok(address) = std::fs::read_to_string(&address_file) {
-            if !address.is_empty() {
-                break address;
-            }
-        }
-        assert!(Instant::now() < deadline, "no HTTP address within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let run = Run {
-        child,
-        address,
-        dir,
-    };
     // Wait until the run is under way with its worker registered.
     loop {
         let s = status(&run.address);
@@ -161,6 +121,57 @@ fn start_run() -> Run {
         std::thread::sleep(Duration::from_millis(100));
     }
     run
+}
+
+/// A distributed MCMC run of `samples_total` with one local worker process and the dashboard
+/// on a free port, once that port is known.
+fn launch(name: &str, samples_total: u64, extra: &[&str]) -> Run {
+    let dir = std::env::temp_dir().join(format!("ganger-dashboard-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{"nJobTypes": 2, "nStacks": 2, "nTemperatures": 3, "nSamplesTotal": {samples_total},
+                "min": [-10, -10], "max": [10, 10], "swapInterval": 10, "loggingRateSec": 3600,
+                "burnIn": 100, "outputPath": "{}"}}"#,
+            dir.join("out").display()
+        ),
+    )
+    .unwrap();
+    let address_file = dir.join("http-address");
+    let child = delegator_command()
+        .args(["mcmc", "--config"])
+        .arg(&config)
+        .args(["--spawn-workers", "1", "--worker-threads", "1"])
+        // Its own free port: tests run in parallel.
+        .args(["--bind", "tcp://127.0.0.1:0"])
+        .args(["--http", "127.0.0.1:0", "--http-address-file"])
+        .arg(&address_file)
+        .arg("--worker-bin")
+        .arg(worker_bin())
+        .args(extra)
+        .env("GANGER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the delegator starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = loop {
+        if let Ok(address) = std::fs::read_to_string(&address_file) {
+            if !address.is_empty() {
+                break address;
+            }
+        }
+        assert!(Instant::now() < deadline, "no HTTP address within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Run {
+        child,
+        address,
+        dir,
+    }
 }
 
 #[test]
@@ -287,4 +298,71 @@ fn the_api_and_the_dashboard_show_a_live_run() {
         png.len()
     );
     eprintln!("dashboard screenshot: {}", screenshot.display());
+}
+
+#[test]
+fn a_finished_run_kept_serving_is_healthy_says_how_long_it_took_and_has_no_workers() {
+    let run = launch("finished", 6000, &["--keep-serving"]);
+    let address = run.address.as_str();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Done, and the engine's end noticed (the poller asks twice a second).
+    let s = loop {
+        let s = status(address);
+        if s["state"] == "done" && s["engine_stopped"] == true {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(get(address, "/healthz"), (200, "ok: done\n".to_owned()));
+    let probe = delegator_command()
+        .args(["probe", "--url", &format!("http://{address}/healthz")])
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{probe:?}");
+    assert_eq!(s["engine_alive"], true, "{s}");
+    assert_eq!(s["workers"].as_array().unwrap().len(), 0, "{s}");
+    let (_, metrics) = get(address, "/metrics");
+    assert!(
+        metrics.contains("ganger_workers_connected 0"),
+        "departed workers still counted:\n{metrics}"
+    );
+    // The clock and the series stop with the run; the rate is its mean.
+    let run_secs = s["run_secs"]
+        .as_f64()
+        .expect("a finished run says how long it took");
+    assert!(run_secs > 0.0 && run_secs <= s["elapsed_secs"].as_f64().unwrap());
+    let progress = &s["progress"];
+    let mean = progress["mean_rate"].as_f64().unwrap();
+    assert_eq!(progress["rate"].as_f64(), Some(mean));
+    // 3000 steps of 6 chains, counted from the run's start.
+    let expected = 3000.0 * 6.0 / run_secs;
+    assert!(
+        (mean - expected).abs() <= 1e-6 * expected,
+        "{mean} against {expected}"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    let later = status(address);
+    assert_eq!(later["elapsed_secs"], s["elapsed_secs"]);
+    assert_eq!(later["throughput"], s["throughput"]);
+    if let Some(last) = s["throughput"].as_array().unwrap().last() {
+        assert!(
+            last[1].as_f64().unwrap() > 0.0,
+            "the series fell to zero: {last}"
+        );
+    }
+
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
+            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
+        );
+        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+        return;
+    };
+    let dom = browse(&browser, address, &["--dump-dom"]);
+    assert_eq!(text_of(&dom, "state"), "done");
+    assert_eq!(text_of(&dom, "engine"), "stopped");
+    assert_eq!(text_of(&dom, "elapsed-label"), "took");
+    assert_eq!(text_of(&dom, "progress-rate-unit"), "samples/s (mean)");
 }

@@ -136,9 +136,15 @@ fn a_stateline_config_runs_embedded_and_writes_chains_and_a_summary() {
         stderr.contains("GlbSwapRt") && stderr.contains("R-hat"),
         "{stderr}"
     );
-    assert!(!stderr.contains("ESS bulk"), "the posterior went to stderr: {stderr}");
+    assert!(
+        !stderr.contains("ESS bulk"),
+        "the posterior went to stderr: {stderr}"
+    );
     let stdout = String::from_utf8_lossy(&result.stdout);
-    assert!(stdout.contains("ESS bulk") && stdout.contains("MCSE"), "{stdout}");
+    assert!(
+        stdout.contains("ESS bulk") && stdout.contains("MCSE"),
+        "{stdout}"
+    );
     for dim in dims {
         let name = dim["name"].as_str().unwrap();
         let row: Vec<&str> = stdout
@@ -148,7 +154,10 @@ fn a_stateline_config_runs_embedded_and_writes_chains_and_a_summary() {
             .unwrap_or_else(|| panic!("no row for {name} in {stdout}"));
         let printed: f64 = row[1].parse().unwrap();
         let mean = dim["mean"].as_f64().unwrap();
-        assert!((printed - mean).abs() <= 0.5e-4, "{name}: {printed} against {mean}");
+        assert!(
+            (printed - mean).abs() <= 0.5e-4,
+            "{name}: {printed} against {mean}"
+        );
     }
     assert!(
         stdout.contains("finished 2,000 steps × 6 chains in "),

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio::sync::oneshot;
 
-use crate::status::StatusBoard;
+use crate::status::{RunState, StatusBoard};
 
 /// The dashboard: one self-contained page (no external assets: a cluster may have no internet).
 const DASHBOARD: &str = include_str!("http/dashboard.html");
@@ -105,7 +105,14 @@ fn router(board: StatusBoard) -> Router {
         )
 }
 
+/// 200 while nothing is stuck, saying how the run ended once it has (a finished run kept
+/// serving is healthy); 503 while the engine of a running run has stopped answering.
 fn healthz(board: &StatusBoard) -> Response {
+    match board.outcome() {
+        Some(RunState::Done) => return (StatusCode::OK, "ok: done\n").into_response(),
+        Some(RunState::Stopped) => return (StatusCode::OK, "ok: stopped\n").into_response(),
+        _ => {}
+    }
     if board.alive() {
         (StatusCode::OK, "ok\n").into_response()
     } else {

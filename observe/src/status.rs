@@ -77,6 +77,14 @@ struct State {
     rhat_history: VecDeque<[f64; 2]>,
     last_sample: Option<(Instant, u64)>,
     mcmc: Option<McmcStatus>,
+    /// When the run began, and how far it was then (units a resumed job found done, the step a
+    /// resumed MCMC run starts from): what the mean rate counts from. The MCMC driver's first
+    /// status sets the second.
+    begun: Option<(Instant, Option<u64>)>,
+    /// When the run ended.
+    ended: Option<Instant>,
+    /// The engine has stopped (the poller found it gone).
+    engine_stopped: bool,
 }
 
 impl Default for StatusBoard {
@@ -111,6 +119,9 @@ impl StatusBoard {
                     rhat_history: VecDeque::new(),
                     last_sample: None,
                     mcmc: None,
+                    begun: None,
+                    ended: None,
+                    engine_stopped: false,
                 }),
                 printer: Mutex::new(None),
                 started: Instant::now(),
@@ -142,13 +153,18 @@ impl StatusBoard {
         state.progress.unit = unit.into();
         state.progress.rate_unit = rate_unit.into();
         state.per_step = per_step;
+        let from = (kind != RunKind::Mcmc).then_some(state.progress.done);
+        state.begun = Some((Instant::now(), from));
+        state.ended = None;
     }
 
-    /// Marks the run done or stopped.
+    /// Marks the run done or stopped: its clock stops, and its rate becomes its mean rate.
     pub fn end(&self, run_state: RunState) {
         let mut state = self.state();
         state.run_state = run_state;
         state.progress.eta_secs = None;
+        state.ended = Some(Instant::now());
+        state.progress.rate = mean_rate(&state);
     }
 
     /// Sets the progress of a job of units.
@@ -166,6 +182,9 @@ impl StatusBoard {
         state.already_done = (done, failed);
         state.progress.done = done;
         state.progress.failed = failed;
+        if let Some((_, from)) = state.begun.as_mut() {
+            *from = Some(done);
+        }
     }
 
     /// Takes an MCMC driver's latest status.
@@ -173,6 +192,9 @@ impl StatusBoard {
         let mut state = self.state();
         state.progress.done = mcmc.step;
         state.progress.total = mcmc.total_steps;
+        if let Some((_, from @ None)) = state.begun.as_mut() {
+            *from = Some(mcmc.step);
+        }
         if let Some(rhat) = mcmc.convergence.max_rhat {
             push_thinned(&mut state.rhat_history, [mcmc.step as f64, rhat]);
         }
@@ -192,7 +214,19 @@ impl StatusBoard {
             state.progress.total = already + c.submitted;
         }
         state.has_engine = true;
+        state.engine_stopped = false;
         state.engine = Some((Instant::now(), stats));
+    }
+
+    /// The engine has stopped: nothing waits on it any more, and the workers it had are gone
+    /// (its counters stay, as the run's totals).
+    pub fn engine_stopped(&self) {
+        let mut state = self.state();
+        state.engine_stopped = true;
+        if let Some((_, stats)) = state.engine.as_mut() {
+            stats.workers.clear();
+            stats.queue_depths.clear();
+        }
     }
 
     /// Lets `/metrics` include the engine's histograms.
@@ -206,6 +240,10 @@ impl StatusBoard {
         let now = Instant::now();
         let elapsed = now.duration_since(self.shared.started).as_secs_f64();
         let mut state = self.state();
+        if state.ended.is_some() {
+            // The run's series ends with it, rather than falling to zero.
+            return;
+        }
         let done = state.progress.done;
         if let Some((then, before)) = state.last_sample {
             let seconds = now.duration_since(then).as_secs_f64();
@@ -223,15 +261,23 @@ impl StatusBoard {
         state.last_sample = Some((now, done));
     }
 
-    /// Whether the loop driving the run is alive: the engine answered recently (a run without
-    /// an engine, such as an embedded MCMC run, is alive while its process is).
+    /// Whether nothing is stuck: the engine answered recently, or stopped cleanly, or the run
+    /// needs none (an embedded MCMC run is alive while its process is) or has ended.
     pub fn alive(&self) -> bool {
         let state = self.state();
         !state.has_engine
+            || state.engine_stopped
+            || state.ended.is_some()
             || state
                 .engine
                 .as_ref()
                 .is_some_and(|(at, _)| at.elapsed() < ENGINE_STALE_AFTER)
+    }
+
+    /// The run's state once it has ended; none while it runs (or before it begins).
+    pub fn outcome(&self) -> Option<RunState> {
+        let state = self.state();
+        state.ended.map(|_| state.run_state)
     }
 
     /// The whole status.
@@ -239,6 +285,7 @@ impl StatusBoard {
         let alive = self.alive();
         let state = self.state();
         let mut progress = state.progress.clone();
+        progress.mean_rate = mean_rate(&state);
         progress.fraction = if progress.total > 0 {
             (progress.done as f64 / progress.total as f64).min(1.0)
         } else {
@@ -268,10 +315,16 @@ impl StatusBoard {
             name: state.name.clone(),
             state: state.run_state,
             started_unix_ms: self.shared.started_unix_ms,
-            elapsed_secs: self.shared.started.elapsed().as_secs_f64(),
+            elapsed_secs: state
+                .ended
+                .unwrap_or_else(Instant::now)
+                .duration_since(self.shared.started)
+                .as_secs_f64(),
+            run_secs: run_seconds(&state).filter(|_| state.ended.is_some()),
             progress,
             throughput: state.throughput.iter().copied().collect(),
             engine_alive: alive,
+            engine_stopped: state.engine_stopped,
             workers,
             queues,
             counters,
@@ -326,7 +379,10 @@ impl StatusBoard {
             }
             match stats.stats() {
                 Ok(snapshot) => board.publish_engine(snapshot),
-                Err(_) => return false,
+                Err(_) => {
+                    board.engine_stopped();
+                    return false;
+                }
             }
             // An MCMC run samples its own rate, as it publishes its progress.
             if last_rate.elapsed() >= Duration::from_secs(1) && board.state().kind == RunKind::Run {
@@ -385,4 +441,27 @@ fn push_thinned(series: &mut VecDeque<[f64; 2]>, point: [f64; 2]) {
         *series = kept;
     }
     series.push_back(point);
+}
+
+/// Seconds from the run's start to its end, or to now while it runs.
+fn run_seconds(state: &State) -> Option<f64> {
+    let (begun, _) = state.begun?;
+    Some(
+        state
+            .ended
+            .unwrap_or_else(Instant::now)
+            .duration_since(begun)
+            .as_secs_f64(),
+    )
+}
+
+/// Samples (units) per second since the run began, counting only what this process did.
+fn mean_rate(state: &State) -> f64 {
+    let (Some(seconds), Some((_, Some(from)))) = (run_seconds(state), state.begun) else {
+        return 0.0;
+    };
+    if seconds <= 0.0 {
+        return 0.0;
+    }
+    state.progress.done.saturating_sub(from) as f64 * state.per_step as f64 / seconds
 }

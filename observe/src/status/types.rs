@@ -40,14 +40,21 @@ pub struct Status {
     pub state: RunState,
     /// When the delegator started, milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
-    /// Seconds since then.
+    /// Seconds since then; once the run has ended, until it ended.
     pub elapsed_secs: f64,
+    /// Seconds the run took, from its start to its end; none while it runs.
+    #[serde(default)]
+    pub run_secs: Option<f64>,
     /// Progress, rate and ETA.
     pub progress: ProgressStatus,
     /// `[elapsed seconds, rate]` over the run, in the progress's rate unit.
     pub throughput: Vec<[f64; 2]>,
-    /// Whether the engine answered within the last 10 seconds (true when the run has no engine).
+    /// Whether nothing is stuck: the engine answered within the last 10 seconds, or it stopped
+    /// cleanly, or the run has none or has ended.
     pub engine_alive: bool,
+    /// The engine has stopped (its run is over); its workers are gone with it.
+    #[serde(default)]
+    pub engine_stopped: bool,
     /// Registered workers.
     pub workers: Vec<WorkerStatus>,
     /// Units waiting, per job type.
@@ -73,8 +80,12 @@ pub struct ProgressStatus {
     pub unit: String,
     /// `done / total` (0 when nothing is known).
     pub fraction: f64,
-    /// Recent rate: units/s, or samples/s over all chains for MCMC.
+    /// Recent rate: units/s, or samples/s over all chains for MCMC; once the run has ended,
+    /// its mean rate.
     pub rate: f64,
+    /// Mean rate since the run started (this process's part of it, for a resumed run).
+    #[serde(default)]
+    pub mean_rate: f64,
     /// What `rate` counts: `units/s` or `samples/s`.
     pub rate_unit: String,
     /// Seconds to go at the recent rate, when it is known.
