@@ -459,6 +459,7 @@ impl Engine {
             dropped: self.dispatch.dropped().clone(),
             workers: self.scheduler.workers().cloned().collect(),
             queue_depths: self.scheduler.queue_depths(),
+            unserved: self.scheduler.unserved(),
             queued_bytes: self.scheduler.queued_bytes(),
             open_jobs: self.scheduler.open_jobs(),
             now: self.now(),

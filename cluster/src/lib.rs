@@ -223,7 +223,7 @@ pub struct DroppedFrames {
 }
 
 /// A snapshot of the delegator's state.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     /// Unit counters.
     pub counters: Counters,
@@ -233,6 +233,9 @@ pub struct Stats {
     pub workers: Vec<WorkerInfo>,
     /// Units queued per job type.
     pub queue_depths: Vec<(String, u64)>,
+    /// Units queued per job type that no registered worker serves (a task misspelt, or its
+    /// workers not yet come).
+    pub unserved: Vec<(String, u64)>,
     /// Payload bytes of the units queued and not leased, across jobs (capped by
     /// [`SchedulerConfig::max_queued_bytes`]).
     pub queued_bytes: u64,

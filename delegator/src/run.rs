@@ -8,6 +8,7 @@
 //! same command with `--resume` evaluates only the inputs without a result.
 
 mod journal;
+mod unserved;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -29,6 +30,7 @@ use crate::watch::Watch;
 use crate::Common;
 use ganger_observe::status::{RunKind, RunState};
 use journal::{Journal, RunIdentity};
+use unserved::Unserved;
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
@@ -64,6 +66,11 @@ pub(crate) struct RunArgs {
     /// such an output is refused).
     #[arg(long, env = "GANGER_OVERWRITE", conflicts_with = "resume")]
     overwrite: bool,
+    /// Fail if workers are connected but none serves --task for this long, seconds (0: wait
+    /// for one forever). With only --local-workers, none other can come: it fails as soon as
+    /// they are all connected.
+    #[arg(long, env = "GANGER_UNSERVED_TIMEOUT_SECS", default_value_t = 60)]
+    unserved_timeout_secs: u64,
 }
 
 pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow::Result<()> {
@@ -101,7 +108,17 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
             ..JobOptions::default()
         },
     )?;
-    let (completed, failed) = write_outcomes(job, &missing, &mut output, &interrupted)?;
+    // With only local workers on a loopback port, no other worker can come to serve the task.
+    let only_local =
+        (common.local_workers > 0 && common.bind.is_none()).then_some(common.local_workers);
+    let mut unserved = Unserved::new(&args.task, args.unserved_timeout_secs, only_local);
+    let (completed, failed) = write_outcomes(job, &missing, &mut output, &interrupted, |now| {
+        // A stopped engine ends the job on its own; nothing to judge then.
+        match delegator.stats() {
+            Ok(stats) => unserved.judge(now, &stats),
+            Err(_) => Ok(()),
+        }
+    })?;
     let done = already + completed + failed;
     // The engine may also end a job early (it stopped): that is no finished run either.
     let stopped = interrupted.load(Ordering::SeqCst) || done < total;
@@ -310,14 +327,17 @@ fn open_stream(path: &Path) -> anyhow::Result<Box<dyn Write>> {
 }
 
 /// Writes every outcome (`missing[i]` is the input index of the job's unit i); returns
-/// (completed, failed).
+/// (completed, failed). While no outcome comes, `idle` is asked about once a second whether to
+/// give up.
 fn write_outcomes(
     mut job: Job<Value>,
     missing: &[u64],
     output: &mut Output,
     interrupted: &AtomicBool,
+    mut idle: impl FnMut(Instant) -> anyhow::Result<()>,
 ) -> anyhow::Result<(u64, u64)> {
     let (mut completed, mut failed) = (0u64, 0u64);
+    let mut last_idle_check = Instant::now();
     loop {
         if interrupted.load(Ordering::SeqCst) {
             break;
@@ -327,6 +347,10 @@ fn write_outcomes(
             Ok(None) => break,
             Err(()) => {
                 output.idle()?;
+                if last_idle_check.elapsed() >= Duration::from_secs(1) {
+                    last_idle_check = Instant::now();
+                    idle(last_idle_check)?;
+                }
                 continue;
             }
         };

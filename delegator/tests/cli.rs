@@ -238,3 +238,53 @@ fn the_dashboard_listens_on_loopback_unless_asked_otherwise() {
     assert_eq!(address.port(), 8080);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_task_no_local_worker_serves_fails_at_once_naming_what_they_serve() {
+    let result = run(&[
+        "run",
+        "--task",
+        "sqaure",
+        "--range",
+        "10",
+        "--local-workers",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no connected worker serves the task `sqaure`"),
+        "{stderr}"
+    );
+    // What the built-in worker serves, so that the misspelling shows.
+    assert!(
+        stderr.contains("square") && stderr.contains("sleep"),
+        "{stderr}"
+    );
+    assert!(result.stdout.is_empty(), "results for a task nobody ran");
+}
+
+#[test]
+fn where_other_workers_could_join_an_unserved_task_fails_after_its_timeout() {
+    // An explicit bind: a worker serving the task could still come, so the run waits.
+    let result = run(&[
+        "run",
+        "--task",
+        "sqaure",
+        "--range",
+        "10",
+        "--local-workers",
+        "1",
+        "--bind",
+        "tcp://127.0.0.1:0",
+        "--unserved-timeout-secs",
+        "2",
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no connected worker serves the task `sqaure`")
+            && stderr.contains("(--unserved-timeout-secs)"),
+        "{stderr}"
+    );
+}

@@ -366,3 +366,86 @@ fn a_finished_run_kept_serving_is_healthy_says_how_long_it_took_and_has_no_worke
     assert_eq!(text_of(&dom, "elapsed-label"), "took");
     assert_eq!(text_of(&dom, "progress-rate-unit"), "samples/s (mean)");
 }
+
+#[test]
+fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
+    let dir =
+        std::env::temp_dir().join(format!("ganger-dashboard-unserved-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let address_file = dir.join("http-address");
+    // An explicit bind and no timeout: the run waits for a worker that serves the task.
+    let child = delegator_command()
+        .args([
+            "run",
+            "--task",
+            "sqaure",
+            "--range",
+            "10",
+            "--local-workers",
+            "1",
+        ])
+        .args([
+            "--bind",
+            "tcp://127.0.0.1:0",
+            "--unserved-timeout-secs",
+            "0",
+        ])
+        .args(["--http", "127.0.0.1:0", "--http-address-file"])
+        .arg(&address_file)
+        .arg("--worker-bin")
+        .arg(worker_bin())
+        .env("GANGER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the delegator starts");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let address = loop {
+        if let Ok(address) = std::fs::read_to_string(&address_file) {
+            if !address.is_empty() {
+                break address;
+            }
+        }
+        assert!(Instant::now() < deadline, "no HTTP address within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let run = Run {
+        child,
+        address,
+        dir,
+    };
+    let address = run.address.as_str();
+    let s = loop {
+        let s = status(address);
+        let waiting = s["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["job_type"] == "sqaure" && q["served"] == false);
+        if waiting && !s["workers"].as_array().unwrap().is_empty() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unserved task never showed: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(s["state"], "running");
+
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
+            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
+        );
+        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+        return;
+    };
+    let dom = browse(&browser, address, &["--dump-dom"]);
+    let warning = text_of(&dom, "unserved");
+    assert!(
+        warning.contains("No connected worker serves sqaure") && warning.contains("square"),
+        "{warning}"
+    );
+}

@@ -38,7 +38,7 @@ pub struct Counters {
 }
 
 /// A registered worker, as the status API shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WorkerInfo {
     /// Its id.
     pub id: WorkerId,
@@ -90,7 +90,7 @@ impl Scheduler {
             .filter_map(|id| self.workers.get(id).map(|w| &w.info))
     }
 
-    /// Queued units per job type that no registered worker serves, for the log.
+    /// Queued units per job type that no registered worker serves, sorted by job type.
     pub fn unserved(&self) -> Vec<(String, u64)> {
         let mut waiting: HashMap<u32, u64> = HashMap::new();
         for job in self.jobs.values() {

@@ -28,6 +28,10 @@ pub(super) fn engine_parts(stats: &Stats) -> (Vec<WorkerStatus>, Vec<QueueStatus
         .map(|(job_type, depth)| QueueStatus {
             job_type: job_type.clone(),
             depth: *depth,
+            served: !stats
+                .unserved
+                .iter()
+                .any(|(unserved, _)| unserved == job_type),
         })
         .collect();
     let d = &stats.dropped;

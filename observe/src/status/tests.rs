@@ -39,7 +39,8 @@ fn stats(completed: u64) -> Stats {
             // Half of 4 slots' 500 ms.
             busy_us: 1_000_000,
         }],
-        queue_depths: vec![("square".into(), 42)],
+        queue_depths: vec![("square".into(), 42), ("sqaure".into(), 5)],
+        unserved: vec![("sqaure".into(), 5)],
         open_jobs: 1,
         now: 1000,
     }
@@ -58,6 +59,11 @@ fn a_job_of_units_shows_its_counters_as_progress() {
     assert_eq!(s.progress.fraction, 0.5);
     assert_eq!(s.workers[0].last_heartbeat_ms_ago, 100);
     assert_eq!(s.queues[0].depth, 42);
+    assert!(s.queues[0].served);
+    assert_eq!(
+        (s.queues[1].job_type.as_str(), s.queues[1].served),
+        ("sqaure", false)
+    );
     assert_eq!(s.counters.dropped_frames, 6);
     assert_eq!(s.counters.unauthenticated_frames, 4);
     assert_eq!(s.counters.connections_cut, 6);

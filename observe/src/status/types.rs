@@ -126,6 +126,13 @@ pub struct QueueStatus {
     pub job_type: String,
     /// Units queued.
     pub depth: u64,
+    /// Whether a registered worker serves it (false: its units wait for one that does).
+    #[serde(default = "served_by_default")]
+    pub served: bool,
+}
+
+fn served_by_default() -> bool {
+    true
 }
 
 /// The engine's unit counters, and frames dropped.
