@@ -9,6 +9,7 @@ mod mcmc_cli;
 mod plot;
 mod probe;
 mod run;
+mod settings;
 mod watch;
 
 /// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
@@ -16,9 +17,11 @@ mod watch;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use ganger_cluster::{Batching, DelegatorConfig, SchedulerConfig};
 use ganger_transport::affinity;
+
+use settings::Common;
 
 /// Farm work units out to ganger workers over ZeroMQ.
 #[derive(Debug, Parser)]
@@ -34,18 +37,30 @@ struct Cli {
 enum Command {
     /// Map a task over inputs (JSON lines or a range of integers) and write the results as
     /// JSON lines, each tagged with its input's index.
+    #[command(after_help = run::AFTER_HELP)]
     Run(run::RunArgs),
     /// Parallel-tempering MCMC from a Stateline-compatible config (JSON or TOML): chain CSVs,
     /// summary.json and checkpoints in the config's outputPath.
+    #[command(after_help = mcmc_cli::AFTER_HELP)]
     Mcmc(mcmc_cli::McmcArgs),
     /// Trace plots, marginal histograms and a corner plot of an MCMC run's cold chains, as PNG
     /// and SVG, in OUTPUT_DIR/plots or --out.
+    #[command(after_help = "Example:\n  ganger-delegator plot demo-output   \
+                            # PNG and SVG files in demo-output/plots")]
     Plot(plot::PlotArgs),
     /// Check a delegator's health (for HEALTHCHECK and probes): GET its /healthz and exit 0 on
     /// 200, 1 otherwise with one line saying why.
+    #[command(after_help = "Examples:\n  ganger-delegator probe                 \
+                            # this machine's delegator, at --http or 127.0.0.1:8080\n  \
+                            ganger-delegator probe --url http://delegator:8080/healthz")]
     Probe(probe::ProbeArgs),
     /// Make a cluster secret: 32 random bytes as 64 hex digits, printed or written to a new
     /// file readable only by its owner.
+    #[command(
+        after_help = "Example:\n  ganger-delegator secret --out ganger.secret   \
+                            # then --secret-file ganger.secret on the delegator and every \
+                            worker"
+    )]
     Secret(SecretArgs),
 }
 
@@ -66,120 +81,6 @@ fn make_secret(args: &SecretArgs) -> anyhow::Result<()> {
         None => println!("{secret}"),
     }
     Ok(())
-}
-
-/// Settings shared by every subcommand.
-#[derive(Debug, Args)]
-struct Common {
-    /// ZeroMQ endpoint to bind [default: tcp://*:5555, or tcp://127.0.0.1:0 (a free loopback
-    /// port) when only local workers are used].
-    #[arg(long, global = true, env = "GANGER_BIND")]
-    bind: Option<String>,
-    /// Start this many worker processes on this machine (the embedded default needs no cluster).
-    #[arg(long, global = true, env = "GANGER_LOCAL_WORKERS", default_value_t = 0)]
-    local_workers: usize,
-    /// Threads per local worker [default: cores / local workers, at least 1].
-    #[arg(long, global = true, env = "GANGER_WORKER_THREADS")]
-    worker_threads: Option<usize>,
-    /// The ganger-worker executable for local workers [default: beside this one, then PATH].
-    #[arg(long, global = true, env = "GANGER_WORKER_BIN")]
-    worker_bin: Option<std::path::PathBuf>,
-    /// Let the threads that pass messages run on any CPU. By default, with local workers, this
-    /// process's and theirs share one CPU while evaluation runs on any: a cheap unit's round
-    /// trip then wakes no idle CPU (1.5 x faster on the MCMC demo).
-    #[arg(long, global = true, env = "GANGER_NO_PIN_MESSAGING")]
-    no_pin_messaging: bool,
-    /// Units per batch; 0 sizes batches adaptively to about 5 ms of work each.
-    #[arg(long, global = true, env = "GANGER_BATCH_SIZE", default_value_t = 0)]
-    batch_size: u32,
-    /// Heartbeat interval, milliseconds.
-    #[arg(
-        long,
-        global = true,
-        env = "GANGER_HEARTBEAT_MS",
-        default_value_t = 1000
-    )]
-    heartbeat_ms: u64,
-    /// A worker silent this long is dropped and its units requeued, milliseconds.
-    #[arg(long, global = true, env = "GANGER_TIMEOUT_MS", default_value_t = 5000)]
-    timeout_ms: u64,
-    /// Failed evaluations of a unit before it is reported failed.
-    #[arg(long, global = true, env = "GANGER_MAX_ATTEMPTS", default_value_t = 3)]
-    max_attempts: u32,
-    /// Largest frame accepted from a worker, bytes; also what each connection not yet
-    /// registered can make the delegator hold (see --max-pending-connections).
-    #[arg(long, global = true, env = "GANGER_MAX_FRAME_BYTES", default_value_t = 16 << 20)]
-    max_frame_bytes: u64,
-    /// Connections whose peer has not registered (with a secret: not proved it knows it) held
-    /// at once; one more is cut as soon as it is accepted. Memory strangers can hold is at most
-    /// this many times --max-frame-bytes (+ 64 KiB).
-    #[arg(
-        long,
-        global = true,
-        env = "GANGER_MAX_PENDING_CONNECTIONS",
-        default_value_t = 64
-    )]
-    max_pending_connections: usize,
-    /// Milliseconds a connection may stay unregistered before it is cut.
-    #[arg(
-        long,
-        global = true,
-        env = "GANGER_PENDING_CONNECTION_MS",
-        default_value_t = 10_000
-    )]
-    pending_connection_ms: u64,
-    /// Most units in one batch, on top of the worker's slots + prefetch and adaptive batching.
-    #[arg(
-        long,
-        global = true,
-        env = "GANGER_MAX_BATCH_UNITS",
-        default_value_t = 65_536
-    )]
-    max_batch_units: u32,
-    /// Most workers registered at once; a hello beyond it gets a reject naming the limit.
-    #[arg(
-        long,
-        global = true,
-        env = "GANGER_MAX_WORKERS",
-        default_value_t = 10_000
-    )]
-    max_workers: usize,
-    /// Most payload bytes of units queued but not yet leased, across jobs; submitting waits
-    /// while the queue is this full.
-    #[arg(long, global = true, env = "GANGER_MAX_QUEUED_BYTES", default_value_t = 1 << 30)]
-    max_queued_bytes: u64,
-    /// Re-issue a unit that has run this many times its usual time (and at least 50 ms) to a
-    /// worker with an idle slot when nothing else waits, and take the first result. Only for
-    /// tasks whose output depends on their input alone, with no side effects (likelihoods:
-    /// yes); the slow copy still runs [default: off].
-    #[arg(long, global = true, env = "GANGER_STRAGGLER_FACTOR")]
-    straggler_factor: Option<f64>,
-    /// Keep serving after the job is done (until SIGTERM), e.g. for inspection.
-    #[arg(long, global = true, env = "GANGER_KEEP_SERVING")]
-    keep_serving: bool,
-    /// Write the bound endpoint to this file once listening (for scripts and tests).
-    #[arg(long, global = true, env = "GANGER_ENDPOINT_FILE")]
-    endpoint_file: Option<std::path::PathBuf>,
-    /// Log format: `text` or `json`.
-    #[arg(long, global = true, env = "GANGER_LOG_FORMAT", default_value = "text")]
-    log_format: String,
-    /// Serve the dashboard, /api/status, /metrics and /healthz on this address, or `none`;
-    /// `0.0.0.0:8080` serves every interface, without authentication [default: 127.0.0.1:8080,
-    /// this machine only, skipped with a warning if that port is taken].
-    #[arg(long, global = true, env = "GANGER_HTTP")]
-    http: Option<String>,
-    /// Write the HTTP server's bound address to this file (for scripts and tests).
-    #[arg(long, global = true, env = "GANGER_HTTP_ADDRESS_FILE")]
-    http_address_file: Option<std::path::PathBuf>,
-    /// File holding the cluster secret (at least 16 bytes; `ganger-delegator secret` makes
-    /// one): workers must prove they know it, and every frame is encrypted [default: the value
-    /// of the variable GANGER_SECRET, else none].
-    #[arg(long, global = true, env = "GANGER_SECRET_FILE")]
-    secret_file: Option<std::path::PathBuf>,
-    /// Allow binding a non-loopback address without a secret (warns at start-up): anyone who
-    /// can reach the port could take work units or send false results.
-    #[arg(long, global = true, env = "GANGER_INSECURE")]
-    insecure: bool,
 }
 
 impl Common {
@@ -341,7 +242,7 @@ impl Common {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     ganger_transport::logging::init(&cli.common.log_format);
     let result = match &cli.command {
         // Plotting reads files and probing asks another delegator: no server, no progress
@@ -361,6 +262,31 @@ fn main() {
         eprintln!("ganger-delegator: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Parses the command line. The help is wrapped to the terminal (at most 100 columns), and the
+/// subcommands that start no delegator (`plot`, `probe`, `secret`) leave the shared flags out
+/// of theirs (`probe` keeps `--http`, which it reads); they still accept them, so a flag set for
+/// every subcommand breaks none.
+fn parse_command_line() -> Cli {
+    let mut command = Cli::command().max_term_width(100);
+    let shared: Vec<clap::Arg> = command
+        .get_arguments()
+        .filter(|arg| arg.is_global_set())
+        .cloned()
+        .collect();
+    for (name, keep) in [("plot", &[][..]), ("secret", &[]), ("probe", &["http"])] {
+        // A subcommand's own argument of a global's id stands in for the global there (clap
+        // does not propagate over it): the same flag, accepted and hidden.
+        let hidden: Vec<clap::Arg> = shared
+            .iter()
+            .filter(|arg| !keep.contains(&arg.get_id().as_str()))
+            .map(|arg| arg.clone().global(false).hide(true))
+            .collect();
+        command = command.mut_subcommand(name, |subcommand| subcommand.args(hidden));
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
 }
 
 /// Waits until `n` workers have registered (the local ones this command started), for at most

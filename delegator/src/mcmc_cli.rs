@@ -17,6 +17,18 @@ use tracing::info;
 use crate::watch::Watch;
 use crate::Common;
 
+/// What `mcmc --help` says after the flags: the built-in likelihoods, and examples.
+pub(crate) const AFTER_HELP: &str = "\
+Built-in likelihoods (\"likelihood\" in the config; every ganger-worker serves them):
+  gaussian    standard Gaussian at the origin (Stateline's demo; the default)
+  bimodal     two modes at x0 = -5 and +5, weights 0.3 and 0.7
+  rosenbrock  the Rosenbrock banana, scaled by 1/20
+
+Examples:
+  ganger-delegator mcmc --config examples/stateline-demo.json --local-workers 2
+  ganger-delegator mcmc --config run.json --resume      # after a crash, a kill or Ctrl-C
+  ganger-delegator mcmc --config run.json --spawn-workers 2   # and remote workers may join";
+
 /// Arguments of `mcmc`.
 #[derive(Debug, Args)]
 pub(crate) struct McmcArgs {

@@ -32,6 +32,24 @@ use ganger_observe::status::{RunKind, RunState};
 use journal::{Journal, RunIdentity};
 use unserved::Unserved;
 
+/// What `run --help` says after the flags: the tasks every `ganger-worker` serves, and
+/// examples.
+pub(crate) const AFTER_HELP: &str = "\
+Built-in tasks (every ganger-worker serves them):
+  square        a number -> its square (an integer overflow is a unit error)
+  sleep         microseconds -> the input, after sleeping that long
+  spin          microseconds -> the input, after busy-waiting that long
+  noop          anything -> the input, unchanged
+  panic-if-odd  an integer -> itself; panics on odd ones (to try out retries)
+Other tasks: register them in a Rust worker, or serve them from any program with
+ganger-worker --exec (README, \"Any language\").
+
+Examples:
+  ganger-delegator run --task square --range 1000 --local-workers 2
+  ganger-delegator run --task spin --input work.jsonl --output results.jsonl --resume
+  ganger-delegator run --task square --range 1000000   # and on other machines:
+  ganger-worker --connect tcp://HOST:5555";
+
 /// Arguments of `run`.
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {

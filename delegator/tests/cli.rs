@@ -288,3 +288,111 @@ fn where_other_workers_could_join_an_unserved_task_fails_after_its_timeout() {
         "{stderr}"
     );
 }
+
+/// The help of `ganger-delegator ARGS --help`, as a user sees it.
+fn help(args: &[&str]) -> String {
+    let output = delegator_command()
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn each_subcommand_shows_only_the_flags_it_reads_under_headings_within_100_columns() {
+    for sub in ["plot", "probe", "secret"] {
+        let text = help(&[sub]);
+        assert!(
+            !text.contains("--bind") && !text.contains("--max-frame-bytes"),
+            "{sub}:\n{text}"
+        );
+    }
+    assert!(
+        help(&["probe"]).contains("--http <HTTP>"),
+        "probe reads --http"
+    );
+    let run = help(&["run"]);
+    for heading in [
+        "Cluster:",
+        "Workers on this machine:",
+        "Scheduling:",
+        "Limits:",
+        "Watching:",
+    ] {
+        assert!(
+            run.contains(&format!("\n{heading}\n")),
+            "no {heading} in:\n{run}"
+        );
+    }
+    // The tasks a worker serves, examples, and sizes in units.
+    for expected in [
+        "square",
+        "panic-if-odd",
+        "Examples:",
+        "[default: 16MiB]",
+        "[default: 1GiB]",
+    ] {
+        assert!(run.contains(expected), "no {expected:?} in:\n{run}");
+    }
+    assert!(help(&["mcmc"]).contains("rosenbrock"));
+    for args in [
+        &[][..],
+        &["run"],
+        &["mcmc"],
+        &["plot"],
+        &["probe"],
+        &["secret"],
+    ] {
+        for line in help(args).lines() {
+            assert!(line.chars().count() <= 100, "{args:?}: {line:?}");
+        }
+    }
+    // The flags the help leaves out are still accepted where they change nothing.
+    let dir = temp_dir("plot-flags");
+    let plot = delegator_command()
+        .args(["plot", dir.to_str().unwrap(), "--bind", "tcp://127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&plot.stderr);
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+}
+
+#[test]
+fn sizes_take_units_and_a_wrong_unit_is_named() {
+    let result = run(&[
+        "run",
+        "--task",
+        "square",
+        "--range",
+        "3",
+        "--local-workers",
+        "1",
+        "--max-frame-bytes",
+        "64KiB",
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&result.stdout).lines().count(), 3);
+    let result = run(&[
+        "run",
+        "--task",
+        "square",
+        "--range",
+        "3",
+        "--local-workers",
+        "1",
+        "--max-frame-bytes",
+        "16MB",
+    ]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--max-frame-bytes") && stderr.contains("`MB`"),
+        "{stderr}"
+    );
+}

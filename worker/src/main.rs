@@ -31,6 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(
     version,
+    max_term_width = 100,
     about,
     after_help = builtin_help(),
     args_conflicts_with_subcommands = true,

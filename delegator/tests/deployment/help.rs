@@ -83,9 +83,14 @@ impl Help {
         let mut entries: Vec<(String, bool, String)> = Vec::new();
         let mut subcommands = Vec::new();
         let mut section = "";
+        // Options come under `Options:`, `Arguments:` or a heading of their own (`Limits:`);
+        // a section is one of options once an entry starts it, which prose after the options
+        // (`Examples:`) never does.
+        let mut options = false;
         for line in text.lines() {
             if !line.starts_with(' ') && line.ends_with(':') {
                 section = line;
+                options = false;
                 continue;
             }
             let trimmed = line.trim_start();
@@ -99,15 +104,18 @@ impl Help {
                 }
                 // Entries start at two spaces (`-h, --help`, `<OUTPUT_DIR>`) or six (`--bind`, in
                 // line with long names that have a short one); descriptions are indented more.
-                "Options:" | "Arguments:"
-                    if indent <= 6 && (trimmed.starts_with('-') || trimmed.starts_with('<')) =>
-                {
+                "Commands:" | "" => {}
+                _ if indent <= 6 && (trimmed.starts_with('-') || trimmed.starts_with('<')) => {
+                    options = true;
                     let (head, description) = split_head(trimmed);
                     entries.push((entry_name(head), head.contains('<'), description.to_owned()));
                 }
-                "Options:" | "Arguments:" if !trimmed.is_empty() => {
+                _ if options && !trimmed.is_empty() => {
                     if let Some((_, _, description)) = entries.last_mut() {
-                        description.push(' ');
+                        // Clap puts a description beside the name or below it, as widths allow.
+                        if !description.is_empty() {
+                            description.push(' ');
+                        }
                         description.push_str(trimmed);
                     }
                 }
