@@ -98,6 +98,7 @@ pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow
             .num_threads(common.local_workers)
             .build_global()
             .context("cannot start the evaluation threads")?;
+        watch.board.set_in_process(common.local_workers);
         let mut evaluator = InProcess::new(builtin.split(n_terms));
         mcmc::run_with_status(
             &config,

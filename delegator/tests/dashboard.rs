@@ -38,7 +38,20 @@ fn chromium() -> Option<PathBuf> {
 /// Runs headless Chromium on the dashboard with `args` (`--dump-dom`, `--screenshot=…`), giving
 /// the page 3 s of its own time to fetch and render; returns its standard output.
 fn browse(browser: &Path, address: &str, args: &[&str]) -> String {
-    let profile = std::env::temp_dir().join(format!("ganger-chromium-{}", std::process::id()));
+    browse_at(browser, address, 1280, args)
+}
+
+/// [`browse`] in a window `width` pixels wide.
+fn browse_at(browser: &Path, address: &str, width: u32, args: &[&str]) -> String {
+    browse_url(browser, &format!("http://{address}/"), width, args)
+}
+
+/// Headless Chromium on `url` in a window `width` pixels wide (at least 500: Chromium's least).
+fn browse_url(browser: &Path, url: &str, width: u32, args: &[&str]) -> String {
+    // A profile of its own: browsers of tests running in parallel would fight over one.
+    static BROWSERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BROWSERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let profile = std::env::temp_dir().join(format!("ganger-chromium-{}-{n}", std::process::id()));
     let output = Command::new(browser)
         .args([
             "--headless",
@@ -47,15 +60,16 @@ fn browse(browser: &Path, address: &str, args: &[&str]) -> String {
             "--disable-background-networking",
             "--no-first-run",
             "--hide-scrollbars",
-            "--window-size=1280,1600",
+            &format!("--window-size={width},1600"),
             "--virtual-time-budget=3000",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .args(args)
-        .arg(format!("http://{address}/"))
+        .arg(url)
         .stderr(Stdio::null())
         .output()
         .expect("chromium runs");
+    let _ = std::fs::remove_dir_all(&profile);
     assert!(output.status.success(), "chromium failed: {output:?}");
     String::from_utf8(output.stdout).expect("UTF-8")
 }
@@ -70,6 +84,34 @@ fn text_of(dom: &str, id: &str) -> String {
     let open = after.find('>').unwrap() + 1;
     let close = after[open..].find('<').unwrap();
     after[open..open + close].to_owned()
+}
+
+/// Serves `html` to every request on a free loopback port, for as long as the test runs (a
+/// page from a file may not frame one from the network); returns the address.
+fn serve_page(html: String) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                html.len()
+            );
+        }
+    });
+    address
+}
+
+/// Text from a dumped DOM with its entities decoded (what `textContent` held).
+fn html_unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// A displayed count ("1,234") as a number.
@@ -275,6 +317,58 @@ fn the_api_and_the_dashboard_show_a_live_run() {
         "{shown_warnings} warnings shown, the API had {warnings:?}"
     );
 
+    // On a phone and on a wide screen: one column or several, never a sideways scroll, and the
+    // same numbers as the API. A headless window is at least 500 px wide, so the page is framed
+    // at the width to test, and tells its frame what it shows.
+    for width in [400, 1400] {
+        let frame = serve_page(format!(
+            r#"<!doctype html><html><body style="margin:0">
+<pre id="report"></pre>
+<iframe src="http://{address}/" style="width:{width}px;height:1600px;border:0"></iframe>
+<script>
+addEventListener("message", (e) => {{ document.getElementById("report").textContent = JSON.stringify(e.data); }});
+</script></body></html>"#
+        ));
+        let before = status(address);
+        let dom = browse_url(&browser, &format!("http://{frame}/"), 1600, &["--dump-dom"]);
+        let after = status(address);
+        let report: Value = serde_json::from_str(&html_unescape(&text_of(&dom, "report")))
+            .unwrap_or_else(|e| {
+                panic!("{width} px: the framed page reported nothing ({e}): {dom}")
+            });
+        let (scroll, viewport) = (
+            report["scrollWidth"].as_u64().unwrap(),
+            report["viewportWidth"].as_u64().unwrap(),
+        );
+        assert!(
+            viewport == width as u64 && scroll <= viewport,
+            "at {width} px the page is {scroll} px wide in a {viewport} px viewport"
+        );
+        let shown = number(report["step"].as_str().unwrap());
+        let (first, last) = (
+            before["mcmc"]["step"].as_u64().unwrap(),
+            after["mcmc"]["step"].as_u64().unwrap(),
+        );
+        assert!(
+            first <= shown && shown <= last,
+            "{width} px: {first} <= {shown} <= {last}"
+        );
+        assert_eq!(report["chainRows"], 6, "{width} px");
+        let workers = after["workers"].as_array().unwrap().len();
+        assert_eq!(
+            report["workerRows"].as_u64(),
+            Some(workers as u64),
+            "{width} px"
+        );
+        assert_eq!(
+            number(report["workersCount"].as_str().unwrap()),
+            workers as u64
+        );
+    }
+    // The job types summarised in one cell, the counters of requeues and retries beside.
+    assert!(dom.contains("class=\"types\""));
+    assert!(text_of(&dom, "unit-counters").starts_with("retried "));
+
     // Later, the page shows a later step.
     std::thread::sleep(Duration::from_millis(1500));
     let later = browse(&browser, address, &["--dump-dom"]);
@@ -447,5 +541,41 @@ fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
     assert!(
         warning.contains("No connected worker serves sqaure") && warning.contains("square"),
         "{warning}"
+    );
+}
+
+#[test]
+fn an_embedded_run_says_its_threads_evaluate_rather_than_no_workers() {
+    let run = launch(
+        "embedded",
+        4000,
+        &["--local-workers", "2", "--keep-serving"],
+    );
+    let address = run.address.as_str();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = status(address);
+        if s["state"] == "done" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(s["in_process_threads"], 2, "{s}");
+    assert_eq!(s["workers"].as_array().unwrap().len(), 0);
+
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
+            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
+        );
+        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+        return;
+    };
+    let dom = browse(&browser, address, &["--dump-dom"]);
+    let empty = text_of(&dom, "workers-empty");
+    assert!(
+        empty.starts_with("Evaluated in this process by 2 thread(s)"),
+        "{empty}"
     );
 }

@@ -85,6 +85,8 @@ struct State {
     ended: Option<Instant>,
     /// The engine has stopped (the poller found it gone).
     engine_stopped: bool,
+    /// Threads of this process evaluating instead of workers.
+    in_process_threads: Option<usize>,
 }
 
 impl Default for StatusBoard {
@@ -122,6 +124,7 @@ impl StatusBoard {
                     begun: None,
                     ended: None,
                     engine_stopped: false,
+                    in_process_threads: None,
                 }),
                 printer: Mutex::new(None),
                 started: Instant::now(),
@@ -229,6 +232,11 @@ impl StatusBoard {
         }
     }
 
+    /// Declares that `threads` threads of this process evaluate the run, not workers.
+    pub fn set_in_process(&self, threads: usize) {
+        self.state().in_process_threads = Some(threads);
+    }
+
     /// Lets `/metrics` include the engine's histograms.
     pub fn attach_metrics(&self, metrics: EngineMetrics) {
         self.state().metrics = Some(metrics);
@@ -326,6 +334,7 @@ impl StatusBoard {
             engine_alive: alive,
             engine_stopped: state.engine_stopped,
             workers,
+            in_process_threads: state.in_process_threads,
             queues,
             counters,
             round_trips,

@@ -57,6 +57,10 @@ pub struct Status {
     pub engine_stopped: bool,
     /// Registered workers.
     pub workers: Vec<WorkerStatus>,
+    /// Threads of this process that evaluate instead of workers (an MCMC run with
+    /// `--local-workers`); none when workers evaluate.
+    #[serde(default)]
+    pub in_process_threads: Option<usize>,
     /// Units waiting, per job type.
     pub queues: Vec<QueueStatus>,
     /// The engine's unit counters.
