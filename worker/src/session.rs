@@ -69,7 +69,13 @@ pub(crate) struct Session {
     status: StatusHandle,
     /// The handshake and session keys, when the worker has a secret.
     security: Option<Security>,
+    /// Since when this worker has been trying to register, and when it last said so.
+    connecting_since: Instant,
+    last_waiting_note: Instant,
 }
+
+/// How often a worker that has not reached its delegator says so.
+const WAITING_NOTE_EVERY: Duration = Duration::from_secs(5);
 
 /// How long to wait for a `Welcome` before saying hello again.
 const HELLO_RETRY: Duration = Duration::from_secs(1);
@@ -124,6 +130,8 @@ impl Session {
             summary: Summary::default(),
             warn_limit: RateLimited::new(Duration::from_secs(1)),
             status: worker.status,
+            connecting_since: now,
+            last_waiting_note: now,
         })
     }
 
@@ -206,10 +214,15 @@ impl Session {
         let now = Instant::now();
         match &self.state {
             State::Connecting { hello_sent } => {
+                let connected = hello_sent.is_some();
                 if hello_sent.is_none_or(|at| now.duration_since(at) >= HELLO_RETRY)
                     && self.stopping_since.is_none()
                 {
                     self.say_hello(now);
+                }
+                if now.duration_since(self.last_waiting_note) >= WAITING_NOTE_EVERY {
+                    self.last_waiting_note = now;
+                    self.note_waiting(connected, now);
                 }
             }
             State::Ready(welcome) => {
@@ -226,6 +239,28 @@ impl Session {
                     self.queue(&Message::Heartbeat);
                 }
             }
+        }
+    }
+
+    /// Says, every few seconds, that the worker has not reached its delegator, and the likely
+    /// reasons: otherwise a worker started before (or without) its delegator prints nothing.
+    fn note_waiting(&self, connected: bool, now: Instant) {
+        let waited_secs = now.duration_since(self.connecting_since).as_secs();
+        let connect = &self.config.connect;
+        if connected {
+            warn!(
+                %connect,
+                waited_secs,
+                "connected, but the delegator has not answered the hello (another cluster \
+                 secret, or not a ganger delegator?)"
+            );
+        } else {
+            warn!(
+                %connect,
+                waited_secs,
+                "waiting for the delegator: no connection yet (is it running, and is the \
+                 address reachable from here?)"
+            );
         }
     }
 
@@ -282,6 +317,8 @@ impl Session {
         // Batches still running belong to the old generation; their results will be discarded.
         self.running_units = 0;
         self.state = State::Connecting { hello_sent: None };
+        self.connecting_since = Instant::now();
+        self.last_waiting_note = self.connecting_since;
         self.status.update(|board| board.connecting());
         self.last_received = Instant::now();
         if self.stopping_since.is_none() {
