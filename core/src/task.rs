@@ -141,8 +141,11 @@ impl Registry {
         O: Serialize,
         F: Fn(I) -> O + Send + Sync + 'static,
     {
+        let name = name.into();
+        let task = name.clone();
         self.register_raw(name, move |input: &[u8], output: &mut Vec<u8>| {
-            let input: I = payload::from_bytes(input).map_err(|e| e.to_string())?;
+            let input: I = payload::from_bytes(input)
+                .map_err(|e| payload::input_error::<I>(&task, input, &e))?;
             payload::write(output, &function(input)).map_err(|e| e.to_string())
         })
     }
@@ -159,8 +162,11 @@ impl Registry {
         E: std::fmt::Display,
         F: Fn(I) -> Result<O, E> + Send + Sync + 'static,
     {
+        let name = name.into();
+        let task = name.clone();
         self.register_raw(name, move |input: &[u8], output: &mut Vec<u8>| {
-            let input: I = payload::from_bytes(input).map_err(|e| e.to_string())?;
+            let input: I = payload::from_bytes(input)
+                .map_err(|e| payload::input_error::<I>(&task, input, &e))?;
             let value = function(input).map_err(|e| e.to_string())?;
             payload::write(output, &value).map_err(|e| e.to_string())
         })
@@ -280,7 +286,8 @@ fn square(input: &[u8], output: &mut Vec<u8>) -> Result<(), String> {
             .ok_or_else(|| format!("square: {n}² overflows a 64-bit integer"))?;
         return payload::write(output, &squared).map_err(|e| e.to_string());
     }
-    let x: f64 = payload::from_bytes(input).map_err(|e| format!("square: {e}"))?;
+    let x: f64 =
+        payload::from_bytes(input).map_err(|e| payload::input_error::<f64>("square", input, &e))?;
     payload::write(output, &(x * x)).map_err(|e| e.to_string())
 }
 
@@ -370,7 +377,7 @@ mod tests {
         let error = run::<_, i64>("square", i64::MAX).unwrap_err();
         assert!(error.contains("overflows"), "{error}");
         let error = run::<_, u64>("sleep", "soon").unwrap_err();
-        assert!(error.contains("decode"), "{error}");
+        assert_eq!(error, "sleep expects an integer, got the string \"soon\"");
         let error = run::<_, u64>("no-such-task", 1).unwrap_err();
         assert!(error.contains("no task `no-such-task`"), "{error}");
     }

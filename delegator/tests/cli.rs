@@ -62,6 +62,11 @@ fn run_maps_a_task_over_json_lines_and_tags_each_result_with_its_index() {
         .as_str()
         .expect("a failed unit is reported, not skipped");
     assert!(error.contains("failed 3 time(s)"), "{error}");
+    // In the user's words, not the decoder's.
+    assert!(
+        error.contains("square expects a number, got the string \"seven\""),
+        "{error}"
+    );
 }
 
 #[test]
