@@ -26,6 +26,8 @@ pub struct LocalWorkerSpec {
     /// The CPUs each worker may use from its start; default the spawning thread's (which, if
     /// that thread is pinned, would pin the whole worker).
     pub cpus: Option<Vec<usize>>,
+    /// The workers' log filter (`GANGER_LOG`); default this process's environment's.
+    pub log_filter: Option<String>,
 }
 
 /// Running local worker processes; dropping this stops them.
@@ -59,6 +61,9 @@ impl LocalWorkers {
                 .env_remove("GANGER_SECRET_FILE")
                 .env_remove("GANGER_SECRET")
                 .stdin(Stdio::null());
+            if let Some(filter) = &spec.log_filter {
+                command.env("GANGER_LOG", filter);
+            }
             if let Some(secret) = &spec.secret {
                 use std::os::unix::ffi::OsStrExt as _;
                 command.env(

@@ -10,6 +10,7 @@ mod plot;
 mod probe;
 mod run;
 mod settings;
+mod shell;
 mod watch;
 
 /// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
@@ -162,7 +163,7 @@ impl Common {
             // run's own, through their environment.
             let secret = ganger_transport::secret::generate()?;
             config.secret = Some(ganger_cluster::Secret::new(secret.as_bytes())?);
-            tracing::info!(
+            tracing::debug!(
                 "using a secret made for this run for the local workers: remote workers cannot \
                  join unless a secret is configured (--secret-file or GANGER_SECRET)"
             );
@@ -179,7 +180,7 @@ impl Common {
             rayon::current_num_threads();
             match affinity::pin_current(cpu) {
                 Ok(free) => {
-                    tracing::info!(cpu, "messaging threads pinned");
+                    tracing::debug!(cpu, "messaging threads pinned");
                     Some((cpu, free))
                 }
                 Err(e) => {
@@ -233,8 +234,13 @@ impl Common {
             extra_args,
             secret,
             cpus: pinned.map(|(_, free)| free),
+            // Their handshakes and start-up would fill the terminal of a local run: warnings
+            // only, unless the log filter was chosen.
+            log_filter: std::env::var_os("GANGER_LOG")
+                .is_none()
+                .then(|| "warn".to_owned()),
         };
-        tracing::info!(n, threads = spec.threads, "starting local workers");
+        tracing::debug!(n, threads = spec.threads, "starting local workers");
         let workers = LocalWorkers::spawn(n, &spec)
             .with_context(|| format!("cannot start {}", spec.program.display()))?;
         Ok(Some(workers))

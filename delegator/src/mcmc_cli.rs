@@ -14,6 +14,7 @@ use ganger_mcmc::{self as mcmc, InProcess, OnWorkers};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
 
+use crate::shell::{command_with, this_command};
 use crate::watch::Watch;
 use crate::Common;
 
@@ -187,49 +188,9 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
-/// This very command line, as the shell would take it, without the arguments in `without` and
-/// with `with` added if it is not there: what to type to resume.
-fn this_command(without: &[&str], with: Option<&str>) -> String {
-    let mut args: Vec<String> = std::env::args()
-        .filter(|a| !without.contains(&a.as_str()))
-        .collect();
-    if let Some(with) = with {
-        if !args.iter().any(|a| a == with) {
-            args.push(with.to_owned());
-        }
-    }
-    args.iter()
-        .map(|a| shell_quote(a))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// This program followed by `args`, quoted for the shell.
-fn command_with(args: &[&str]) -> String {
-    let program = std::env::args()
-        .next()
-        .unwrap_or_else(|| "ganger-delegator".into());
-    std::iter::once(program.as_str())
-        .chain(args.iter().copied())
-        .map(shell_quote)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `word` as a POSIX shell reads it back: unchanged if it holds only safe characters, else in
-/// single quotes.
-fn shell_quote(word: &str) -> String {
-    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
-    if !word.is_empty() && word.chars().all(safe) {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{shell_quote, thousands};
+    use super::thousands;
 
     #[test]
     fn thousands_are_separated_by_commas() {
@@ -237,13 +198,5 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1000), "1,000");
         assert_eq!(thousands(1234567), "1,234,567");
-    }
-
-    #[test]
-    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
-        assert_eq!(shell_quote("--config"), "--config");
-        assert_eq!(shell_quote("/tmp/a b.json"), "'/tmp/a b.json'");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 }

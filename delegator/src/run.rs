@@ -26,6 +26,7 @@ use serde_json::Value;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::{info, warn};
 
+use crate::shell::this_command;
 use crate::watch::Watch;
 use crate::Common;
 use ganger_observe::status::{RunKind, RunState};
@@ -151,8 +152,34 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
         RunState::Done
     });
     watch.finish_console();
-    let seconds = started.elapsed().as_secs_f64();
     let evaluated = completed + failed;
+    // The time and rate the progress bar and the dashboard end with: the same everywhere.
+    let snapshot = watch.board.snapshot();
+    let (seconds, units_per_sec) = (
+        snapshot
+            .run_secs
+            .unwrap_or_else(|| started.elapsed().as_secs_f64()),
+        snapshot.progress.mean_rate,
+    );
+    if stopped {
+        info!(
+            units = total,
+            already_done = already,
+            evaluated,
+            "job interrupted"
+        );
+        bail!(
+            "interrupted after {done} of {total} units{}",
+            if resumable {
+                format!(
+                    "; resume with: {}",
+                    this_command(&["--overwrite"], Some("--resume"))
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
     info!(
         units = total,
         already_done = already,
@@ -160,19 +187,9 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
         completed,
         failed,
         seconds = format!("{seconds:.3}"),
-        units_per_sec = format!("{:.0}", evaluated as f64 / seconds.max(1e-9)),
+        units_per_sec = format!("{units_per_sec:.0}"),
         "job done"
     );
-    if stopped {
-        bail!(
-            "stopped after {done} of {total} units{}",
-            if resumable {
-                "; continue with --resume"
-            } else {
-                ""
-            }
-        );
-    }
     if common.keep_serving {
         info!("job done; serving until SIGTERM (--keep-serving)");
         while !interrupted.load(Ordering::SeqCst) {

@@ -3,6 +3,7 @@
 //! a plain progress log line every 10 seconds otherwise (container logs).
 
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,9 @@ impl Watch {
                 }
             },
         };
+        if let Some(server) = &http {
+            info!("dashboard at {}", dashboard_url(server.address()));
+        }
         if let (Some(server), Some(path)) = (&http, &common.http_address_file) {
             std::fs::write(path, server.address().to_string())
                 .with_context(|| format!("cannot write the HTTP address to {}", path.display()))?;
@@ -105,7 +109,18 @@ impl Console {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let printer = bar.clone();
-            board.set_printer(Box::new(move |text| printer.suspend(|| eprint!("{text}"))));
+            // The table is redrawn where it stands: each one replaces the last, instead of
+            // scrolling hundreds of lines by (a log, not being a terminal, keeps them all).
+            let last_lines = AtomicUsize::new(0);
+            board.set_printer(Box::new(move |text| {
+                printer.suspend(|| {
+                    let above = last_lines.swap(text.lines().count(), Ordering::Relaxed);
+                    if above > 0 {
+                        eprint!("\x1b[{above}F\x1b[J");
+                    }
+                    eprint!("{text}");
+                });
+            }));
             bar
         });
         let mut last_log = Instant::now();
@@ -134,6 +149,10 @@ impl Console {
 
 fn draw(bar: &ProgressBar, status: &Status) {
     let p = &status.progress;
+    if p.total == 0 {
+        // Nothing submitted yet: a bar now would read 100 % of nothing.
+        return;
+    }
     bar.set_length(p.total);
     bar.set_position(p.done.min(p.total));
     let eta = match (status.state, p.eta_secs) {
@@ -177,5 +196,20 @@ fn clock(seconds: f64) -> String {
         (0, 0, s) => format!("{s}s"),
         (0, m, s) => format!("{m}m{s:02}s"),
         (h, m, s) => format!("{h}h{m:02}m{s:02}s"),
+    }
+}
+
+/// The dashboard's address as a URL to click: on every interface, the host's name stands in
+/// for the unspecified address.
+fn dashboard_url(address: std::net::SocketAddr) -> String {
+    if address.ip().is_unspecified() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".into());
+        format!("http://{host}:{}/", address.port())
+    } else {
+        format!("http://{address}/")
     }
 }

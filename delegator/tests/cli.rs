@@ -401,3 +401,66 @@ fn sizes_take_units_and_a_wrong_unit_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_interrupted_run_prints_the_command_that_resumes_it_and_that_finishes_the_job() {
+    let dir = temp_dir("interrupt");
+    let input = dir.join("inputs.jsonl");
+    // 600 units of 5 ms on one thread: about 3 s, interrupted well before.
+    std::fs::write(&input, "5000\n".repeat(600)).unwrap();
+    let output = dir.join("out.jsonl");
+    let child = delegator_command()
+        .args(["run", "--task", "sleep", "--input", input.to_str().unwrap()])
+        .args(["--output", output.to_str().unwrap()])
+        .args([
+            "--local-workers",
+            "1",
+            "--worker-threads",
+            "1",
+            "--batch-size",
+            "4",
+        ])
+        .arg("--worker-bin")
+        .arg(worker_bin())
+        .env("GANGER_LOG", "warn")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::read_to_string(&output).map_or(0, |t| t.lines().count()) < 20 {
+        assert!(std::time::Instant::now() < deadline, "no results appeared");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child with a valid signal number.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(1), "{stderr}");
+    let command = stderr
+        .lines()
+        .find_map(|line| line.split_once("resume with: ").map(|(_, c)| c.trim()))
+        .unwrap_or_else(|| panic!("no resume command in {stderr}"));
+    assert!(stderr.contains("interrupted after "), "{stderr}");
+    let resumed = std::process::Command::new("sh")
+        .args(["-c", command])
+        .env("GANGER_LOG", "warn")
+        .env("GANGER_HTTP", "none")
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let mut indices: Vec<u64> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["index"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..600).collect::<Vec<u64>>(), "every result once");
+}

@@ -476,13 +476,14 @@ fn the_summary_covers_the_draws_after_the_burn_in_and_reports_the_ladder_and_evi
         .as_str()
         .unwrap()
         .contains("uniform on the box"));
-    // The console shows the posterior table, the ladder and the evidence.
+    // The result on stdout shows the posterior table, the ladder and the evidence.
+    let stdout = String::from_utf8_lossy(&result.stdout);
     for part in [
         "posterior: 2 cold chain(s), steps 501-2000",
         "ladder: swap rates",
         "evidence: log Z =",
     ] {
-        assert!(stderr.contains(part), "{part} missing from\n{stderr}");
+        assert!(stdout.contains(part), "{part} missing from\n{stdout}");
     }
     // The run records its configuration, defaults filled in, beside its files.
     let recorded: serde_json::Value =
@@ -493,7 +494,7 @@ fn the_summary_covers_the_draws_after_the_burn_in_and_reports_the_ladder_and_evi
 }
 
 #[test]
-fn a_sparse_ladder_and_too_few_draws_are_warned_about_in_the_summary_and_the_console() {
+fn a_sparse_ladder_and_too_few_draws_are_warned_about_in_the_summary_and_the_result() {
     let dir = temp_dir("warnings");
     let output = dir.join("out");
     // Two temperatures a million apart never swap, and 300 draws per chain after the burn-in
@@ -531,9 +532,10 @@ fn a_sparse_ladder_and_too_few_draws_are_warned_about_in_the_summary_and_the_con
                 && w.contains("temperatures (nTemperatures)")),
         "{warnings:?}"
     );
+    let stdout = String::from_utf8_lossy(&result.stdout);
     for warning in warnings {
         assert!(
-            stderr.contains(&format!("WARNING: {warning}")),
+            stdout.contains(&format!("WARNING: {warning}")),
             "{warning} not printed"
         );
     }

@@ -425,6 +425,8 @@ fn local_workers_without_a_configured_secret_use_one_made_for_the_run() {
         .arg(dir.join("out.jsonl"))
         .env_remove("GANGER_SECRET")
         .env_remove("GANGER_SECRET_FILE")
+        // Both lines are details of a local run, logged at debug.
+        .env("GANGER_LOG", "debug")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

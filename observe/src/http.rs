@@ -57,7 +57,7 @@ impl HttpServer {
                     }
                 });
             })?;
-        tracing::info!(%address, "HTTP status server listening");
+        tracing::debug!(%address, "HTTP status server listening");
         Ok(HttpServer {
             address,
             shutdown: Some(shutdown),

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use ganger_core::protocol::secure::{self, Channel, Handshake, Secret, Side, NONCE_LEN};
 use ganger_core::protocol::{self, Challenge, Message, Reset};
 use ganger_transport::frames::{hex, Incoming};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use super::dispatch::{Dispatch, Turn};
 use crate::scheduler::{Millis, WorkerId};
@@ -225,7 +225,7 @@ impl Dispatch {
                 // Only now does the scheduler see the hello; the welcome goes out sealed.
                 let hello = protocol::decode(&pending.hello_frame)
                     .expect("a pending hello was decoded once already");
-                info!(peer = %incoming.peer_name(), "worker authenticated");
+                debug!(peer = %incoming.peer_name(), "worker authenticated");
                 if let Some(reason) = self.message(turn, &peer, None, hello) {
                     warn!(peer = %incoming.peer_name(), "rejected a worker: {reason}");
                 }

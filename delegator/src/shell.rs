@@ -1,0 +1,55 @@
+//! Command lines to show the user, quoted so that they can be pasted into a shell: the
+//! command that resumes an interrupted run, the one that plots a finished one.
+
+/// This very command line, as the shell would take it, without the arguments in `without` and
+/// with `with` added if it is not there: what to type to resume.
+pub(crate) fn this_command(without: &[&str], with: Option<&str>) -> String {
+    let mut args: Vec<String> = std::env::args()
+        .filter(|a| !without.contains(&a.as_str()))
+        .collect();
+    if let Some(with) = with {
+        if !args.iter().any(|a| a == with) {
+            args.push(with.to_owned());
+        }
+    }
+    args.iter()
+        .map(|a| shell_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// This program followed by `args`, quoted for the shell.
+pub(crate) fn command_with(args: &[&str]) -> String {
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "ganger-delegator".into());
+    std::iter::once(program.as_str())
+        .chain(args.iter().copied())
+        .map(shell_quote)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `word` as a POSIX shell reads it back: unchanged if it holds only safe characters, else in
+/// single quotes.
+pub(crate) fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("--config"), "--config");
+        assert_eq!(shell_quote("/tmp/a b.json"), "'/tmp/a b.json'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}
