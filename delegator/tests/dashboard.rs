@@ -291,6 +291,15 @@ fn the_api_and_the_dashboard_show_a_live_run() {
         after["workers"].as_array().unwrap().len() as u64
     );
     assert_eq!(table_rows(&dom, "chains"), 6);
+    // The posterior, live: a row per dimension, as the API has it.
+    let posterior = after["mcmc"]["convergence"]["posterior"]
+        .as_array()
+        .unwrap();
+    assert_eq!(posterior.len(), 2, "{posterior:?}");
+    assert!(posterior
+        .iter()
+        .all(|d| d["mean"].is_number() && d["q95"].is_number()));
+    assert_eq!(table_rows(&dom, "posterior"), 2);
     assert_eq!(
         table_rows(&dom, "workers"),
         after["workers"].as_array().unwrap().len()

@@ -43,7 +43,8 @@ mod table;
 
 pub use distributed::OnWorkers;
 pub use observer::{
-    ChainStatus, Console, ConvergenceStatus, McmcStatus, Observer, Silent, TierStatus, TraceStatus,
+    ChainStatus, Console, ConvergenceStatus, McmcStatus, Observer, PosteriorStatus, Silent,
+    TierStatus, TraceStatus,
 };
 pub use run::{
     run, run_with_status, sampler_settings, Evaluator, Existing, InProcess, McmcError, RunReport,

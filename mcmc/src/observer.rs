@@ -148,6 +148,25 @@ pub struct ConvergenceStatus {
     pub rhat: Vec<Option<f64>>,
     /// Bulk ESS per dimension.
     pub ess_bulk: Vec<Option<f64>>,
+    /// Per dimension, the posterior of the same draws (pooled over the cold chains): what the
+    /// dashboard shows live; `summary.json` has every draw's at the end.
+    #[serde(default)]
+    pub posterior: Vec<PosteriorStatus>,
+}
+
+/// One dimension's posterior over the live window's draws (`null` where not finite).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PosteriorStatus {
+    /// Mean.
+    pub mean: Option<f64>,
+    /// Standard deviation (n − 1 denominator).
+    pub sd: Option<f64>,
+    /// 5 % quantile.
+    pub q05: Option<f64>,
+    /// Median.
+    pub q50: Option<f64>,
+    /// 95 % quantile.
+    pub q95: Option<f64>,
 }
 
 /// A cold chain's thinned samples.

@@ -10,7 +10,9 @@ use ganger_core::mcmc::diagnostics;
 use ganger_core::mcmc::sampler::{ChainStats, Row, Sampler};
 use ganger_core::mcmc::tempering::{self, LadderReport};
 
-use crate::observer::{ChainStatus, ConvergenceStatus, McmcStatus, TierStatus, TraceStatus};
+use crate::observer::{
+    ChainStatus, ConvergenceStatus, McmcStatus, PosteriorStatus, TierStatus, TraceStatus,
+};
 
 /// Cold-chain draws after the burn-in kept per chain for the convergence figures; the stride
 /// between them doubles as the run grows, so they always span every draw since the burn-in.
@@ -382,7 +384,7 @@ impl Table {
                 .collect()
         };
         let finite = |x: f64| x.is_finite().then_some(x);
-        let (mut rhat, mut ess_bulk) = (Vec::new(), Vec::new());
+        let (mut rhat, mut ess_bulk, mut posterior) = (Vec::new(), Vec::new(), Vec::new());
         let mut window = 0;
         for d in 0..n_dims {
             let columns: Vec<Vec<f64>> = self.cold.iter().map(|t| kept(t, d)).collect();
@@ -390,6 +392,15 @@ impl Table {
             let views: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
             rhat.push(finite(diagnostics::rank_normalized_split_rhat(&views)));
             ess_bulk.push(finite(diagnostics::ess_bulk(&views)));
+            let mut pooled: Vec<f64> = columns.concat();
+            pooled.sort_unstable_by(f64::total_cmp);
+            posterior.push(PosteriorStatus {
+                mean: finite(diagnostics::mean(&pooled)),
+                sd: finite(diagnostics::sd(&pooled)),
+                q05: finite(diagnostics::quantile(&pooled, 0.05)),
+                q50: finite(diagnostics::quantile(&pooled, 0.5)),
+                q95: finite(diagnostics::quantile(&pooled, 0.95)),
+            });
         }
         ConvergenceStatus {
             window,
@@ -399,6 +410,7 @@ impl Table {
             min_ess_bulk: ess_bulk.iter().flatten().copied().reduce(f64::min),
             rhat,
             ess_bulk,
+            posterior,
         }
     }
 }
@@ -475,5 +487,17 @@ mod tests {
         let c = table.convergence();
         assert_eq!(c.window, 40, "the steps both stacks have reached");
         assert!(c.max_rhat.is_some());
+        // The live posterior is of exactly those draws: steps 6 to 45 of both stacks, pooled.
+        let mut pooled: Vec<f64> = (5..45)
+            .map(|k| (k as f64 * 0.7).sin())
+            .chain((3..43).map(|k| (k as f64 * 1.3).cos()))
+            .collect();
+        let mean = pooled.iter().sum::<f64>() / 80.0;
+        pooled.sort_unstable_by(f64::total_cmp);
+        let posterior = &c.posterior;
+        assert_eq!(posterior.len(), 2);
+        assert!((posterior[0].mean.unwrap() - mean).abs() < 1e-12);
+        assert_eq!(posterior[0].q50, Some((pooled[39] + pooled[40]) / 2.0));
+        assert!(posterior[0].q05 < posterior[0].q50 && posterior[0].q50 < posterior[0].q95);
     }
 }
