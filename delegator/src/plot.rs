@@ -74,12 +74,16 @@ pub(crate) fn run(args: &PlotArgs) -> anyhow::Result<()> {
 
     let run = describe(&args.output_dir, &chains);
     let n_steps = chains.max_steps();
+    let (steps, burn) = (
+        figure::step_label(&(n_steps as f64)),
+        figure::step_label(&(burn_in as f64)),
+    );
     let traces = Traces::new(
         &chains,
         burn_in,
-        format!("{run}, {n_steps} steps, burn-in {burn_in}"),
+        format!("{run}, {steps} steps, burn-in {burn}"),
     );
-    let after_burn_in = format!("{run}, steps {burn_in} to {n_steps}");
+    let after_burn_in = format!("{run}, steps {burn} to {steps}");
     let marginals = Marginals::new(&chains, burn_in, after_burn_in.clone());
     let corner = Corner::new(&chains, burn_in, &marginals, after_burn_in);
     // The figures are independent; drawing them side by side halves the wait on two cores.

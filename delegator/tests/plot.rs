@@ -191,7 +191,7 @@ fn out_and_burn_in_are_honoured_and_a_burn_in_past_the_end_is_refused() {
     assert_figures(&out);
     assert!(std::fs::read_to_string(out.join("trace.svg"))
         .unwrap()
-        .contains("burn-in 1990"));
+        .contains("burn-in 1,990"));
 
     let too_long = N_STEPS.to_string();
     let result = plot(&[
@@ -219,7 +219,7 @@ fn a_run_killed_mid_line_is_plotted_without_its_last_line() {
     assert_success(&result);
     assert_figures(&dir.join("plots"));
     let trace = std::fs::read_to_string(dir.join("plots/trace.svg")).unwrap();
-    assert!(trace.contains("1500 steps, burn-in 150"), "wrong length");
+    assert!(trace.contains("1,500 steps, burn-in 150"), "wrong length");
 }
 
 #[test]
@@ -285,7 +285,10 @@ fn the_default_burn_in_is_the_runs_own_and_a_run_still_in_it_is_told_so() {
     ]));
     let trace = std::fs::read_to_string(out.join("trace.svg")).unwrap();
     // The run adapted for half its 2000 steps, and its burn-in defaults to that.
-    assert!(trace.contains("2000 steps, burn-in 1000"), "wrong burn-in");
+    assert!(
+        trace.contains("2,000 steps, burn-in 1,000"),
+        "wrong burn-in"
+    );
 
     let dir = temp_dir("in-burn-in");
     for chain in 0..6 {

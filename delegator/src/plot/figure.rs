@@ -103,6 +103,32 @@ pub(crate) fn titled<DB: DrawingBackend>(
 }
 
 /// A tick label with as few digits as tell the ticks apart.
+/// A step count on an axis: a whole number with its thousands separated (250,000).
+pub(crate) fn step_label(x: &f64) -> String {
+    let n = x.round().max(0.0) as u64;
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Okabe and Ito's colours (2008), told apart by readers with any common colour blindness;
+/// black, their eighth, is left for text.
+pub(crate) const OKABE_ITO: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(213, 94, 0),
+    RGBColor(240, 228, 66),
+];
+
 pub(crate) fn tick_label(x: &f64) -> String {
     let magnitude = x.abs();
     if magnitude != 0.0 && !(1e-3..1e5).contains(&magnitude) {

@@ -4,7 +4,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::data::ColdChains;
-use super::figure::{tick_label, titled, DrawResult, Figure, FONT, TITLE_HEIGHT};
+use super::figure::{
+    step_label, tick_label, titled, DrawResult, Figure, FONT, OKABE_ITO, TITLE_HEIGHT,
+};
 use super::reduce::{decimate, finite_range, pad};
 
 /// Points kept per trace line: enough for a 1200-pixel-wide panel to show every wiggle.
@@ -41,8 +43,15 @@ impl Traces {
                     .iter()
                     .map(|chain| (chain.index, decimate(&chain.states[dim], MAX_TRACE_POINTS)))
                     .collect();
+                // The range of the draws after the burn-in: a start far out in the tails would
+                // squash the posterior into a line.
+                let kept = if burn_in > 0 && burn_in < chains.max_steps() {
+                    burn_in
+                } else {
+                    0
+                };
                 TracePanel {
-                    range: pad(finite_range(chains.after(dim, 0)), 0.05),
+                    range: pad(finite_range(chains.after(dim, kept)), 0.05),
                     lines,
                 }
             })
@@ -84,7 +93,7 @@ impl Figure for Traces {
                 .y_max_light_lines(0)
                 .x_labels(10)
                 .y_labels(5)
-                .x_label_formatter(&|x| format!("{x:.0}"))
+                .x_label_formatter(&step_label)
                 .y_label_formatter(&tick_label)
                 .label_style((FONT, 13))
                 .axis_desc_style((FONT, 15))
@@ -105,7 +114,11 @@ impl Figure for Traces {
             }
             for (i, (chain, points)) in panel.lines.iter().enumerate() {
                 let colour = chain_colour(i);
-                let line = LineSeries::new(points.iter().map(|&(t, x)| (t as f64, x)), colour);
+                // Translucent, so that a later chain does not hide an earlier one.
+                let line = LineSeries::new(
+                    points.iter().map(|&(t, x)| (t as f64, x)),
+                    colour.mix(0.7).stroke_width(1),
+                );
                 let series = chart.draw_series(line)?;
                 if dim == 0 {
                     series
@@ -129,6 +142,37 @@ impl Figure for Traces {
 
 /// The colour of the `i`-th cold chain.
 fn chain_colour(i: usize) -> RGBColor {
-    let (red, green, blue) = Palette99::pick(i).rgb();
-    RGBColor(red, green, blue)
+    OKABE_ITO[i % OKABE_ITO.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::data::{ColdChain, ColdChains};
+    use super::Traces;
+
+    #[test]
+    fn the_value_range_is_the_draws_after_the_burn_in_so_a_far_start_does_not_squash_them() {
+        // A chain starting at 1000 that settles within ±1 by step 10.
+        let states: Vec<f64> = (0..100)
+            .map(|step| {
+                if step < 10 {
+                    1000.0 / (step + 1) as f64
+                } else {
+                    (step as f64).sin()
+                }
+            })
+            .collect();
+        let chains = ColdChains {
+            n_dims: 1,
+            chains: vec![ColdChain {
+                index: 0,
+                states: vec![states],
+            }],
+        };
+        let (lo, hi) = Traces::new(&chains, 20, String::new()).panels[0].range;
+        assert!(lo > -1.2 && hi < 1.2, "{lo}..{hi}");
+        // Without a burn-in, every draw counts.
+        let (_, hi) = Traces::new(&chains, 0, String::new()).panels[0].range;
+        assert!(hi >= 1000.0, "{hi}");
+    }
 }
