@@ -2,9 +2,9 @@
 //! processes running real programs (Python scripts) on stdin/stdout, real sockets on
 //! 127.0.0.1, real signals and `kill -9`.
 //!
-//! The programs are Python: a test skips with a printed reason when `python3` (or, for the
-//! MessagePack framing, its `msgpack` module) is missing, unless `GANGER_REQUIRE_PYTHON=1`
-//! makes that a failure. Every wait polls until a condition holds and gives up only after a
+//! The programs are Python: a test is reported as ignored, naming what is missing, when
+//! `python3` (or, for the MessagePack framing, its `msgpack` module) is, unless
+//! `GANGER_REQUIRE_PYTHON=1` makes that a failure. Every wait polls until a condition holds and gives up only after a
 //! generous deadline (a guard against hangs, not a timing assertion).
 
 use std::path::Path;
@@ -14,95 +14,146 @@ use ganger_cluster::{Delegator, DelegatorConfig, JobOptions, SchedulerConfig, Un
 use ganger_worker::WorkerStatus;
 
 mod common;
-use common::{path_str, poll, python_ready, repository_root, TempDir, WorkerProcess, WORKER};
+use common::{
+    path_str, poll, python_trial, repository_root, trial, TempDir, WorkerProcess, WORKER,
+};
 
-#[test]
-fn the_conformance_child_gives_correct_results_in_both_framings_and_stops_on_sigterm() {
-    for (framing, modules) in [("json", &[][..]), ("msgpack", &["msgpack"][..])] {
-        if !python_ready(modules) {
-            continue;
-        }
-        let dir = TempDir::new("exec", &format!("conformance-{framing}"));
-        let file = dir.0.join("worker.json");
-        let delegator = start_delegator(3);
-        let child = repository_root().join("examples/exec/conformance_child.py");
-        let command = format!("python3 {} --framing {framing}", child.display());
-        let mut worker = exec_worker(
-            &delegator.local_endpoint(),
-            &command,
-            &[
-                "--exec-framing",
-                framing,
-                "--job-types",
-                "noop,sleep,panic-if-odd",
-                "--status-file",
-                path_str(&file),
-            ],
-        );
-        let n = 200;
-        let outcomes = delegator
-            .submit::<_, i64>("panic-if-odd", 0..n, JobOptions::default())
-            .unwrap()
-            .collect_ordered()
-            .unwrap();
-        for (i, outcome) in outcomes.iter().enumerate() {
-            match outcome {
-                Ok(value) => assert!(i % 2 == 0 && *value == i as i64, "{i}: {value}"),
-                Err(UnitError::Failed(failure)) => {
-                    assert!(i % 2 == 1, "{i}: {failure}");
-                    assert!(failure.to_string().contains(&format!("input {i} is odd")));
-                }
-                Err(e) => panic!("{i}: {e}"),
+fn main() -> std::process::ExitCode {
+    common::run(vec![
+        python_trial(
+            "the_conformance_child_gives_correct_results_in_json_and_stops_on_sigterm",
+            &[],
+            the_conformance_child_gives_correct_results_in_json_and_stops_on_sigterm,
+        ),
+        python_trial(
+            "the_conformance_child_gives_correct_results_in_msgpack_and_stops_on_sigterm",
+            &["msgpack"],
+            the_conformance_child_gives_correct_results_in_msgpack_and_stops_on_sigterm,
+        ),
+        python_trial(
+            "the_example_likelihood_evaluates_mcmc_units",
+            &[],
+            the_example_likelihood_evaluates_mcmc_units,
+        ),
+        python_trial(
+            "a_program_that_crashes_on_a_unit_is_restarted_and_the_unit_retried",
+            &[],
+            a_program_that_crashes_on_a_unit_is_restarted_and_the_unit_retried,
+        ),
+        python_trial(
+            "a_program_that_exits_while_idle_is_restarted",
+            &[],
+            a_program_that_exits_while_idle_is_restarted,
+        ),
+        python_trial(
+            "a_poison_unit_fails_naming_the_exit_status_and_the_rest_succeed",
+            &[],
+            a_poison_unit_fails_naming_the_exit_status_and_the_rest_succeed,
+        ),
+        python_trial(
+            "a_hanging_program_is_killed_and_restarted_after_the_timeout",
+            &[],
+            a_hanging_program_is_killed_and_restarted_after_the_timeout,
+        ),
+        python_trial(
+            "killing_the_worker_leaves_no_program_behind",
+            &[],
+            killing_the_worker_leaves_no_program_behind,
+        ),
+        trial(
+            "a_command_that_cannot_start_is_an_error_naming_it",
+            a_command_that_cannot_start_is_an_error_naming_it,
+        ),
+    ])
+}
+
+/// The conformance child in the JSON framing: correct results, a graceful stop on SIGTERM.
+fn the_conformance_child_gives_correct_results_in_json_and_stops_on_sigterm() {
+    conformance_child("json");
+}
+
+/// The same in the MessagePack framing.
+fn the_conformance_child_gives_correct_results_in_msgpack_and_stops_on_sigterm() {
+    conformance_child("msgpack");
+}
+
+fn conformance_child(framing: &str) {
+    let dir = TempDir::new("exec", &format!("conformance-{framing}"));
+    let file = dir.0.join("worker.json");
+    let delegator = start_delegator(3);
+    let child = repository_root().join("examples/exec/conformance_child.py");
+    let command = format!("python3 {} --framing {framing}", child.display());
+    let mut worker = exec_worker(
+        &delegator.local_endpoint(),
+        &command,
+        &[
+            "--exec-framing",
+            framing,
+            "--job-types",
+            "noop,sleep,panic-if-odd",
+            "--status-file",
+            path_str(&file),
+        ],
+    );
+    let n = 200;
+    let outcomes = delegator
+        .submit::<_, i64>("panic-if-odd", 0..n, JobOptions::default())
+        .unwrap()
+        .collect_ordered()
+        .unwrap();
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match outcome {
+            Ok(value) => assert!(i % 2 == 0 && *value == i as i64, "{i}: {value}"),
+            Err(UnitError::Failed(failure)) => {
+                assert!(i % 2 == 1, "{i}: {failure}");
+                assert!(failure.to_string().contains(&format!("input {i} is odd")));
             }
+            Err(e) => panic!("{i}: {e}"),
         }
-        let inputs: Vec<(String, Vec<f64>)> = (0..50)
-            .map(|i| (format!("unit {i}\n"), vec![i as f64 + 0.5, -1e300]))
-            .collect();
-        let echoed = delegator
-            .submit::<_, (String, Vec<f64>)>("noop", inputs.clone(), JobOptions::default())
-            .unwrap()
-            .collect_ordered()
-            .unwrap();
-        let echoed: Vec<_> = echoed.into_iter().map(Result::unwrap).collect();
-        assert_eq!(echoed, inputs);
-        let slept = delegator
-            .submit::<_, u64>("sleep", [1000u64, 20_000, 0], JobOptions::default())
-            .unwrap()
-            .collect_ordered()
-            .unwrap();
-        assert_eq!(
-            slept.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
-            [1000, 20_000, 0]
-        );
-
-        let status = poll("the status to count every unit", || {
-            let status = read_json(&file)?;
-            (status.units_done >= n + 53).then_some(status)
-        });
-        let exec = status.exec.expect("an exec worker reports its programs");
-        assert_eq!(
-            (exec.programs_running, exec.restarts, exec.crashes),
-            (2, 0, 0)
-        );
-        let programs = descendants(worker.0.id());
-        assert!(programs.len() >= 2, "{programs:?}");
-
-        worker.signal(libc::SIGTERM);
-        assert_eq!(worker.wait(), Some(0), "{framing}: a graceful stop");
-        poll("the programs to be gone", || {
-            programs.iter().all(|&pid| !alive(pid)).then_some(())
-        });
     }
+    let inputs: Vec<(String, Vec<f64>)> = (0..50)
+        .map(|i| (format!("unit {i}\n"), vec![i as f64 + 0.5, -1e300]))
+        .collect();
+    let echoed = delegator
+        .submit::<_, (String, Vec<f64>)>("noop", inputs.clone(), JobOptions::default())
+        .unwrap()
+        .collect_ordered()
+        .unwrap();
+    let echoed: Vec<_> = echoed.into_iter().map(Result::unwrap).collect();
+    assert_eq!(echoed, inputs);
+    let slept = delegator
+        .submit::<_, u64>("sleep", [1000u64, 20_000, 0], JobOptions::default())
+        .unwrap()
+        .collect_ordered()
+        .unwrap();
+    assert_eq!(
+        slept.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        [1000, 20_000, 0]
+    );
+
+    let status = poll("the status to count every unit", || {
+        let status = read_json(&file)?;
+        (status.units_done >= n + 53).then_some(status)
+    });
+    let exec = status.exec.expect("an exec worker reports its programs");
+    assert_eq!(
+        (exec.programs_running, exec.restarts, exec.crashes),
+        (2, 0, 0)
+    );
+    let programs = descendants(worker.0.id());
+    assert!(programs.len() >= 2, "{programs:?}");
+
+    worker.signal(libc::SIGTERM);
+    assert_eq!(worker.wait(), Some(0), "{framing}: a graceful stop");
+    poll("the programs to be gone", || {
+        programs.iter().all(|&pid| !alive(pid)).then_some(())
+    });
 }
 
 /// The example likelihood (examples/exec/likelihood.py) answers MCMC units (PROTOCOL.md §5)
 /// through the JSON framing: each term is an equal share of a standard Gaussian's energy.
-#[test]
 fn the_example_likelihood_evaluates_mcmc_units() {
     use ganger_core::mcmc::likelihood::unit_payload;
-    if !python_ready(&[]) {
-        return;
-    }
     let delegator = start_delegator(1);
     let example = repository_root().join("examples/exec/likelihood.py");
     let _worker = exec_worker(
@@ -136,11 +187,7 @@ fn the_example_likelihood_evaluates_mcmc_units() {
 
 /// A program that exits on inputs ending in 3, once per input (it remembers in a file), then
 /// answers them: every unit is retried on a fresh copy locally, and none fails.
-#[test]
 fn a_program_that_crashes_on_a_unit_is_restarted_and_the_unit_retried() {
-    if !python_ready(&[]) {
-        return;
-    }
     let dir = TempDir::new("exec", "crash-once");
     let file = dir.0.join("worker.json");
     let program = dir.0.join("crash_once.py");
@@ -205,11 +252,7 @@ for line in sys.stdin:
 }
 
 /// A copy that exits while it holds no unit is noticed and replaced, and the status says so.
-#[test]
 fn a_program_that_exits_while_idle_is_restarted() {
-    if !python_ready(&[]) {
-        return;
-    }
     let dir = TempDir::new("exec", "idle-exit");
     let file = dir.0.join("worker.json");
     let program = dir.0.join("quit.py");
@@ -260,11 +303,7 @@ for line in sys.stdin:
 
 /// A program that always dies on one input: that unit fails naming the exit status, once the
 /// local retry and the delegator's attempts are used up; every other unit succeeds.
-#[test]
 fn a_poison_unit_fails_naming_the_exit_status_and_the_rest_succeed() {
-    if !python_ready(&[]) {
-        return;
-    }
     let dir = TempDir::new("exec", "poison");
     let program = dir.0.join("poison.py");
     std::fs::write(
@@ -312,11 +351,7 @@ for line in sys.stdin:
 
 /// A program that hangs on one input, with a timeout: the unit fails saying so, the copy is
 /// killed (its pid is gone) and replaced, and the status shows the timeout and the restart.
-#[test]
 fn a_hanging_program_is_killed_and_restarted_after_the_timeout() {
-    if !python_ready(&[]) {
-        return;
-    }
     let dir = TempDir::new("exec", "hang");
     let file = dir.0.join("worker.json");
     let program = dir.0.join("hang.py");
@@ -406,11 +441,7 @@ for line in sys.stdin:
 /// `kill -9` of the worker leaves no copy behind: a simple command is exec'd and killed by the
 /// parent-death signal even if it ignores EOF; what a shell script started sees EOF on stdin
 /// and exits.
-#[test]
 fn killing_the_worker_leaves_no_program_behind() {
-    if !python_ready(&[]) {
-        return;
-    }
     let dir = TempDir::new("exec", "kill");
     let stubborn = dir.0.join("stubborn.py");
     std::fs::write(
@@ -458,7 +489,6 @@ time.sleep(3600)  # ignores EOF: only the parent-death signal ends it
     }
 }
 
-#[test]
 fn a_command_that_cannot_start_is_an_error_naming_it() {
     let output = Command::new(WORKER)
         .args(["--connect", "tcp://127.0.0.1:1", "--threads", "2"])

@@ -1,20 +1,25 @@
 //! The Python worker package's own tests (`worker/python/tests`, unittest), run by cargo: its
 //! unit tests and its end-to-end tests against the real `ganger-delegator` built here.
 //!
-//! Skips, saying why, when `python3` or one of the modules `zmq`, `msgpack`, `cryptography` is
-//! missing, unless `GANGER_REQUIRE_PYTHON=1` (set by CI), which makes the absence a failure.
+//! Reported as ignored, naming what is missing, when `python3` or one of the modules `zmq`,
+//! `msgpack`, `cryptography` is, unless `GANGER_REQUIRE_PYTHON=1` (set by CI) makes the
+//! absence a failure.
 
 use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{python_ready, repository_root, WORKER};
+use common::{python_trial, repository_root, WORKER};
 
-#[test]
+fn main() -> std::process::ExitCode {
+    common::run(vec![python_trial(
+        "the_python_worker_packages_unittests_pass",
+        &["zmq", "msgpack", "cryptography"],
+        the_python_worker_packages_unittests_pass,
+    )])
+}
+
 fn the_python_worker_packages_unittests_pass() {
-    if !python_ready(&["zmq", "msgpack", "cryptography"]) {
-        return;
-    }
     let bin_dir = Path::new(WORKER)
         .parent()
         .expect("the worker binary has a folder");

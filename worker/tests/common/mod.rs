@@ -23,29 +23,52 @@ pub fn repository_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Whether `python3` can import `modules` (none: whether it runs at all). If not, prints why
-/// so the test can skip; with `GANGER_REQUIRE_PYTHON=1` (set by CI) panics instead.
-pub fn python_ready(modules: &[&str]) -> bool {
+/// What keeps `python3` from importing `modules` (none: from running at all), if anything.
+pub fn python_lacks(modules: &[&str]) -> Option<String> {
     let script = if modules.is_empty() {
         "pass".to_string()
     } else {
         format!("import {}", modules.join(", "))
     };
-    let problem = match Command::new("python3").args(["-c", &script]).output() {
-        Ok(out) if out.status.success() => return true,
-        Ok(out) => format!(
-            "python3 -c \"{script}\" failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ),
-        Err(e) => format!("cannot run python3: {e}"),
+    match Command::new("python3").args(["-c", &script]).output() {
+        Ok(out) if out.status.success() => None,
+        Ok(_) if modules.is_empty() => Some("python3".into()),
+        Ok(_) => Some(format!("python3 with {}", modules.join(", "))),
+        Err(_) => Some("python3".into()),
+    }
+}
+
+/// A test of this file's harness, run as libtest runs a `#[test]` (a panic fails it).
+#[allow(dead_code)]
+pub fn trial(name: &str, test: fn()) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::test(name, move || {
+        test();
+        Ok(())
+    })
+}
+
+/// [`trial`] for a test that runs Python: when `python3` cannot import `modules`, it is
+/// reported as ignored, its kind naming what is missing (`pip install -r
+/// .ci/python-requirements.txt`); with `GANGER_REQUIRE_PYTHON=1` (set by CI) it fails instead.
+#[allow(dead_code)]
+pub fn python_trial(name: &str, modules: &[&str], test: fn()) -> libtest_mimic::Trial {
+    let Some(missing) = python_lacks(modules) else {
+        return trial(name, test);
     };
     if std::env::var("GANGER_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-        panic!("GANGER_REQUIRE_PYTHON=1 but {problem}");
+        return libtest_mimic::Trial::test(name, move || {
+            Err(format!("GANGER_REQUIRE_PYTHON=1 but this machine lacks {missing}").into())
+        });
     }
-    eprintln!(
-        "skipped: {problem} (pip install -r .ci/python-requirements.txt; GANGER_REQUIRE_PYTHON=1 fails instead)"
-    );
-    false
+    libtest_mimic::Trial::test(name, || Ok(()))
+        .with_ignored_flag(true)
+        .with_kind(format!("needs {missing}"))
+}
+
+/// Runs `trials` as libtest would, with its arguments (filters, `--nocapture`, ...).
+#[allow(dead_code)]
+pub fn run(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
 }
 
 /// Calls `attempt` until it returns something; panics after [`DEADLINE`].
