@@ -1,9 +1,10 @@
 //! The HTTP API and the dashboard of a real distributed MCMC run, the page rendered by headless
 //! Chromium: what it shows must match `/api/status` and move as the run advances.
 //!
-//! Needs Debian's `chromium` (or `GANGER_CHROMIUM=/path/to/chrome`). Without one the browser
-//! part is skipped with a message, unless `GANGER_REQUIRE_BROWSER=1` (as `.ci/run` sets), which
-//! makes a missing browser a failure.
+//! Needs Debian's `chromium` (or `GANGER_CHROMIUM=/path/to/chrome`). Without one each test
+//! checks the API alone, and its browser half is listed as a test of its own, ignored, named
+//! `[needs chromium]` (libtest-mimic's harness, since libtest cannot ignore at run time),
+//! unless `GANGER_REQUIRE_BROWSER=1` (as `.ci/run` sets) makes a missing browser a failure.
 
 mod common;
 
@@ -13,6 +14,44 @@ use std::time::{Duration, Instant};
 
 use common::{delegator_command, http_get as get, worker_bin};
 use serde_json::Value;
+
+fn main() -> std::process::ExitCode {
+    let tests: [(&str, fn()); 4] = [
+        (
+            "the_api_and_the_dashboard_show_a_live_run",
+            the_api_and_the_dashboard_show_a_live_run,
+        ),
+        (
+            "a_finished_run_kept_serving_is_healthy_says_how_long_it_took_and_has_no_workers",
+            a_finished_run_kept_serving_is_healthy_says_how_long_it_took_and_has_no_workers,
+        ),
+        (
+            "a_task_no_connected_worker_serves_is_named_on_the_dashboard",
+            a_task_no_connected_worker_serves_is_named_on_the_dashboard,
+        ),
+        (
+            "an_embedded_run_says_its_threads_evaluate_rather_than_no_workers",
+            an_embedded_run_says_its_threads_evaluate_rather_than_no_workers,
+        ),
+    ];
+    // Without a browser, each test's browser half is a test of its own, reported as ignored.
+    let unbrowsed = chromium().is_none() && std::env::var_os("GANGER_REQUIRE_BROWSER").is_none();
+    let mut trials = Vec::new();
+    for (name, test) in tests {
+        trials.push(libtest_mimic::Trial::test(name, move || {
+            test();
+            Ok(())
+        }));
+        if unbrowsed {
+            trials.push(
+                libtest_mimic::Trial::test(format!("{name}: the page in a browser"), || Ok(()))
+                    .with_ignored_flag(true)
+                    .with_kind("needs chromium"),
+            );
+        }
+    }
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
+}
 
 fn status(address: &str) -> Value {
     let (code, body) = get(address, "/api/status");
@@ -216,7 +255,6 @@ fn launch(name: &str, samples_total: u64, extra: &[&str]) -> Run {
     }
 }
 
-#[test]
 fn the_api_and_the_dashboard_show_a_live_run() {
     let run = start_run();
     let address = run.address.as_str();
@@ -403,7 +441,6 @@ addEventListener("message", (e) => {{ document.getElementById("report").textCont
     eprintln!("dashboard screenshot: {}", screenshot.display());
 }
 
-#[test]
 fn a_finished_run_kept_serving_is_healthy_says_how_long_it_took_and_has_no_workers() {
     let run = launch("finished", 6000, &["--keep-serving"]);
     let address = run.address.as_str();
@@ -470,7 +507,6 @@ fn a_finished_run_kept_serving_is_healthy_says_how_long_it_took_and_has_no_worke
     assert_eq!(text_of(&dom, "progress-rate-unit"), "samples/s (mean)");
 }
 
-#[test]
 fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
     let dir =
         std::env::temp_dir().join(format!("ganger-dashboard-unserved-{}", std::process::id()));
@@ -553,7 +589,6 @@ fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
     );
 }
 
-#[test]
 fn an_embedded_run_says_its_threads_evaluate_rather_than_no_workers() {
     let run = launch(
         "embedded",
