@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     assert_same_mcmc_outputs, delegator_bin, delegator_command, fault_free_mcmc, mcmc_config,
-    worker_bin, WorkerProcess,
+    run_trials, trial, worker_bin, WorkerProcess,
 };
 use serde_json::Value;
 
@@ -60,7 +60,6 @@ fn run_without_workers(output: &Path) -> Command {
     command
 }
 
-#[test]
 fn an_unwritable_run_output_is_an_error_at_start_naming_the_path() {
     let dir = temp_dir("run-unwritable");
     let file = dir.join("a-file");
@@ -83,7 +82,6 @@ fn an_unwritable_run_output_is_an_error_at_start_naming_the_path() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "in the way\n");
 }
 
-#[test]
 fn an_unwritable_mcmc_output_folder_is_an_error_at_start_naming_it() {
     let dir = temp_dir("mcmc-unwritable");
     let file = dir.join("a-file");
@@ -109,7 +107,6 @@ fn an_unwritable_mcmc_output_folder_is_an_error_at_start_naming_it() {
     }
 }
 
-#[test]
 fn a_run_writing_to_dev_full_stops_with_the_file_named_and_leaves_no_worker_busy() {
     let dir = temp_dir("dev-full");
     let output = dir.join("results.jsonl");
@@ -257,7 +254,6 @@ fn results_by_index(text: &str) -> BTreeMap<u64, Value> {
     results
 }
 
-#[test]
 fn a_run_that_fills_the_disk_stops_cleanly_and_resumes_once_there_is_room() {
     let dir = temp_dir("tmpfs-run");
     let n = 20_000;
@@ -319,7 +315,6 @@ cp -r \"$MNT/out\" \"$DIR/final\""
     );
 }
 
-#[test]
 fn an_mcmc_run_that_fills_the_disk_stops_at_its_checkpoint_and_resumes_byte_identical() {
     let dir = temp_dir("tmpfs-mcmc");
     let samples = 4000;
@@ -359,4 +354,62 @@ cp -r \"$MNT/chains\" \"$DIR/final\""
     let resume_log = read(&dir.join("resume.log"));
     assert_eq!(read(&dir.join("resume.status")).trim(), "0", "{resume_log}");
     assert_same_mcmc_outputs(&reference, &dir.join("final"));
+}
+
+/// The full-disk tests need a tmpfs of their own: where one cannot be mounted they are
+/// reported as ignored, saying why.
+fn main() -> std::process::ExitCode {
+    let tmpfs = tmpfs_lacking();
+    run_trials(vec![
+        trial(
+            "an_unwritable_run_output_is_an_error_at_start_naming_the_path",
+            None,
+            an_unwritable_run_output_is_an_error_at_start_naming_the_path,
+        ),
+        trial(
+            "an_unwritable_mcmc_output_folder_is_an_error_at_start_naming_it",
+            None,
+            an_unwritable_mcmc_output_folder_is_an_error_at_start_naming_it,
+        ),
+        trial(
+            "a_run_writing_to_dev_full_stops_with_the_file_named_and_leaves_no_worker_busy",
+            None,
+            a_run_writing_to_dev_full_stops_with_the_file_named_and_leaves_no_worker_busy,
+        ),
+        trial(
+            "a_run_that_fills_the_disk_stops_cleanly_and_resumes_once_there_is_room",
+            tmpfs.clone(),
+            a_run_that_fills_the_disk_stops_cleanly_and_resumes_once_there_is_room,
+        ),
+        trial(
+            "an_mcmc_run_that_fills_the_disk_stops_at_its_checkpoint_and_resumes_byte_identical",
+            tmpfs,
+            an_mcmc_run_that_fills_the_disk_stops_at_its_checkpoint_and_resumes_byte_identical,
+        ),
+    ])
+}
+
+/// Why a tmpfs cannot be mounted in a mount namespace of the test's own here, if it cannot.
+fn tmpfs_lacking() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("root (to mount a tmpfs)".into());
+    }
+    let mount_point =
+        std::env::temp_dir().join(format!("ganger-disk-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&mount_point).ok()?;
+    let probe = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t tmpfs -o size=64k ganger-probe \"$MNT\"")
+        .env("MNT", &mount_point)
+        .output();
+    let _ = std::fs::remove_dir(&mount_point);
+    match probe {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(format!(
+            "a mount namespace with a tmpfs ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Some(format!("unshare ({e})")),
+    }
 }

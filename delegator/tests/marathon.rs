@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{start_delegator, test_config, wait_for};
+use common::{run_trials, start_delegator, test_config, trial, wait_for};
 use ganger_cluster::JobOptions;
 use rules::{Rule, DEFAULT_OFFERED_PORTS};
 use serde_json::{json, Value};
@@ -38,7 +38,6 @@ const IMAGE: &str = "registry.example.net:5000/ganger:1.0";
 // ---------------------------------------------------------------------------------------------
 // The definitions against Marathon's schema and rules.
 
-#[test]
 fn every_app_in_marathon_passes_marathons_json_schema_as_draft_4() {
     let Some(validator) = schema_validator() else {
         return;
@@ -60,7 +59,6 @@ fn every_app_in_marathon_passes_marathons_json_schema_as_draft_4() {
     }
 }
 
-#[test]
 fn every_app_in_marathon_keeps_the_rules_marathon_enforces_beyond_the_schema() {
     let offered = documented_offered_ports();
     for file in app_files() {
@@ -74,7 +72,6 @@ fn every_app_in_marathon_keeps_the_rules_marathon_enforces_beyond_the_schema() {
     }
 }
 
-#[test]
 fn the_sample_marathon_refuses_is_refused_by_the_schema_and_by_the_rules() {
     let Some(reference_readme) = reference("README.md") else {
         return;
@@ -110,7 +107,6 @@ fn the_sample_marathon_refuses_is_refused_by_the_schema_and_by_the_rules() {
     }
 }
 
-#[test]
 fn mutated_copies_of_the_apps_are_refused_with_the_rule_named() {
     let workers = read_json(&marathon_dir().join("marathon-sample.json"));
     let delegator = read_json(&marathon_dir().join("delegator.json"));
@@ -268,7 +264,6 @@ fn remove(value: &mut Value, key: &str) -> Value {
         .unwrap_or_else(|| panic!("no {key} to remove"))
 }
 
-#[test]
 fn the_schema_alone_refuses_some_mutations_the_rules_also_catch() {
     // The schema and the rules overlap; both refusing keeps either from rotting unnoticed.
     let Some(validator) = schema_validator() else {
@@ -286,7 +281,6 @@ fn the_schema_alone_refuses_some_mutations_the_rules_also_catch() {
     assert!(!validator.is_valid(&mutated), "memory");
 }
 
-#[test]
 fn the_delegators_fixed_host_port_is_refused_on_an_agent_offering_only_the_default_range() {
     // delegator.json passes only because marathon/README.md tells operators to offer the port.
     let delegator = read_json(&marathon_dir().join("delegator.json"));
@@ -300,7 +294,6 @@ fn the_delegators_fixed_host_port_is_refused_on_an_agent_offering_only_the_defau
     );
 }
 
-#[test]
 fn the_apps_agree_on_ports_paths_and_placeholders() {
     let workers = read_json(&marathon_dir().join("marathon-sample.json"));
     let delegator = read_json(&marathon_dir().join("delegator.json"));
@@ -379,7 +372,6 @@ fn the_apps_agree_on_ports_paths_and_placeholders() {
 // ---------------------------------------------------------------------------------------------
 // The apps run the way Marathon would run them.
 
-#[test]
 fn workers_launched_as_marathon_would_do_a_job_and_are_healthy_only_while_connected() {
     let app = read_json(&marathon_dir().join("marathon-sample.json"));
     let scratch = scratch_dir("workers");
@@ -460,7 +452,6 @@ fn workers_launched_as_marathon_would_do_a_job_and_are_healthy_only_while_connec
     }
 }
 
-#[test]
 fn the_delegator_app_runs_as_marathon_would_serves_its_health_check_and_resumes_after_a_restart() {
     let app = read_json(&marathon_dir().join("delegator.json"));
     let workers_app = read_json(&marathon_dir().join("marathon-sample.json"));
@@ -534,7 +525,6 @@ const SMALL_MCMC_CONFIG: &str = r#"{
 // ---------------------------------------------------------------------------------------------
 // deploy.sh against a stand-in Marathon.
 
-#[test]
 fn deploy_sh_creates_both_apps_delegator_first_with_the_placeholders_filled_in() {
     let marathon = StandIn::start(|request| match request.method.as_str() {
         "GET" => (
@@ -566,7 +556,6 @@ fn deploy_sh_creates_both_apps_delegator_first_with_the_placeholders_filled_in()
     assert_sent(&requests[3], "marathon-sample.json");
 }
 
-#[test]
 fn deploy_sh_updates_an_app_marathon_already_has_with_put() {
     let marathon = StandIn::start(|request| match request.method.as_str() {
         "GET" => (
@@ -593,7 +582,6 @@ fn deploy_sh_updates_an_app_marathon_already_has_with_put() {
     assert_sent(&requests[1], "marathon-sample.json");
 }
 
-#[test]
 fn deploy_sh_prints_marathons_refusal_and_exits_non_zero() {
     let marathon = StandIn::start(|request| match request.method.as_str() {
         "GET" => (
@@ -627,7 +615,6 @@ fn deploy_sh_prints_marathons_refusal_and_exits_non_zero() {
     assert_eq!(marathon.requests().len(), 2, "{:#?}", marathon.requests());
 }
 
-#[test]
 fn deploy_sh_dry_run_prints_the_filled_in_apps_and_sends_nothing() {
     let marathon = StandIn::start(|_| (500, "{}".into()));
     let output = deploy_sh(Some(&marathon.url), &["--dry-run", "both"]);
@@ -651,7 +638,6 @@ fn deploy_sh_dry_run_prints_the_filled_in_apps_and_sends_nothing() {
     }
 }
 
-#[test]
 fn deploy_sh_refuses_to_send_without_the_delegators_host_or_to_an_unreachable_marathon() {
     let marathon = StandIn::start(|_| (500, "{}".into()));
     let output = Command::new(marathon_dir().join("deploy.sh"))
@@ -698,6 +684,24 @@ fn marathon_dir() -> PathBuf {
 /// the repository: where it is absent the tests that need it say so and skip, unless
 /// `GANGER_REQUIRE_MARATHON_REFERENCE` is set, which makes its absence a failure.
 fn reference(name: &str) -> Option<PathBuf> {
+    find_reference(name, false)
+}
+
+/// What the schema tests lack of Marathon's reference, unless it is required to be there.
+fn reference_lacking() -> Option<String> {
+    if std::env::var_os("GANGER_REQUIRE_MARATHON_REFERENCE").is_some() {
+        return None;
+    }
+    find_reference("AppDefinition.schema.json", true)
+        .is_none()
+        .then(|| {
+            "Marathon's reference, at ../shared/marathon from the repository (or \
+         GANGER_MARATHON_REFERENCE)"
+                .to_owned()
+        })
+}
+
+fn find_reference(name: &str, quiet: bool) -> Option<PathBuf> {
     let from_env = std::env::var_os("GANGER_MARATHON_REFERENCE").map(PathBuf::from);
     let beside = repository()
         .canonicalize()
@@ -713,7 +717,7 @@ fn reference(name: &str) -> Option<PathBuf> {
         .chain(beside)
         .map(|dir| dir.join(name))
         .find(|path| path.exists());
-    if found.is_none() {
+    if found.is_none() && !quiet {
         assert!(
             std::env::var_os("GANGER_REQUIRE_MARATHON_REFERENCE").is_none(),
             "Marathon's reference {name} is missing: these tests expect shared/marathon/ beside the repository, at ../shared/marathon from its root (or GANGER_MARATHON_REFERENCE)"
@@ -843,4 +847,27 @@ fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// The schema tests read Marathon's own reference, kept beside the repository: without it they
+/// are reported as ignored, saying where it is looked for (with
+/// `GANGER_REQUIRE_MARATHON_REFERENCE` set, they fail instead).
+fn main() -> std::process::ExitCode {
+    let reference = reference_lacking();
+    run_trials(vec![
+        trial("every_app_in_marathon_passes_marathons_json_schema_as_draft_4", reference.clone(), every_app_in_marathon_passes_marathons_json_schema_as_draft_4),
+        trial("every_app_in_marathon_keeps_the_rules_marathon_enforces_beyond_the_schema", None, every_app_in_marathon_keeps_the_rules_marathon_enforces_beyond_the_schema),
+        trial("the_sample_marathon_refuses_is_refused_by_the_schema_and_by_the_rules", reference.clone(), the_sample_marathon_refuses_is_refused_by_the_schema_and_by_the_rules),
+        trial("mutated_copies_of_the_apps_are_refused_with_the_rule_named", None, mutated_copies_of_the_apps_are_refused_with_the_rule_named),
+        trial("the_schema_alone_refuses_some_mutations_the_rules_also_catch", reference.clone(), the_schema_alone_refuses_some_mutations_the_rules_also_catch),
+        trial("the_delegators_fixed_host_port_is_refused_on_an_agent_offering_only_the_default_range", None, the_delegators_fixed_host_port_is_refused_on_an_agent_offering_only_the_default_range),
+        trial("the_apps_agree_on_ports_paths_and_placeholders", None, the_apps_agree_on_ports_paths_and_placeholders),
+        trial("workers_launched_as_marathon_would_do_a_job_and_are_healthy_only_while_connected", None, workers_launched_as_marathon_would_do_a_job_and_are_healthy_only_while_connected),
+        trial("the_delegator_app_runs_as_marathon_would_serves_its_health_check_and_resumes_after_a_restart", None, the_delegator_app_runs_as_marathon_would_serves_its_health_check_and_resumes_after_a_restart),
+        trial("deploy_sh_creates_both_apps_delegator_first_with_the_placeholders_filled_in", None, deploy_sh_creates_both_apps_delegator_first_with_the_placeholders_filled_in),
+        trial("deploy_sh_updates_an_app_marathon_already_has_with_put", None, deploy_sh_updates_an_app_marathon_already_has_with_put),
+        trial("deploy_sh_prints_marathons_refusal_and_exits_non_zero", None, deploy_sh_prints_marathons_refusal_and_exits_non_zero),
+        trial("deploy_sh_dry_run_prints_the_filled_in_apps_and_sends_nothing", None, deploy_sh_dry_run_prints_the_filled_in_apps_and_sends_nothing),
+        trial("deploy_sh_refuses_to_send_without_the_delegators_host_or_to_an_unreachable_marathon", None, deploy_sh_refuses_to_send_without_the_delegators_host_or_to_an_unreachable_marathon),
+    ])
 }

@@ -254,3 +254,23 @@ pub fn wait_until(limit: Duration, what: &str, mut condition: impl FnMut() -> bo
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A test of a file with a harness of its own (libtest-mimic: libtest cannot ignore a test at
+/// run time), run as libtest runs a `#[test]` (a panic fails it); when `missing` names what
+/// this machine lacks, reported as ignored instead, its kind naming it.
+pub fn trial(name: &str, missing: Option<String>, test: fn()) -> libtest_mimic::Trial {
+    match missing {
+        None => libtest_mimic::Trial::test(name, move || {
+            test();
+            Ok(())
+        }),
+        Some(missing) => libtest_mimic::Trial::test(name, || Ok(()))
+            .with_ignored_flag(true)
+            .with_kind(format!("needs {missing}")),
+    }
+}
+
+/// Runs `trials` as libtest would, with its arguments (filters, `--include-ignored`, ...).
+pub fn run_trials(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
+    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
+}

@@ -197,21 +197,35 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates the namespace, or says why it cannot (not root, no `ip`). Fails instead of
-    /// returning None when `GANGER_REQUIRE_NETNS=1` (set by CI, so the test cannot skip there).
-    pub fn create() -> Option<Netns> {
-        let required = std::env::var("GANGER_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+    /// What this machine lacks to make a namespace (root, `ip`), unless `GANGER_REQUIRE_NETNS=1`
+    /// (set by CI), under which the test must run and fail.
+    pub fn lacking() -> Option<String> {
+        if std::env::var("GANGER_REQUIRE_NETNS").is_ok_and(|v| v == "1") {
+            return None;
+        }
+        Self::why_not()
+    }
+
+    fn why_not() -> Option<String> {
         // SAFETY: geteuid has no preconditions.
-        let why_not = if unsafe { libc::geteuid() } != 0 {
-            Some("not running as root".to_owned())
+        if unsafe { libc::geteuid() } != 0 {
+            Some("root (for a network namespace)".to_owned())
         } else if Command::new("ip").arg("-V").output().is_err() {
-            Some("`ip` (iproute2) is not installed".to_owned())
+            Some("`ip` (iproute2)".to_owned())
         } else {
             None
-        };
-        if let Some(why) = why_not {
-            assert!(!required, "GANGER_REQUIRE_NETNS=1 but {why}");
-            eprintln!("skipping the partition test: {why}");
+        }
+    }
+
+    /// Creates the namespace, or None where it cannot (see [`Netns::lacking`]); fails when
+    /// `GANGER_REQUIRE_NETNS=1` and it cannot.
+    pub fn create() -> Option<Netns> {
+        if let Some(why) = Self::why_not() {
+            let required = std::env::var("GANGER_REQUIRE_NETNS").is_ok_and(|v| v == "1");
+            assert!(
+                !required,
+                "GANGER_REQUIRE_NETNS=1 but this machine lacks {why}"
+            );
             return None;
         }
         // Unique per run: names from the pid, and a /30 picked from it.
