@@ -50,9 +50,13 @@ pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, PayloadError> 
 pub fn input_error<I>(task: &str, input: &[u8], error: &PayloadError) -> String {
     let got = describe(input);
     let expected = expected::<I>();
-    let structured = got.starts_with("an object") || got.starts_with("an array");
+    // Where the kinds match, the decoder knows what is wrong (a missing field, -5 for an
+    // unsigned integer, 300 for a byte).
+    let same_kind = got.starts_with("an object")
+        || got.starts_with("an array")
+        || (expected == "an integer" && got.starts_with("the integer"));
     let detail = match error {
-        PayloadError::Decode(e) if structured => format!(": {e}"),
+        PayloadError::Decode(e) if same_kind => format!(": {e}"),
         _ => String::new(),
     };
     format!("{task} expects {expected}, got {got}{detail}")
@@ -61,8 +65,20 @@ pub fn input_error<I>(task: &str, input: &[u8], error: &PayloadError) -> String 
 /// What a payload holds, said briefly: `the string "seven"`, `the integer 3`, `an array of 2
 /// values`.
 pub fn describe(bytes: &[u8]) -> String {
+    // JSON has no NaN or infinity: read a float as itself first.
+    if let Ok(x) = rmp_serde::from_slice::<f64>(bytes) {
+        if !x.is_finite() {
+            return format!("the number {x}");
+        }
+    }
     let Ok(value) = rmp_serde::from_slice::<serde_json::Value>(bytes) else {
-        return format!("{} bytes that are not MessagePack", bytes.len());
+        return if rmp_serde::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            "MessagePack that is not plain data (binary, an extension, or a map whose keys are \
+             not strings)"
+                .into()
+        } else {
+            format!("{} bytes that are not MessagePack", bytes.len())
+        };
     };
     match value {
         serde_json::Value::Null => "null".into(),
@@ -153,6 +169,18 @@ mod tests {
             "{error}"
         );
         assert_eq!(describe(&[0xc1]), "1 bytes that are not MessagePack");
+        assert_eq!(describe(&to_bytes(&f64::NAN).unwrap()), "the number NaN");
+        assert_eq!(
+            describe(&to_bytes(&f64::INFINITY).unwrap()),
+            "the number inf"
+        );
+        // bin 8 of two bytes.
+        assert!(describe(&[0xc4, 2, 1, 2]).starts_with("MessagePack that is not plain data"));
+        let error = error_for::<u64, _>(-5);
+        assert!(
+            error.starts_with("task expects an integer, got the integer -5: "),
+            "{error}"
+        );
         assert_eq!(
             describe(&to_bytes(&vec![1, 2, 3]).unwrap()),
             "an array of 3 value(s)"

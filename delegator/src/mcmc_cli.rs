@@ -129,7 +129,7 @@ pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow
         write!(
             out,
             "{}",
-            closing_lines(&config, &report, started.elapsed())
+            closing_lines(&config, &report, started.elapsed(), args.resume)
         )?;
         out.flush()?;
     }
@@ -159,17 +159,29 @@ pub(crate) fn run(common: &Common, args: &McmcArgs, watch: &mut Watch) -> anyhow
 
 /// What a finished run says after its posterior: how long it took, where its files are, and
 /// how to plot them.
-fn closing_lines(config: &McmcConfig, report: &mcmc::RunReport, wall: Duration) -> String {
+/// A resumed run's rate and time are this process's part of it.
+fn closing_lines(
+    config: &McmcConfig,
+    report: &mcmc::RunReport,
+    wall: Duration,
+    resumed: bool,
+) -> String {
     let chains = config.n_chains() as u64;
     format!(
-        "finished {} steps × {} chains in {:.2} s ({:.2} s of it the summary): {} samples/s\n\
+        "finished {} steps × {} chains: {} samples/s while sampling{}; {:.2} s in all, {:.2} s \
+         of it the summary\n\
          output: {}\n\
          plot:   {}\n",
         thousands(report.steps),
         chains,
+        thousands(report.steps_per_sec.round() as u64),
+        if resumed {
+            " (this process's part)"
+        } else {
+            ""
+        },
         wall.as_secs_f64(),
         report.summary_seconds,
-        thousands(report.steps_per_sec.round() as u64),
         config.output_path,
         command_with(&["plot", &config.output_path]),
     )

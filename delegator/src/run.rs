@@ -109,11 +109,12 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
             .map(|&index| payloads[index as usize].clone())
             .collect()
     };
+    // The workers are declared after the delegator so that they stop first, saying goodbye.
+    let (delegator, _workers) = common.start_delegator(common.local_workers, watch)?;
+    // After the workers' start: the run's clock and rate count the work, not the start-up.
     watch.board.begin(RunKind::Run, &args.task, total, 1);
     let (already, already_failed) = (output.already, output.already_failed);
     watch.board.set_already_done(already, already_failed);
-    // The workers are declared after the delegator so that they stop first, saying goodbye.
-    let (delegator, _workers) = common.start_delegator(common.local_workers, watch)?;
     let interrupted = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         signal_hook::flag::register(signal, interrupted.clone())?;

@@ -4,7 +4,8 @@
 /// This very command line, as the shell would take it, without the arguments in `without` and
 /// with `with` added if it is not there: what to type to resume.
 pub(crate) fn this_command(without: &[&str], with: Option<&str>) -> String {
-    let mut args: Vec<String> = std::env::args()
+    let mut args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
         .filter(|a| !without.contains(&a.as_str()))
         .collect();
     if let Some(with) = with {
@@ -12,17 +13,29 @@ pub(crate) fn this_command(without: &[&str], with: Option<&str>) -> String {
             args.push(with.to_owned());
         }
     }
-    args.iter()
+    // A flag dropped here may still be set in the environment (GANGER_OVERWRITE with
+    // --resume is refused): the command says it is off.
+    let unset: String = without
+        .iter()
+        .filter_map(|flag| flag.strip_prefix("--"))
+        .map(|name| format!("GANGER_{}", name.replace('-', "_").to_uppercase()))
+        .filter(|variable| std::env::var_os(variable).is_some())
+        .map(|variable| format!("{variable}=false "))
+        .collect();
+    let command = args
+        .iter()
         .map(|a| shell_quote(a))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    format!("{unset}{command}")
 }
 
 /// This program followed by `args`, quoted for the shell.
 pub(crate) fn command_with(args: &[&str]) -> String {
-    let program = std::env::args()
-        .next()
-        .unwrap_or_else(|| "ganger-delegator".into());
+    let program = std::env::args_os().next().map_or_else(
+        || "ganger-delegator".into(),
+        |p| p.to_string_lossy().into_owned(),
+    );
     std::iter::once(program.as_str())
         .chain(args.iter().copied())
         .map(shell_quote)

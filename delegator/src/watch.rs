@@ -3,7 +3,6 @@
 //! a plain progress log line every 10 seconds otherwise (container logs).
 
 use std::io::IsTerminal as _;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -109,18 +108,7 @@ impl Console {
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
             let printer = bar.clone();
-            // The table is redrawn where it stands: each one replaces the last, instead of
-            // scrolling hundreds of lines by (a log, not being a terminal, keeps them all).
-            let last_lines = AtomicUsize::new(0);
-            board.set_printer(Box::new(move |text| {
-                printer.suspend(|| {
-                    let above = last_lines.swap(text.lines().count(), Ordering::Relaxed);
-                    if above > 0 {
-                        eprint!("\x1b[{above}F\x1b[J");
-                    }
-                    eprint!("{text}");
-                });
-            }));
+            board.set_printer(Box::new(move |text| printer.suspend(|| eprint!("{text}"))));
             bar
         });
         let mut last_log = Instant::now();

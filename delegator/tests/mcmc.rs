@@ -160,7 +160,7 @@ fn a_stateline_config_runs_embedded_and_writes_chains_and_a_summary() {
         );
     }
     assert!(
-        stdout.contains("finished 2,000 steps × 6 chains in "),
+        stdout.contains("finished 2,000 steps × 6 chains: ") && stdout.contains(" s in all, "),
         "{stdout}"
     );
     let plot_line = stdout
@@ -275,6 +275,7 @@ fn an_interrupted_run_prints_the_command_that_resumes_it_and_that_command_finish
     let resumed = Command::new("sh")
         .args(["-c", command])
         .env("GANGER_LOG", "warn")
+        .env("GANGER_HTTP", "none")
         .output()
         .unwrap();
     assert!(

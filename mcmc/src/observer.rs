@@ -26,10 +26,16 @@ pub trait Observer: Sync {
     /// A second has passed since the last tick while the run samples (for a rate).
     fn tick(&self) {}
 
-    /// A console text to show whole: the chain table every `loggingRateSec`, the summary at
-    /// the end.
+    /// A console text to show whole: the chain table every `loggingRateSec`.
     fn print(&self, text: &str) {
         eprint!("{text}");
+    }
+
+    /// The run's posterior, ladder, evidence and warnings, laid out as a table: once, at the
+    /// end of a complete run (also in [`RunReport::summary`](crate::RunReport::summary) and
+    /// `summary.json`). Nothing unless implemented.
+    fn summary(&self, text: &str) {
+        let _ = text;
     }
 
     /// The run ended: `complete` if it reached its last step and its summary is written,
@@ -39,11 +45,15 @@ pub trait Observer: Sync {
     }
 }
 
-/// The observer of a run nobody watches: texts go to stderr.
+/// The observer of a run nobody watches: texts, the summary among them, go to stderr.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Console;
 
-impl Observer for Console {}
+impl Observer for Console {
+    fn summary(&self, text: &str) {
+        eprint!("{text}");
+    }
+}
 
 /// An observer that keeps and prints nothing (a benchmark's or an embedding program's run).
 #[derive(Debug, Clone, Copy, Default)]

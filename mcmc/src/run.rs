@@ -123,8 +123,9 @@ pub fn sampler_settings(config: &McmcConfig) -> SamplerSettings {
 
 /// Runs `config` to its end, evaluating with `evaluator`; continues from the last checkpoint if
 /// `existing` is [`Existing::Resume`] and one exists. Stops early (cleanly, with a checkpoint)
-/// once `stop` is set. The console table goes to stderr; the posterior is written to
-/// `summary.json` and returned in the report ([`RunReport::summary`]).
+/// once `stop` is set. The console table and, at the end, the posterior go to stderr; the
+/// posterior is also written to `summary.json` and returned in the report
+/// ([`RunReport::summary`]).
 pub fn run(
     config: &McmcConfig,
     evaluator: &mut dyn Evaluator,
@@ -302,6 +303,7 @@ fn run_to_end(
         let prior = prior.unwrap_or_default();
         let summary = summary::summarize(&dir, config, &sampler, &prior, live)?;
         summary::write(&dir, &summary)?;
+        observer.summary(&summary::render(&summary));
         Some(summary)
     } else {
         None

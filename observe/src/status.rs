@@ -269,17 +269,18 @@ impl StatusBoard {
         state.last_sample = Some((now, done));
     }
 
-    /// Whether nothing is stuck: the engine answered recently, or stopped cleanly, or the run
-    /// needs none (an embedded MCMC run is alive while its process is) or has ended.
+    /// Whether nothing is stuck: the engine answered recently, or the run needs none (an
+    /// embedded MCMC run is alive while its process is) or has ended.
     pub fn alive(&self) -> bool {
         let state = self.state();
+        // An engine that stops while its run goes on has failed; after the run, it may.
         !state.has_engine
-            || state.engine_stopped
             || state.ended.is_some()
-            || state
-                .engine
-                .as_ref()
-                .is_some_and(|(at, _)| at.elapsed() < ENGINE_STALE_AFTER)
+            || (!state.engine_stopped
+                && state
+                    .engine
+                    .as_ref()
+                    .is_some_and(|(at, _)| at.elapsed() < ENGINE_STALE_AFTER))
     }
 
     /// The run's state once it has ended; none while it runs (or before it begins).

@@ -251,8 +251,8 @@ impl Session {
             warn!(
                 %connect,
                 waited_secs,
-                "connected, but the delegator has not answered the hello (another cluster \
-                 secret, or not a ganger delegator?)"
+                "the delegator has not answered the hello (it is not reachable any more, \
+                 has another cluster secret, or is not a ganger delegator?)"
             );
         } else {
             warn!(

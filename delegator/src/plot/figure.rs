@@ -102,7 +102,6 @@ pub(crate) fn titled<DB: DrawingBackend>(
     Ok(body)
 }
 
-/// A tick label with as few digits as tell the ticks apart.
 /// A step count on an axis: a whole number with its thousands separated (250,000).
 pub(crate) fn step_label(x: &f64) -> String {
     let n = x.round().max(0.0) as u64;
@@ -129,6 +128,7 @@ pub(crate) const OKABE_ITO: [RGBColor; 7] = [
     RGBColor(240, 228, 66),
 ];
 
+/// A tick label with as few digits as tell the ticks apart.
 pub(crate) fn tick_label(x: &f64) -> String {
     let magnitude = x.abs();
     if magnitude != 0.0 && !(1e-3..1e5).contains(&magnitude) {

@@ -43,15 +43,8 @@ impl Traces {
                     .iter()
                     .map(|chain| (chain.index, decimate(&chain.states[dim], MAX_TRACE_POINTS)))
                     .collect();
-                // The range of the draws after the burn-in: a start far out in the tails would
-                // squash the posterior into a line.
-                let kept = if burn_in > 0 && burn_in < chains.max_steps() {
-                    burn_in
-                } else {
-                    0
-                };
                 TracePanel {
-                    range: pad(finite_range(chains.after(dim, kept)), 0.05),
+                    range: pad(finite_range(chains.after(dim, 0)), 0.05),
                     lines,
                 }
             })
@@ -143,36 +136,4 @@ impl Figure for Traces {
 /// The colour of the `i`-th cold chain.
 fn chain_colour(i: usize) -> RGBColor {
     OKABE_ITO[i % OKABE_ITO.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::data::{ColdChain, ColdChains};
-    use super::Traces;
-
-    #[test]
-    fn the_value_range_is_the_draws_after_the_burn_in_so_a_far_start_does_not_squash_them() {
-        // A chain starting at 1000 that settles within ±1 by step 10.
-        let states: Vec<f64> = (0..100)
-            .map(|step| {
-                if step < 10 {
-                    1000.0 / (step + 1) as f64
-                } else {
-                    (step as f64).sin()
-                }
-            })
-            .collect();
-        let chains = ColdChains {
-            n_dims: 1,
-            chains: vec![ColdChain {
-                index: 0,
-                states: vec![states],
-            }],
-        };
-        let (lo, hi) = Traces::new(&chains, 20, String::new()).panels[0].range;
-        assert!(lo > -1.2 && hi < 1.2, "{lo}..{hi}");
-        // Without a burn-in, every draw counts.
-        let (_, hi) = Traces::new(&chains, 0, String::new()).panels[0].range;
-        assert!(hi >= 1000.0, "{hi}");
-    }
 }

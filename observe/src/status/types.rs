@@ -49,8 +49,8 @@ pub struct Status {
     pub progress: ProgressStatus,
     /// `[elapsed seconds, rate]` over the run, in the progress's rate unit.
     pub throughput: Vec<[f64; 2]>,
-    /// Whether nothing is stuck: the engine answered within the last 10 seconds, or it stopped
-    /// cleanly, or the run has none or has ended.
+    /// Whether nothing is stuck: the engine answered within the last 10 seconds, or the run has
+    /// none or has ended (an engine that stops while its run goes on has failed).
     pub engine_alive: bool,
     /// The engine has stopped (its run is over); its workers are gone with it.
     #[serde(default)]

@@ -60,9 +60,13 @@ pub fn python_trial(name: &str, modules: &[&str], test: fn()) -> libtest_mimic::
             Err(format!("GANGER_REQUIRE_PYTHON=1 but this machine lacks {missing}").into())
         });
     }
-    libtest_mimic::Trial::test(name, || Ok(()))
-        .with_ignored_flag(true)
-        .with_kind(format!("needs {missing}"))
+    let kind = format!("needs {missing}");
+    // Run anyway (--include-ignored), it fails: it cannot run here.
+    libtest_mimic::Trial::test(name, move || {
+        Err(format!("this machine lacks {missing}").into())
+    })
+    .with_ignored_flag(true)
+    .with_kind(kind)
 }
 
 /// Runs `trials` as libtest would, with its arguments (filters, `--nocapture`, ...).
