@@ -14,7 +14,7 @@ use ganger_mcmc::{self as mcmc, InProcess, OnWorkers};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use tracing::info;
 
-use crate::shell::{command_with, this_command};
+use crate::shell::{command_with, this_command, thousands};
 use crate::watch::Watch;
 use crate::Common;
 
@@ -185,30 +185,4 @@ fn closing_lines(
         config.output_path,
         command_with(&["plot", &config.output_path]),
     )
-}
-
-/// `n` with a comma between each group of three digits: 1,234,567.
-pub(crate) fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::thousands;
-
-    #[test]
-    fn thousands_are_separated_by_commas() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1234567), "1,234,567");
-    }
 }

@@ -61,8 +61,9 @@ pub(crate) struct Common {
     #[arg(long, global = true,
         help_heading = SCHEDULING, env = "GANGER_MAX_ATTEMPTS", default_value_t = 3)]
     pub(crate) max_attempts: u32,
-    /// Largest frame accepted from a worker (bytes, or with a unit: 512KiB, 16MiB); also what each connection not yet
-    /// registered can make the delegator hold (see --max-pending-connections).
+    /// Largest frame accepted from a worker (bytes, or with a unit: 512KiB, 16MiB); also what
+    /// each connection not yet registered can make the delegator hold (see
+    /// --max-pending-connections).
     #[arg(long, global = true,
         help_heading = LIMITS, env = "GANGER_MAX_FRAME_BYTES", default_value = "16MiB", value_parser = parse_bytes)]
     pub(crate) max_frame_bytes: u64,
@@ -105,8 +106,7 @@ pub(crate) struct Common {
     )]
     pub(crate) max_workers: usize,
     /// Most payload bytes of units queued but not yet leased, across jobs (a unit such as 1GiB
-    /// may follow the number); submitting waits
-    /// while the queue is this full.
+    /// may follow the number); submitting waits while the queue is this full.
     #[arg(long, global = true,
         help_heading = LIMITS, env = "GANGER_MAX_QUEUED_BYTES", default_value = "1GiB", value_parser = parse_bytes)]
     pub(crate) max_queued_bytes: u64,

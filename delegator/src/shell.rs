@@ -1,5 +1,6 @@
-//! Command lines to show the user, quoted so that they can be pasted into a shell: the
-//! command that resumes an interrupted run, the one that plots a finished one.
+//! What the command line writes for the user to read or paste: command lines quoted for a
+//! shell (the one that resumes an interrupted run, the one that plots a finished one), and
+//! counts with their thousands separated.
 
 /// This very command line, as the shell would take it, without the arguments in `without` and
 /// with `with` added if it is not there: what to type to resume.
@@ -54,9 +55,30 @@ pub(crate) fn shell_quote(word: &str) -> String {
     }
 }
 
+/// `n` with a comma between each group of three digits: 1,234,567.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::shell_quote;
+    use super::{shell_quote, thousands};
+
+    #[test]
+    fn thousands_are_separated_by_commas() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
 
     #[test]
     fn shell_quoting_keeps_plain_words_and_quotes_the_rest() {

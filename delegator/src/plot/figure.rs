@@ -104,16 +104,7 @@ pub(crate) fn titled<DB: DrawingBackend>(
 
 /// A step count on an axis: a whole number with its thousands separated (250,000).
 pub(crate) fn step_label(x: &f64) -> String {
-    let n = x.round().max(0.0) as u64;
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    crate::shell::thousands(x.round().max(0.0) as u64)
 }
 
 /// Okabe and Ito's colours (2008), told apart by readers with any common colour blindness;
