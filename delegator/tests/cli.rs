@@ -436,22 +436,9 @@ fn an_interrupted_run_prints_the_command_that_resumes_it_and_that_finishes_the_j
     let result = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{stderr}");
-    let command = stderr
-        .lines()
-        .find_map(|line| line.split_once("resume with: ").map(|(_, c)| c.trim()))
-        .unwrap_or_else(|| panic!("no resume command in {stderr}"));
+    let command = resume_command(&stderr);
     assert!(stderr.contains("interrupted after "), "{stderr}");
-    let resumed = std::process::Command::new("sh")
-        .args(["-c", command])
-        .env("GANGER_LOG", "warn")
-        .env("GANGER_HTTP", "none")
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    run_in_shell(command);
     let mut indices: Vec<u64> = std::fs::read_to_string(&output)
         .unwrap()
         .lines()

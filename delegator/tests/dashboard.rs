@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{delegator_command, http_get as get, worker_bin};
+use common::{delegator_command, http_get as get, run_trials, trial, worker_bin};
 use serde_json::Value;
 
 fn main() -> std::process::ExitCode {
@@ -35,30 +35,51 @@ fn main() -> std::process::ExitCode {
         ),
     ];
     // Without a browser, each test's browser half is a test of its own, reported as ignored.
-    let unbrowsed = chromium().is_none() && std::env::var_os("GANGER_REQUIRE_BROWSER").is_none();
+    let no_browser = (chromium().is_none() && std::env::var_os("GANGER_REQUIRE_BROWSER").is_none())
+        .then(|| "chromium".to_owned());
     let mut trials = Vec::new();
     for (name, test) in tests {
-        trials.push(libtest_mimic::Trial::test(name, move || {
-            test();
-            Ok(())
-        }));
-        if unbrowsed {
-            trials.push(
-                libtest_mimic::Trial::test(format!("{name}: the page in a browser"), || {
-                    Err("this machine lacks chromium".into())
-                })
-                .with_ignored_flag(true)
-                .with_kind("needs chromium"),
-            );
+        trials.push(trial(name, None, test));
+        if no_browser.is_some() {
+            let half = format!("{name}: the page in a browser");
+            trials.push(trial(&half, no_browser.clone(), test));
         }
     }
-    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
+    run_trials(trials)
 }
 
 fn status(address: &str) -> Value {
     let (code, body) = get(address, "/api/status");
     assert_eq!(code, 200, "{body}");
     serde_json::from_str(&body).expect("/api/status is JSON")
+}
+
+/// The browser for a test's browser half; none (said on stderr) if there is none, unless
+/// `GANGER_REQUIRE_BROWSER` makes that a failure.
+fn browser() -> Option<PathBuf> {
+    let browser = chromium();
+    if browser.is_none() {
+        assert!(
+            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
+            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
+        );
+        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+    }
+    browser
+}
+
+/// The dashboard's address, once the delegator has written it to `file`; fails after 60 s.
+fn http_address(file: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(address) = std::fs::read_to_string(file) {
+            if !address.is_empty() {
+                return address;
+            }
+        }
+        assert!(Instant::now() < deadline, "no HTTP address within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn chromium() -> Option<PathBuf> {
@@ -240,16 +261,7 @@ fn launch(name: &str, samples_total: u64, extra: &[&str]) -> Run {
         .stderr(Stdio::null())
         .spawn()
         .expect("the delegator starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let address = loop {
-        if let Ok(address) = std::fs::read_to_string(&address_file) {
-            if !address.is_empty() {
-                break address;
-            }
-        }
-        assert!(Instant::now() < deadline, "no HTTP address within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let address = http_address(&address_file);
     Run {
         child,
         address,
@@ -295,12 +307,7 @@ fn the_api_and_the_dashboard_show_a_live_run() {
         );
     }
 
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
-            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
-        );
-        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+    let Some(browser) = browser() else {
         return;
     };
     let before = status(address);
@@ -508,12 +515,7 @@ fn a_finished_run_kept_serving_is_healthy_says_how_long_it_took_and_has_no_worke
         );
     }
 
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
-            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
-        );
-        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+    let Some(browser) = browser() else {
         return;
     };
     let dom = browse(&browser, address, &["--dump-dom"]);
@@ -555,22 +557,14 @@ fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the delegator starts");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let address = loop {
-        if let Ok(address) = std::fs::read_to_string(&address_file) {
-            if !address.is_empty() {
-                break address;
-            }
-        }
-        assert!(Instant::now() < deadline, "no HTTP address within 60 s");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let address = http_address(&address_file);
     let run = Run {
         child,
         address,
         dir,
     };
     let address = run.address.as_str();
+    let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
         let s = status(address);
         let waiting = s["queues"]
@@ -589,12 +583,7 @@ fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
     };
     assert_eq!(s["state"], "running");
 
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
-            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
-        );
-        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+    let Some(browser) = browser() else {
         return;
     };
     let dom = browse(&browser, address, &["--dump-dom"]);
@@ -624,12 +613,7 @@ fn an_embedded_run_says_its_threads_evaluate_rather_than_no_workers() {
     assert_eq!(s["in_process_threads"], 2, "{s}");
     assert_eq!(s["workers"].as_array().unwrap().len(), 0);
 
-    let Some(browser) = chromium() else {
-        assert!(
-            std::env::var_os("GANGER_REQUIRE_BROWSER").is_none(),
-            "GANGER_REQUIRE_BROWSER is set but no chromium was found"
-        );
-        eprintln!("SKIPPED the browser half: no chromium on PATH (set GANGER_CHROMIUM)");
+    let Some(browser) = browser() else {
         return;
     };
     let dom = browse(&browser, address, &["--dump-dom"]);

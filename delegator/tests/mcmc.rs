@@ -4,10 +4,10 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::delegator_command;
+use common::{delegator_command, resume_command, run_in_shell};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ganger-mcmc-{name}-{}", std::process::id()));
@@ -263,26 +263,12 @@ fn an_interrupted_run_prints_the_command_that_resumes_it_and_that_command_finish
     let result = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(1), "{stderr}");
-    let command = stderr
-        .lines()
-        .find_map(|line| line.split_once("resume with: ").map(|(_, c)| c.trim()))
-        .unwrap_or_else(|| panic!("no resume command in {stderr}"));
+    let command = resume_command(&stderr);
     assert!(
         command.ends_with("--resume") && !command.contains("--overwrite"),
         "{command}"
     );
-    // Exactly as printed, through a shell.
-    let resumed = Command::new("sh")
-        .args(["-c", command])
-        .env("GANGER_LOG", "warn")
-        .env("GANGER_HTTP", "none")
-        .output()
-        .unwrap();
-    assert!(
-        resumed.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&resumed.stderr)
-    );
+    run_in_shell(command);
     assert_same_outputs(&whole, &interrupted);
 }
 

@@ -14,10 +14,11 @@ mod common;
 use common::{python_trial, repository_root, trial, WORKER};
 
 fn main() -> std::process::ExitCode {
-    common::run(vec![
-        trial("the_rust_worker_conforms", the_rust_worker_conforms),
+    common::run_trials(vec![
+        trial("the_rust_worker_conforms", None, the_rust_worker_conforms),
         trial(
             "the_rust_worker_conforms_with_a_secret",
+            None,
             the_rust_worker_conforms_with_a_secret,
         ),
         python_trial(

@@ -19,7 +19,7 @@ use common::{
 };
 
 fn main() -> std::process::ExitCode {
-    common::run(vec![
+    common::run_trials(vec![
         python_trial(
             "the_conformance_child_gives_correct_results_in_json_and_stops_on_sigterm",
             &[],
@@ -62,6 +62,7 @@ fn main() -> std::process::ExitCode {
         ),
         trial(
             "a_command_that_cannot_start_is_an_error_naming_it",
+            None,
             a_command_that_cannot_start_is_an_error_naming_it,
         ),
     ])

@@ -12,7 +12,7 @@ mod common;
 use common::{python_trial, repository_root, WORKER};
 
 fn main() -> std::process::ExitCode {
-    common::run(vec![python_trial(
+    common::run_trials(vec![python_trial(
         "the_python_worker_packages_unittests_pass",
         &["zmq", "msgpack", "cryptography"],
         the_python_worker_packages_unittests_pass,

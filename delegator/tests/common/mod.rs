@@ -280,3 +280,27 @@ pub fn trial(name: &str, missing: Option<String>, test: fn()) -> libtest_mimic::
 pub fn run_trials(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
 }
+
+/// The command an interrupted run printed after `resume with: ` on its stderr.
+pub fn resume_command(stderr: &str) -> &str {
+    stderr
+        .lines()
+        .find_map(|line| line.split_once("resume with: ").map(|(_, c)| c.trim()))
+        .unwrap_or_else(|| panic!("no resume command in {stderr}"))
+}
+
+/// Runs `command` exactly as printed, through `sh`, quietly and with no HTTP server; fails the
+/// test unless it succeeds.
+pub fn run_in_shell(command: &str) {
+    let output = Command::new("sh")
+        .args(["-c", command])
+        .env("GANGER_LOG", "warn")
+        .env("GANGER_HTTP", "none")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

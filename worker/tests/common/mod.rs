@@ -38,13 +38,27 @@ pub fn python_lacks(modules: &[&str]) -> Option<String> {
     }
 }
 
-/// A test of this file's harness, run as libtest runs a `#[test]` (a panic fails it).
+/// A test of a file with a harness of its own (libtest-mimic: libtest cannot ignore a test at
+/// run time), run as libtest runs a `#[test]` (a panic fails it); when `missing` names what
+/// this machine lacks, reported as ignored instead, its kind naming it. The same as the
+/// delegator's tests' `common::trial`.
 #[allow(dead_code)]
-pub fn trial(name: &str, test: fn()) -> libtest_mimic::Trial {
-    libtest_mimic::Trial::test(name, move || {
-        test();
-        Ok(())
-    })
+pub fn trial(name: &str, missing: Option<String>, test: fn()) -> libtest_mimic::Trial {
+    match missing {
+        None => libtest_mimic::Trial::test(name, move || {
+            test();
+            Ok(())
+        }),
+        // Run anyway (--include-ignored), it fails: it cannot run here.
+        Some(missing) => {
+            let kind = format!("needs {missing}");
+            libtest_mimic::Trial::test(name, move || {
+                Err(format!("this machine lacks {missing}").into())
+            })
+            .with_ignored_flag(true)
+            .with_kind(kind)
+        }
+    }
 }
 
 /// [`trial`] for a test that runs Python: when `python3` cannot import `modules`, it is
@@ -52,26 +66,20 @@ pub fn trial(name: &str, test: fn()) -> libtest_mimic::Trial {
 /// .ci/python-requirements.txt`); with `GANGER_REQUIRE_PYTHON=1` (set by CI) it fails instead.
 #[allow(dead_code)]
 pub fn python_trial(name: &str, modules: &[&str], test: fn()) -> libtest_mimic::Trial {
-    let Some(missing) = python_lacks(modules) else {
-        return trial(name, test);
-    };
-    if std::env::var("GANGER_REQUIRE_PYTHON").is_ok_and(|v| v == "1") {
-        return libtest_mimic::Trial::test(name, move || {
-            Err(format!("GANGER_REQUIRE_PYTHON=1 but this machine lacks {missing}").into())
-        });
+    let missing = python_lacks(modules);
+    match missing {
+        Some(missing) if std::env::var("GANGER_REQUIRE_PYTHON").is_ok_and(|v| v == "1") => {
+            libtest_mimic::Trial::test(name, move || {
+                Err(format!("GANGER_REQUIRE_PYTHON=1 but this machine lacks {missing}").into())
+            })
+        }
+        missing => trial(name, missing, test),
     }
-    let kind = format!("needs {missing}");
-    // Run anyway (--include-ignored), it fails: it cannot run here.
-    libtest_mimic::Trial::test(name, move || {
-        Err(format!("this machine lacks {missing}").into())
-    })
-    .with_ignored_flag(true)
-    .with_kind(kind)
 }
 
 /// Runs `trials` as libtest would, with its arguments (filters, `--nocapture`, ...).
 #[allow(dead_code)]
-pub fn run(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
+pub fn run_trials(trials: Vec<libtest_mimic::Trial>) -> std::process::ExitCode {
     libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
 }
 
