@@ -189,6 +189,16 @@ fn the_same_seed_gives_identical_files_with_one_or_two_threads() {
     assert_same_outputs(&one, &two);
 }
 
+/// Waits until the run writing to `output` has written its first checkpoint; fails after 60 s.
+fn wait_for_checkpoint(output: &Path) {
+    let checkpoint = output.join("checkpoint.msgpack");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !checkpoint.exists() {
+        assert!(Instant::now() < deadline, "no checkpoint appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn kill_9_then_resume_writes_exactly_what_an_uninterrupted_run_writes() {
     let dir = temp_dir("resume");
@@ -210,12 +220,7 @@ fn kill_9_then_resume_writes_exactly_what_an_uninterrupted_run_writes() {
         .spawn()
         .unwrap();
     // Kill it once it has checkpointed at least once, mid-run.
-    let checkpoint = interrupted.join("checkpoint.msgpack");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !checkpoint.exists() {
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_checkpoint(&interrupted);
     std::thread::sleep(Duration::from_millis(120));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -252,12 +257,7 @@ fn an_interrupted_run_prints_the_command_that_resumes_it_and_that_command_finish
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let checkpoint = interrupted.join("checkpoint.msgpack");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !checkpoint.exists() {
-        assert!(Instant::now() < deadline, "no checkpoint appeared");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_checkpoint(&interrupted);
     // SAFETY: kill(2) on our own child with a valid signal number.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let result = child.wait_with_output().unwrap();
