@@ -196,9 +196,11 @@ fn config_json() -> String {
   "outputPath": "{OUTPUT}",
   "loggingRateSec": 5,
   "checkpointIntervalSec": 0,
-  "seed": 7
+  "seed": 7,
+  "names": {names}
 }}"#,
         samples = STEPS_PER_CHAIN * N_STACKS as u64,
+        names = serde_json::to_string(&NAMES).expect("names serialise"),
     )
 }
 

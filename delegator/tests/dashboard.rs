@@ -239,7 +239,7 @@ fn launch(name: &str, samples_total: u64, extra: &[&str]) -> Run {
         format!(
             r#"{{"nJobTypes": 2, "nStacks": 2, "nTemperatures": 3, "nSamplesTotal": {samples_total},
                 "min": [-10, -10], "max": [10, 10], "swapInterval": 10, "loggingRateSec": 3600,
-                "burnIn": 100, "outputPath": "{}"}}"#,
+                "burnIn": 100, "names": ["lat", "lon"], "outputPath": "{}"}}"#,
             dir.join("out").display()
         ),
     )
@@ -347,12 +347,15 @@ fn the_api_and_the_dashboard_show_a_live_run() {
         .iter()
         .all(|d| d["mean"].is_number() && d["q95"].is_number()));
     assert_eq!(table_rows(&dom, "posterior"), 2);
+    // The config's names label the rows and the traces.
+    assert_eq!(after["mcmc"]["names"], serde_json::json!(["lat", "lon"]));
+    assert!(dom.contains("<td>lat</td>") && dom.contains("<td>lon</td>"));
     assert_eq!(
         table_rows(&dom, "workers"),
         after["workers"].as_array().unwrap().len()
     );
     assert!(
-        dom.contains("aria-label=\"trace x1\""),
+        dom.contains("aria-label=\"trace lon\""),
         "a trace per dimension"
     );
     // Diagnostics of the draws after the burn-in, said so, and the API's warnings, no others.

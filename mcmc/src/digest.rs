@@ -256,7 +256,8 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         let (n_chains, n_temps, n_dims, steps) = (4, 2, 3, KEPT as u64 + 5_000);
         let (burn_in, fixed_from) = (1_000, 3_000);
-        let mut files = ChainFiles::create(&dir, n_chains, n_dims).unwrap();
+        let names: Vec<String> = (0..n_dims).map(|d| format!("x{d}")).collect();
+        let mut files = ChainFiles::create(&dir, n_chains, &names).unwrap();
         let mut live = LiveDigests::new(n_chains, n_temps, n_dims, burn_in, fixed_from);
         // Values with long decimal expansions, tiny and huge: what a shortest repr must keep.
         let value = |chain: usize, step: u64, k: usize| {

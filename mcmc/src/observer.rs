@@ -76,6 +76,9 @@ pub struct McmcStatus {
     pub n_temperatures: usize,
     /// Dimensions.
     pub n_dims: usize,
+    /// The dimensions' names (the config's `names`, else `x0`, `x1`, …).
+    #[serde(default)]
+    pub names: Vec<String>,
     /// Stateline's table, a row per chain.
     pub chains: Vec<ChainStatus>,
     /// Per temperature tier, over all stacks.

@@ -1,7 +1,7 @@
 //! A run's output folder: one CSV per chain in Stateline's column layout, streamed as the run
 //! goes, and truncated back to a checkpoint's lengths on resume.
 //!
-//! Columns: one per dimension (`x0`, `x1`, …), then `energy`, `sigma`, `beta`, `accepted`
+//! Columns: one per dimension (named by the config's `names`, else `x0`, `x1`, …), then `energy`, `sigma`, `beta`, `accepted`
 //! (0/1) and `swap_type` (0 no attempt, 1 accepted, 2 rejected), with a header row.
 //! Numbers are written in their shortest round-trip form (`ryu`, several times faster than
 //! `format!` at this), so they read back to the exact binary values and two runs that computed
@@ -11,6 +11,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use ganger_core::mcmc::config::RESERVED_NAMES;
 use ganger_core::mcmc::sampler::Row;
 
 pub use self::read::{
@@ -71,11 +72,19 @@ impl ChainFiles {
         dir.join(format!("{chain}.csv"))
     }
 
-    /// Creates `dir` if needed and a fresh file with a header per chain.
-    pub fn create(dir: &Path, n_chains: usize, n_dims: usize) -> Result<ChainFiles, OutputError> {
+    /// Creates `dir` if needed and a fresh file with a header per chain, whose first columns
+    /// are `names` (one per dimension; see [`McmcConfig::dim_names`]).
+    ///
+    /// [`McmcConfig::dim_names`]: ganger_core::mcmc::config::McmcConfig::dim_names
+    pub fn create(
+        dir: &Path,
+        n_chains: usize,
+        names: &[String],
+    ) -> Result<ChainFiles, OutputError> {
         create_output_dir(dir)?;
-        let mut header: String = (0..n_dims).map(|i| format!("x{i},")).collect();
-        header.push_str("energy,sigma,beta,accepted,swap_type\n");
+        let mut header: String = names.iter().map(|name| format!("{name},")).collect();
+        header.push_str(&RESERVED_NAMES.join(","));
+        header.push('\n');
         let mut files = ChainFiles {
             paths: Vec::with_capacity(n_chains),
             writers: Vec::with_capacity(n_chains),

@@ -206,7 +206,7 @@ fn run_to_end(
                 remove_if_present(&checkpoint)?;
                 remove_if_present(&dir.join("summary.json"))?;
                 write_run_config(&dir, config)?;
-                let files = ChainFiles::create(&dir, config.n_chains(), config.n_dims())?;
+                let files = ChainFiles::create(&dir, config.n_chains(), &config.dim_names())?;
                 (Sampler::new(settings), files, None)
             }
         };
@@ -231,6 +231,7 @@ fn run_to_end(
         config.n_temperatures,
         config.burn_in,
         config.adaptation_steps,
+        config.dim_names(),
     );
     observer.begin(&config.output_path, total, sampler.n_chains() as u64);
     observer.publish(table.status(&sampler, total));

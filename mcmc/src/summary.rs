@@ -94,7 +94,7 @@ pub struct ChainSummary {
 /// One dimension's posterior summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct DimensionSummary {
-    /// `x0`, `x1`, …
+    /// The config's `names` entry, else `x0`, `x1`, …
     pub name: String,
     /// The statistics.
     #[serde(flatten)]
@@ -162,6 +162,7 @@ pub fn summarize(
         })
         .collect();
     let stride = cold.first().map_or(1, |c| c.states.stride);
+    let names = config.dim_names();
     // One dimension at a time: their diagnostics' buffers are the summary's largest.
     let dimensions: Vec<DimensionSummary> = (0..n_dims)
         .map(|d| {
@@ -177,7 +178,7 @@ pub fn summarize(
                 (summary.mean, summary.sd) = (all.mean, all.sd());
             }
             DimensionSummary {
-                name: format!("x{d}"),
+                name: names[d].clone(),
                 summary,
             }
         })
@@ -340,16 +341,24 @@ pub fn render(summary: &RunSummary) -> String {
         "posterior: {} cold chain(s), steps {}-{} ({} draws each; burn-in {}{thinned})",
         draws.chains, draws.first_step, draws.last_step, draws.per_chain, draws.burn_in
     );
+    // Names left-aligned in a column as wide as the longest, as a data frame prints its index.
+    let width = summary
+        .dimensions
+        .iter()
+        .map(|d| d.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(2);
     let _ = writeln!(
         out,
-        "{:>6} {:>11} {:>10} {:>11} {:>11} {:>11} {:>7} {:>9} {:>9} {:>10}",
+        "{:<width$} {:>11} {:>10} {:>11} {:>11} {:>11} {:>7} {:>9} {:>9} {:>10}",
         "", "mean", "sd", "5%", "50%", "95%", "R-hat", "ESS bulk", "ESS tail", "MCSE"
     );
     for d in &summary.dimensions {
         let s = &d.summary;
         let _ = writeln!(
             out,
-            "{:>6} {:>11.4} {:>10.4} {:>11.4} {:>11.4} {:>11.4} {:>7.3} {:>9.0} {:>9.0} {:>10.2e}",
+            "{:<width$} {:>11.4} {:>10.4} {:>11.4} {:>11.4} {:>11.4} {:>7.3} {:>9.0} {:>9.0} {:>10.2e}",
             d.name, s.mean, s.sd, s.q05, s.q50, s.q95, s.rhat, s.ess_bulk, s.ess_tail, s.mcse_mean
         );
     }

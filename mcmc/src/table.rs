@@ -53,6 +53,8 @@ pub struct Table {
     energies: Vec<Trace>,
     /// Steps each chain has taken, as rows arrived.
     lengths: Vec<u64>,
+    /// The dimensions' names (the config's `names`, else `x0`, `x1`, …).
+    names: Vec<String>,
 }
 
 /// A cold chain's samples at every `stride`-th step, at most `capacity` of them.
@@ -112,6 +114,7 @@ impl Table {
         n_temperatures: usize,
         burn_in: u64,
         adaptation_steps: u64,
+        names: Vec<String>,
     ) -> Table {
         let n_chains = sampler.n_chains();
         let n_stacks = n_chains / n_temperatures.max(1);
@@ -129,6 +132,7 @@ impl Table {
             traces: vec![Trace::new(TRACE_POINTS); n_stacks],
             energies: vec![Trace::new(ENERGY_DRAWS); n_chains],
             lengths: vec![sampler.step(); n_chains],
+            names,
         }
     }
 
@@ -232,6 +236,7 @@ impl Table {
             n_stacks: self.cold.len(),
             n_temperatures: n_temps,
             n_dims: sampler.settings().min.len(),
+            names: self.names.clone(),
             chains,
             tiers,
             burn_in: self.burn_in,
@@ -251,11 +256,10 @@ impl Table {
         if convergence.window < 4 {
             return Vec::new();
         }
-        let names: Vec<String> = (0..convergence.rhat.len())
-            .map(|d| format!("x{d}"))
-            .collect();
-        let diagnosed: Vec<Diagnosed<'_>> = names
+        let diagnosed: Vec<Diagnosed<'_>> = self
+            .names
             .iter()
+            .take(convergence.rhat.len())
             .enumerate()
             .map(|(d, name)| Diagnosed {
                 name,
@@ -475,7 +479,7 @@ mod tests {
             initial: None,
             seed: 1,
         });
-        let mut table = Table::new(&sampler, 1, 5, 5);
+        let mut table = Table::new(&sampler, 1, 5, 5, vec!["x0".into(), "x1".into()]);
         // Chains move on their own: stack 0 is 40 steps past the burn-in, stack 1 not there.
         let ahead: Vec<Row> = (0..45).map(|k| row(0, (k as f64 * 0.7).sin())).collect();
         table.observe(&ahead);

@@ -39,7 +39,7 @@ mod validate;
 /// Every key a config file may contain, in the order the documentation lists them.
 ///
 /// Stateline's keys come first; ganger's own follow.
-pub const KEYS: [&str; 22] = [
+pub const KEYS: [&str; 23] = [
     "nJobTypes",
     "nStacks",
     "nTemperatures",
@@ -62,7 +62,15 @@ pub const KEYS: [&str; 22] = [
     "adaptationSteps",
     "burnIn",
     "evidenceDraws",
+    "names",
 ];
+
+/// The columns every chain file has after the parameters, in order; no parameter may be named
+/// after one of them.
+pub const RESERVED_NAMES: [&str; 5] = ["energy", "sigma", "beta", "accepted", "swap_type"];
+
+/// The longest parameter name `names` accepts, in characters: a name is a table's row label.
+pub const MAX_NAME_CHARS: usize = 64;
 
 /// The parallel-tempering sampler's configuration.
 ///
@@ -159,6 +167,13 @@ pub struct McmcConfig {
     /// for the evidence's step from the prior to the hottest chain. They cost that many extra
     /// likelihood evaluations.
     pub evidence_draws: u64,
+    /// `names` (ganger; optional, one entry per dimension): what to call the parameters in the
+    /// chain files' header, the posterior summary, the dashboard and the plots. Each is
+    /// non-empty, unique, at most 64 characters, without commas, quotes or control characters,
+    /// and none is one of the chain files' own columns (`energy`, `sigma`, `beta`, `accepted`,
+    /// `swap_type`). Absent means `x0`, `x1`, …; see [`dim_names`](Self::dim_names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
 }
 
 impl McmcConfig {
@@ -199,6 +214,14 @@ impl McmcConfig {
     /// The number of parameters: the length of `min` (and of `max`).
     pub fn n_dims(&self) -> usize {
         self.min.len()
+    }
+
+    /// The parameters' names: `names` where given, else `x0`, `x1`, ….
+    pub fn dim_names(&self) -> Vec<String> {
+        match &self.names {
+            Some(names) => names.clone(),
+            None => (0..self.n_dims()).map(|d| format!("x{d}")).collect(),
+        }
     }
 
     /// The number of chains: `nStacks × nTemperatures`.

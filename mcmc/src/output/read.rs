@@ -7,14 +7,15 @@ use std::path::Path;
 
 use super::{at, OutputError};
 
-/// The columns after the dimensions, in order.
-const TAIL_COLUMNS: [&str; 5] = ["energy", "sigma", "beta", "accepted", "swap_type"];
+use ganger_core::mcmc::config::RESERVED_NAMES as TAIL_COLUMNS;
 
 /// What the header and first row of a chain file say, read without the rest of the file.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChainHead {
-    /// Dimensions (`x0`, `x1`, …) in the header.
+    /// Dimensions in the header.
     pub n_dims: usize,
+    /// Their names (the config's `names`, else `x0`, `x1`, …).
+    pub names: Vec<String>,
     /// `beta` of the first row (1 for a cold chain); `None` while the file has no complete row.
     pub first_beta: Option<f64>,
 }
@@ -25,6 +26,7 @@ pub fn read_chain_head(path: &Path) -> Result<ChainHead, OutputError> {
     let first_beta = reader.next_row()?.then_some(reader.beta);
     Ok(ChainHead {
         n_dims: reader.n_dims,
+        names: reader.names.clone(),
         first_beta,
     })
 }
@@ -113,6 +115,8 @@ struct ChainReader<'a> {
     path: &'a Path,
     reader: BufReader<File>,
     n_dims: usize,
+    /// The dimensions' names, from the header.
+    names: Vec<String>,
     /// The current line's number, counting the header as line 1.
     line_number: usize,
     line: Vec<u8>,
@@ -131,6 +135,7 @@ impl<'a> ChainReader<'a> {
             path,
             reader: BufReader::with_capacity(1 << 16, file),
             n_dims: 0,
+            names: Vec::new(),
             line_number: 0,
             line: Vec::new(),
             values: Vec::new(),
@@ -142,16 +147,17 @@ impl<'a> ChainReader<'a> {
             return Err(malformed(path, 1, "empty file, expected a header".into()));
         }
         let header = String::from_utf8_lossy(&reader.line).into_owned();
-        reader.n_dims = parse_header(&header).ok_or_else(|| {
+        reader.names = parse_header(&header).ok_or_else(|| {
             malformed(
                 path,
                 1,
                 format!(
-                    "header `{header}` is not x0,x1,…,{}",
+                    "header `{header}` is not the dimensions' names followed by {}",
                     TAIL_COLUMNS.join(",")
                 ),
             )
         })?;
+        reader.n_dims = reader.names.len();
         Ok(reader)
     }
 
@@ -180,7 +186,7 @@ impl<'a> ChainReader<'a> {
         if self.line.is_empty() && !complete {
             return Ok(false);
         }
-        match parse_row(&self.line, self.n_dims, &mut self.values) {
+        match parse_row(&self.line, &self.names, &mut self.values) {
             Ok((energy, beta)) => {
                 (self.energy, self.beta) = (energy, beta);
                 Ok(true)
@@ -193,19 +199,24 @@ impl<'a> ChainReader<'a> {
 }
 
 /// The number of dimensions a header names, if it is a chain file's header.
-fn parse_header(header: &str) -> Option<usize> {
+fn parse_header(header: &str) -> Option<Vec<String>> {
     let names: Vec<&str> = header.split(',').collect();
     let n_dims = names.len().checked_sub(TAIL_COLUMNS.len())?;
     let dims_ok = names[..n_dims]
         .iter()
-        .enumerate()
-        .all(|(i, name)| name.strip_prefix('x') == Some(&i.to_string()));
-    (dims_ok && names[n_dims..] == TAIL_COLUMNS).then_some(n_dims)
+        .all(|name| !name.is_empty() && !TAIL_COLUMNS.contains(name));
+    (dims_ok && names[n_dims..] == TAIL_COLUMNS).then(|| {
+        names[..n_dims]
+            .iter()
+            .map(|&name| name.to_owned())
+            .collect()
+    })
 }
 
 /// Parses one row, its dimensions into `values`, checking every field; returns its energy and
 /// beta.
-fn parse_row(line: &[u8], n_dims: usize, values: &mut Vec<f64>) -> Result<(f64, f64), String> {
+fn parse_row(line: &[u8], names: &[String], values: &mut Vec<f64>) -> Result<(f64, f64), String> {
+    let n_dims = names.len();
     let line = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
     let n_fields = line.split(',').count();
     if n_fields != n_dims + TAIL_COLUMNS.len() {
@@ -221,7 +232,7 @@ fn parse_row(line: &[u8], n_dims: usize, values: &mut Vec<f64>) -> Result<(f64, 
         let value = field.parse::<f64>().map_err(|_| {
             let name = match column.checked_sub(n_dims) {
                 Some(tail) => TAIL_COLUMNS[tail].to_string(),
-                None => format!("x{column}"),
+                None => names[column].clone(),
             };
             format!("{name} is `{field}`, not a number")
         })?;

@@ -20,7 +20,7 @@ fn row(chain: usize, x: f64) -> Row {
 fn rows_round_trip_exactly_and_resume_cuts_back_to_the_checkpoint() {
     let dir = std::env::temp_dir().join(format!("ganger-output-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut files = ChainFiles::create(&dir, 2, 2).unwrap();
+    let mut files = ChainFiles::create(&dir, 2, &["x0".into(), "x1".into()]).unwrap();
     files.write(&[row(0, 0.1), row(1, 1e-300)]).unwrap();
     let lengths = files.sync().unwrap();
     files.write(&[row(0, 7.0)]).unwrap();
@@ -82,6 +82,7 @@ fn a_cut_off_last_line_is_ignored_and_a_whole_one_kept() {
         head,
         ChainHead {
             n_dims: 2,
+            names: vec!["x0".into(), "x1".into()],
             first_beta: Some(1.0)
         }
     );
@@ -117,7 +118,9 @@ fn a_file_without_the_chain_header_is_rejected() {
     for (name, text) in [
         ("empty", ""),
         ("foreign", "a,b,c\n1,2,3\n"),
-        ("gap", "x0,x2,energy,sigma,beta,accepted,swap_type\n"),
+        ("unnamed", "x0,,energy,sigma,beta,accepted,swap_type\n"),
+        ("twice", "x0,beta,energy,sigma,beta,accepted,swap_type\n"),
+        ("reordered", "x0,energy,beta,sigma,accepted,swap_type\n"),
     ] {
         let path = chain_file(name, text);
         let message = read_chain(&path).unwrap_err().to_string();
@@ -126,4 +129,34 @@ fn a_file_without_the_chain_header_is_rejected() {
     let empty = chain_file("no-rows", HEADER);
     assert_eq!(read_chain(&empty).unwrap(), vec![Vec::<f64>::new(); 2]);
     assert_eq!(read_chain_head(&empty).unwrap().first_beta, None);
+}
+
+#[test]
+fn named_dimensions_head_the_file_and_name_its_errors() {
+    let dir = std::env::temp_dir().join(format!("ganger-named-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let names = ["lat".to_owned(), "angle (deg)".to_owned()];
+    let mut files = ChainFiles::create(&dir, 1, &names).unwrap();
+    files.write(&[row(0, 0.5)]).unwrap();
+    files.flush().unwrap();
+    drop(files);
+    let path = ChainFiles::path(&dir, 0);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("lat,angle (deg),energy,sigma,beta,accepted,swap_type\n"),
+        "{text}"
+    );
+    let head = read_chain_head(&path).unwrap();
+    assert_eq!((head.n_dims, head.names), (2, names.to_vec()));
+    assert_eq!(read_chain(&path).unwrap(), vec![vec![0.5], vec![-0.5]]);
+    let bad = chain_file(
+        "named",
+        "lat,angle (deg),energy,sigma,beta,accepted,swap_type\n1,east,0.1,0.3,1.0,1,0\n0,0,0,0,0,0,0\n",
+    );
+    let message = read_chain(&bad).unwrap_err().to_string();
+    assert!(
+        message.contains("line 2: angle (deg) is `east`"),
+        "{message}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

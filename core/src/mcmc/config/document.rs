@@ -140,6 +140,27 @@ impl<'a> Document<'a> {
         }
     }
 
+    fn strings(&mut self, key: &'static str) -> Result<Option<Vec<String>>, ConfigError> {
+        const EXPECTED: &str = "an array of strings";
+        match self.take(key) {
+            None => Ok(None),
+            Some(Raw::Array(values)) => values
+                .into_iter()
+                .enumerate()
+                .map(|(i, raw)| match raw {
+                    Raw::Str(s) => Ok(s),
+                    other => Err(self.wrong_type(
+                        key,
+                        EXPECTED,
+                        format!("{} at index {i}", other.describe()),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            Some(other) => Err(self.wrong_type(key, EXPECTED, other.describe())),
+        }
+    }
+
     fn boolean(&mut self, key: &'static str) -> Result<Option<bool>, ConfigError> {
         match self.take(key) {
             None => Ok(None),
@@ -271,6 +292,7 @@ impl<'a> Document<'a> {
             evidence_draws: self
                 .whole("evidenceDraws")?
                 .unwrap_or(DEFAULT_EVIDENCE_DRAWS),
+            names: self.strings("names")?,
         };
         config.adaptation_steps = match self.whole("adaptationSteps")? {
             Some(steps) => steps,

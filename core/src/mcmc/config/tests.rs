@@ -641,3 +641,56 @@ fn config_edit_distance_and_suggestions() {
     assert_eq!(did_you_mean("temperature", &KEYS), Some("nTemperatures"));
     assert_eq!(did_you_mean("port", &KEYS), None);
 }
+
+#[test]
+fn config_names_label_the_dimensions_and_default_to_x_and_the_index() {
+    assert_eq!(demo().dim_names(), ["x0", "x1", "x2", "x3"]);
+    let named = demo_with("names", Some(r#"["lat", "lon", "angle (deg)", "σ"]"#)).unwrap();
+    assert_eq!(named.dim_names(), ["lat", "lon", "angle (deg)", "σ"]);
+    // A checkpoint stores the config: the names survive the round trip, and a config stored
+    // before the key existed still reads.
+    let stored = serde_json::to_string(&named).unwrap();
+    assert_eq!(serde_json::from_str::<McmcConfig>(&stored).unwrap(), named);
+    let old = serde_json::to_string(&demo()).unwrap();
+    assert!(!old.contains("names"), "{old}");
+    assert_eq!(serde_json::from_str::<McmcConfig>(&old).unwrap(), demo());
+}
+
+#[test]
+fn config_names_that_would_break_a_chain_file_or_a_table_are_refused() {
+    let cases = [
+        (
+            r#"["a", "b", "c"]"#,
+            "has 3 entries but `min` and `max` have 4",
+        ),
+        (r#"["a", "b", "c", "a"]"#, "entry 3 (\"a\") repeats entry 0"),
+        (
+            r#"["a", "b,c", "d", "e"]"#,
+            "entry 1 (\"b,c\") contains ','",
+        ),
+        (r#"["a", "b", "\"q\"", "e"]"#, "contains '\"'"),
+        (r#"["a", "b", "c\nd", "e"]"#, "contains '\\n'"),
+        (r#"["a", "", "c", "d"]"#, "entry 1 (\"\") is empty"),
+        (
+            r#"["a", " b", "c", "d"]"#,
+            "starts or ends with white space",
+        ),
+        (
+            r#"["a", "b", "beta", "d"]"#,
+            "is a column the chain files already have",
+        ),
+        (r#"["a", "b", "c", 4]"#, "an array of strings"),
+        (r#""abcd""#, "an array of strings"),
+    ];
+    for (value, message) in cases {
+        assert_error(
+            demo_with("names", Some(value)),
+            &["demo.json", "key `names`", message],
+        );
+    }
+    let long = format!(r#"["a", "b", "c", "{}"]"#, "n".repeat(65));
+    assert_error(
+        demo_with("names", Some(&long)),
+        &["key `names`", "longer than 64 characters"],
+    );
+}

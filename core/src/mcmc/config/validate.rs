@@ -1,7 +1,7 @@
 //! The consistency checks every config passes, whether parsed from a file, built in code or
 //! restored from a checkpoint.
 
-use super::{ConfigError, McmcConfig};
+use super::{ConfigError, McmcConfig, MAX_NAME_CHARS, RESERVED_NAMES};
 
 const MAX_EVIDENCE_DRAWS: u64 = 1_000_000;
 
@@ -65,6 +65,7 @@ impl McmcConfig {
         }
 
         self.validate_bounds(file)?;
+        self.validate_names(file)?;
 
         if self.swap_interval == 0 {
             return invalid(
@@ -250,5 +251,57 @@ impl McmcConfig {
                 Ok(())
             }
         }
+    }
+
+    /// The checks on `names`: one usable, distinct name per dimension.
+    fn validate_names(&self, file: &str) -> Result<(), ConfigError> {
+        let Some(names) = &self.names else {
+            return Ok(());
+        };
+        let invalid = |reason: String| {
+            Err(ConfigError::Invalid {
+                file: file.to_owned(),
+                key: "names",
+                reason,
+            })
+        };
+        if names.len() != self.min.len() {
+            return invalid(format!(
+                "has {} entries but `min` and `max` have {}: one name per dimension",
+                names.len(),
+                self.min.len()
+            ));
+        }
+        for (i, name) in names.iter().enumerate() {
+            let problem = if name.is_empty() {
+                Some("is empty".to_owned())
+            } else if name.chars().count() > MAX_NAME_CHARS {
+                Some(format!("is longer than {MAX_NAME_CHARS} characters"))
+            } else if let Some(c) = name
+                .chars()
+                .find(|c| matches!(c, ',' | '"') || c.is_control())
+            {
+                Some(format!(
+                    "contains {c:?}: the chain files are CSV, so names hold no commas, quotes \
+                     or control characters"
+                ))
+            } else if name.trim() != name {
+                Some("starts or ends with white space".to_owned())
+            } else if RESERVED_NAMES.contains(&name.as_str()) {
+                Some(format!(
+                    "is a column the chain files already have ({})",
+                    RESERVED_NAMES.join(", ")
+                ))
+            } else {
+                names[..i]
+                    .iter()
+                    .position(|other| other == name)
+                    .map(|j| format!("repeats entry {j}"))
+            };
+            if let Some(problem) = problem {
+                return invalid(format!("entry {i} ({name:?}) {problem}"));
+            }
+        }
+        Ok(())
     }
 }
