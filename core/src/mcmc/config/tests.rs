@@ -205,6 +205,7 @@ evidenceDraws = 0
 fn config_serde_round_trips_with_the_same_key_names() {
     let mut config = demo();
     config.heartbeat_timeout_sec = Some(15.0);
+    config.names = Some(["a", "b", "c", "d"].map(String::from).to_vec());
     let json = serde_json::to_string(&config).unwrap();
     let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&json).unwrap();
     let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
