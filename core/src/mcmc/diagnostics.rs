@@ -29,6 +29,7 @@ use self::rhat::rank_rhat_of;
 
 pub use self::descriptive::{mean, quantile, sd};
 pub use self::ess::{ess, ess_bulk, ess_tail, mcse_mean};
+pub use self::interval::{autocorrelation, hdi};
 pub use self::normal::inverse_normal_cdf;
 pub use self::rhat::{rank_normalized_split_rhat, split_rhat};
 
@@ -36,6 +37,7 @@ mod autocovariance;
 mod descriptive;
 mod draws;
 mod ess;
+mod interval;
 mod normal;
 mod rhat;
 
