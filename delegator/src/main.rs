@@ -44,10 +44,11 @@ enum Command {
     /// summary.json and checkpoints in the config's outputPath.
     #[command(after_help = mcmc_cli::AFTER_HELP)]
     Mcmc(mcmc_cli::McmcArgs),
-    /// Trace plots, marginal histograms and a corner plot of an MCMC run's cold chains, as PNG
-    /// and SVG, in OUTPUT_DIR/plots or --out.
-    #[command(after_help = "Example:\n  ganger-delegator plot demo-output   \
-                            # PNG and SVG files in demo-output/plots")]
+    /// Trace, rank, autocorrelation, posterior and pair plots of an MCMC run's cold chains, as
+    /// PNG and SVG, in OUTPUT_DIR/plots or --out.
+    #[command(after_help = "Examples:\n  ganger-delegator plot demo-output   \
+                            # PNG and SVG files in demo-output/plots\n  \
+                            ganger-delegator plot demo-output --dims x0,x2 --burn-in 5000")]
     Plot(plot::PlotArgs),
     /// Check a delegator's health (for HEALTHCHECK and probes): GET its /healthz and exit 0 on
     /// 200, 1 otherwise with one line saying why.

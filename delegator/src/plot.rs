@@ -1,6 +1,10 @@
-//! `ganger-delegator plot`: trace plots, marginal histograms and a corner plot of an MCMC run's
-//! cold chains, each as PNG and SVG, without Python.
+//! `ganger-delegator plot`: an MCMC run's cold chains drawn as a statistician checks them, each
+//! figure as PNG and SVG, without Python: traces with each chain's density, rank plots,
+//! autocorrelation, the posterior with its mean and 94 % HDI, and a pair (corner) plot with
+//! density contours.
 
+mod chains;
+mod contour;
 mod data;
 mod figure;
 mod histograms;
@@ -12,9 +16,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context as _};
 use clap::Args;
 
+use chains::ChainLines;
 use data::ColdChains;
 use figure::write_figure;
-use histograms::{Corner, Marginals};
+use histograms::{Corner, Posterior};
 use trace::Traces;
 
 /// Arguments of `plot`.
@@ -27,17 +32,30 @@ pub(crate) struct PlotArgs {
     /// Folder for the plots, created if missing [default: OUTPUT_DIR/plots].
     #[arg(long, env = "GANGER_PLOT_OUT")]
     out: Option<PathBuf>,
-    /// Steps dropped from the start of every cold chain before the marginals and the corner plot
-    /// are drawn (the trace plots shade them) [default: the run's burnIn, recorded in
+    /// Steps dropped from the start of every cold chain from every figure but the traces
+    /// (which shade them) [default: the run's burnIn, recorded in
     /// OUTPUT_DIR/ganger-run.json; without that file, the first 10 % of the steps].
     #[arg(long, env = "GANGER_BURN_IN")]
     burn_in: Option<usize>,
+    /// The dimensions to draw, in this order: names from the chain files' header (the config's
+    /// `names`) or indices from 0 [default: all of them].
+    #[arg(
+        long,
+        env = "GANGER_PLOT_DIMS",
+        value_delimiter = ',',
+        value_name = "NAME,…"
+    )]
+    dims: Vec<String>,
 }
 
-/// Writes trace, marginals and corner plots (PNG and SVG) and prints their paths.
+/// Writes the trace, rank, autocorrelation, posterior and corner plots (PNG and SVG) and prints
+/// their paths.
 pub(crate) fn run(args: &PlotArgs) -> anyhow::Result<()> {
     figure::register_font()?;
-    let chains = ColdChains::read(&args.output_dir)?;
+    let mut chains = ColdChains::read(&args.output_dir)?;
+    if !args.dims.is_empty() {
+        chains.select(&args.dims)?;
+    }
     let shortest = chains.min_steps();
     if shortest == 0 {
         bail!(
@@ -84,17 +102,26 @@ pub(crate) fn run(args: &PlotArgs) -> anyhow::Result<()> {
         format!("{run}, {steps} steps, burn-in {burn}"),
     );
     let after_burn_in = format!("{run}, steps {burn} to {steps}");
-    let marginals = Marginals::new(&chains, burn_in, after_burn_in.clone());
-    let corner = Corner::new(&chains, burn_in, &marginals, after_burn_in);
-    // The figures are independent; drawing them side by side halves the wait on two cores.
+    let posterior = Posterior::new(&chains, burn_in, after_burn_in.clone());
+    let corner = Corner::new(&chains, burn_in, &posterior, after_burn_in.clone());
+    let ranks = ChainLines::ranks(&chains, burn_in, format!("ranks: {after_burn_in}"));
+    let autocorrelation = ChainLines::autocorrelation(
+        &chains,
+        burn_in,
+        format!("autocorrelation: {after_burn_in}"),
+    );
+    // The figures are independent: drawn side by side, they take the longest one's time.
     let written = std::thread::scope(|scope| {
-        let traces = scope.spawn(|| write_figure(&traces, &out));
-        let marginals = scope.spawn(|| write_figure(&marginals, &out));
-        let corner = write_figure(&corner, &out);
-        [traces.join(), marginals.join()]
+        let drawn = [
+            scope.spawn(|| write_figure(&traces, &out)),
+            scope.spawn(|| write_figure(&ranks, &out)),
+            scope.spawn(|| write_figure(&autocorrelation, &out)),
+            scope.spawn(|| write_figure(&posterior, &out)),
+            scope.spawn(|| write_figure(&corner, &out)),
+        ];
+        drawn
             .into_iter()
-            .map(|figure| figure.expect("drawing a figure panicked"))
-            .chain([corner])
+            .map(|figure| figure.join().expect("drawing a figure panicked"))
             .collect::<anyhow::Result<Vec<_>>>()
     })?;
     for path in written.iter().flatten() {

@@ -168,14 +168,6 @@ fn serve_page(html: String) -> String {
     address
 }
 
-/// Text from a dumped DOM with its entities decoded (what `textContent` held).
-fn html_unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
 /// A displayed count ("1,234") as a number.
 fn number(text: &str) -> u64 {
     text.replace(',', "")
@@ -391,7 +383,7 @@ addEventListener("message", (e) => {{ document.getElementById("report").textCont
         let before = status(address);
         let dom = browse_url(&browser, &format!("http://{frame}/"), 1600, &["--dump-dom"]);
         let after = status(address);
-        let report: Value = serde_json::from_str(&html_unescape(&text_of(&dom, "report")))
+        let report: Value = serde_json::from_str(&common::unescape(&text_of(&dom, "report")))
             .unwrap_or_else(|e| {
                 panic!("{width} px: the framed page reported nothing ({e}): {dom}")
             });

@@ -10,8 +10,9 @@ use std::sync::OnceLock;
 
 use common::delegator_command;
 
-/// Dimensions of the test run.
+/// Dimensions of the test run, and their names (the config's `names`).
 const N_DIMS: usize = 4;
+const NAMES: [&str; N_DIMS] = ["lat", "lon", "angle (deg)", "depth"];
 /// Steps per chain of the test run.
 const N_STEPS: usize = 2000;
 
@@ -46,10 +47,12 @@ fn run_output() -> &'static Path {
   "outputPath": "{}",
   "loggingRateSec": 5,
   "useInitial": false,
-  "initial": [0, 0, 0, 0]
+  "initial": [0, 0, 0, 0],
+  "names": {}
 }}"#,
                 2 * N_STEPS,
-                output.display()
+                output.display(),
+                serde_json::to_string(&NAMES).unwrap()
             ),
         )
         .unwrap();
@@ -114,13 +117,24 @@ fn svg_texts(svg: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Checks that `dir` holds the six figures, of the sizes a 4-dimensional run gets.
-fn assert_figures(dir: &Path) {
-    for (name, size) in [
-        ("trace", (1200, 40 + 240 * N_DIMS as u32)),
-        ("marginals", (2 * 400, 40 + 2 * 300)),
-        ("corner", (N_DIMS as u32 * 250, 40 + N_DIMS as u32 * 250)),
-    ] {
+/// The figures `plot` draws, with their sizes for `n_dims` dimensions.
+fn figures(n_dims: u32) -> [(&'static str, (u32, u32)); 5] {
+    let columns = (n_dims as f64).sqrt().ceil() as u32;
+    let rows = n_dims.div_ceil(columns);
+    [
+        ("trace", (1300, 40 + 220 * n_dims)),
+        ("rank", (columns * 440, 40 + rows * 280)),
+        ("autocorrelation", (columns * 440, 40 + rows * 280)),
+        ("posterior", (columns * 400, 40 + rows * 300)),
+        ("corner", (n_dims * 250, 40 + n_dims * 250)),
+    ]
+}
+
+/// Checks that `dir` holds every figure as PNG and SVG, of the sizes `names.len()` dimensions
+/// get, each naming every one of `names`; returns each SVG's texts.
+fn assert_figures(dir: &Path, names: &[&str]) -> Vec<Vec<String>> {
+    let mut texts = Vec::new();
+    for (name, size) in figures(names.len() as u32) {
         let png = dir.join(format!("{name}.png"));
         let (width, height, colours) = decode_png(&png);
         assert_eq!((width, height), size, "{}", png.display());
@@ -138,19 +152,23 @@ fn assert_figures(dir: &Path) {
             "{}",
             svg_path.display()
         );
-        let texts = svg_texts(&svg);
-        for dim in 0..N_DIMS {
+        let figure_texts: Vec<String> = svg_texts(&svg).into_iter().map(common::unescape).collect();
+        for dim in names {
             assert!(
-                texts.contains(&format!("x{dim}").as_str()),
-                "{}: no label x{dim}",
+                figure_texts
+                    .iter()
+                    .any(|t| t == dim || t.starts_with(&format!("{dim}: "))),
+                "{}: no label {dim} in {figure_texts:?}",
                 svg_path.display()
             );
         }
+        texts.push(figure_texts);
     }
+    texts
 }
 
 #[test]
-fn a_real_run_gets_trace_marginal_and_corner_plots_as_png_and_svg() {
+fn a_real_run_gets_every_figure_as_png_and_svg_labelled_with_the_names() {
     let output = run_output();
     let result = plot(&[output.as_os_str()]);
     assert_success(&result);
@@ -160,20 +178,22 @@ fn a_real_run_gets_trace_marginal_and_corner_plots_as_png_and_svg() {
         .lines()
         .map(PathBuf::from)
         .collect();
-    let mut expected: Vec<PathBuf> = ["trace", "marginals", "corner"]
+    let mut expected: Vec<PathBuf> = figures(N_DIMS as u32)
         .iter()
-        .flat_map(|name| ["png", "svg"].map(|ext| plots.join(format!("{name}.{ext}"))))
+        .flat_map(|(name, _)| ["png", "svg"].map(|ext| plots.join(format!("{name}.{ext}"))))
         .collect();
     let mut sorted = printed.clone();
     sorted.sort();
     expected.sort();
     assert_eq!(sorted, expected);
-    assert_figures(&plots);
-    // Two cold chains (0 and 3 of 2 stacks × 3 temperatures), named in the legend.
-    let trace = std::fs::read_to_string(plots.join("trace.svg")).unwrap();
-    let legend = svg_texts(&trace);
-    assert!(legend.contains(&"chain 0") && legend.contains(&"chain 3"));
-    assert!(!legend.contains(&"chain 1"), "a hot chain was plotted");
+    let texts = assert_figures(&plots, &NAMES);
+    // Two cold chains (0 and 3 of 2 stacks × 3 temperatures), named in the legends of the
+    // figures that draw a line per chain.
+    for (figure, legend) in ["trace", "rank", "autocorrelation"].iter().zip(&texts) {
+        let has = |label: &str| legend.iter().any(|t| t == label);
+        assert!(has("chain 0") && has("chain 3"), "{figure}: {legend:?}");
+        assert!(!has("chain 1"), "{figure}: a hot chain was plotted");
+    }
 }
 
 #[test]
@@ -188,7 +208,7 @@ fn out_and_burn_in_are_honoured_and_a_burn_in_past_the_end_is_refused() {
         "1990".as_ref(),
     ]);
     assert_success(&result);
-    assert_figures(&out);
+    assert_figures(&out, &NAMES);
     assert!(std::fs::read_to_string(out.join("trace.svg"))
         .unwrap()
         .contains("burn-in 1,990"));
@@ -217,7 +237,7 @@ fn a_run_killed_mid_line_is_plotted_without_its_last_line() {
     }
     let result = plot(&[dir.as_os_str()]);
     assert_success(&result);
-    assert_figures(&dir.join("plots"));
+    assert_figures(&dir.join("plots"), &NAMES);
     let trace = std::fs::read_to_string(dir.join("plots/trace.svg")).unwrap();
     assert!(trace.contains("1,500 steps, burn-in 150"), "wrong length");
 }
@@ -303,4 +323,122 @@ fn the_default_burn_in_is_the_runs_own_and_a_run_still_in_it_is_told_so() {
             && message.contains("--burn-in"),
         "{message}"
     );
+}
+
+#[test]
+fn dims_picks_and_orders_dimensions_by_name_or_index_and_refuses_unknown_ones() {
+    let output = run_output();
+    let out = temp_dir("dims");
+    assert_success(&plot(&[
+        output.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--dims".as_ref(),
+        "depth,1".as_ref(),
+    ]));
+    let texts = assert_figures(&out, &["depth", "lon"]);
+    let corner = &texts[4];
+    assert!(
+        !corner.iter().any(|t| t == "lat" || t == "angle (deg)"),
+        "{corner:?}"
+    );
+    let message = error_line(&plot(&[
+        output.as_os_str(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--dims".as_ref(),
+        "lat,height".as_ref(),
+    ]));
+    assert!(
+        message.contains("no dimension height") && message.contains("lat, lon, angle (deg), depth"),
+        "{message}"
+    );
+}
+
+/// Writes a cold chain file (beta 1) whose one dimension `x` takes `values`.
+fn write_cold_chain(dir: &Path, index: usize, values: impl Iterator<Item = f64>) {
+    let mut text = String::from("x,energy,sigma,beta,accepted,swap_type\n");
+    for x in values {
+        text.push_str(&format!("{x},0.5,1,1.0,1,0\n"));
+    }
+    std::fs::write(dir.join(format!("{index}.csv")), text).unwrap();
+}
+
+/// The numbers among an SVG's texts.
+fn numbers(texts: &[String]) -> Vec<f64> {
+    texts
+        .iter()
+        .filter_map(|t| t.replace(',', "").parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_far_start_neither_stretches_the_trace_axis_nor_leaves_the_frame() {
+    // A chain that starts at 5,000 and falls into [−1, 1] within its 100-step burn-in.
+    let dir = temp_dir("far-start");
+    let draws = |phase: f64| {
+        (0..1000).map(move |t| {
+            let settled = (t as f64 * 0.7 + phase).sin();
+            if t < 100 {
+                5000.0 * (1.0 - t as f64 / 100.0) + settled
+            } else {
+                settled
+            }
+        })
+    };
+    write_cold_chain(&dir, 0, draws(0.0));
+    write_cold_chain(&dir, 1, draws(1.0));
+    let out = dir.join("plots");
+    assert_success(&plot(&[
+        dir.as_os_str(),
+        "--burn-in".as_ref(),
+        "100".as_ref(),
+    ]));
+    let texts = assert_figures(&out, &["x"]);
+    let trace = &texts[0];
+    // The value axis spans the draws after the burn-in, about [−1, 1]: stretched to the start
+    // it would tick at thousands, beyond the step axis's last label (900).
+    let ticks = numbers(trace);
+    assert!(ticks.iter().any(|x| x.fract() != 0.0), "{trace:?}");
+    assert!(ticks.iter().all(|x| x.abs() < 1000.0), "{trace:?}");
+    assert!(
+        trace
+            .iter()
+            .any(|t| t.starts_with("burn-in off scale: it spans") && t.contains("5000")),
+        "{trace:?}"
+    );
+    // Every point of every line lies inside the figure's panel: clipped, not drawn across the
+    // title strip.
+    let svg = std::fs::read_to_string(out.join("trace.svg")).unwrap();
+    for points in svg
+        .split("<polyline")
+        .skip(1)
+        .filter_map(|p| p.split("points=\"").nth(1))
+    {
+        for point in points.split('"').next().unwrap().split_whitespace() {
+            let y: f64 = point.split(',').nth(1).unwrap().parse().unwrap();
+            assert!((40.0..=260.0).contains(&y), "a line reaches y = {y}");
+        }
+    }
+}
+
+#[test]
+fn the_posterior_panel_marks_the_mean_and_the_94_percent_hdi() {
+    // Draws at 0, 0.001, …, 1 (and their copy in a second chain): mean 0.5, and the shortest
+    // interval holding 94 % of them is [0, 0.94], the first of the equally short ones.
+    let dir = temp_dir("hdi");
+    let grid = || (0..=1000).map(|i| i as f64 / 1000.0);
+    write_cold_chain(&dir, 0, grid());
+    write_cold_chain(&dir, 1, grid());
+    assert_success(&plot(&[
+        dir.as_os_str(),
+        "--burn-in".as_ref(),
+        "0".as_ref(),
+    ]));
+    let texts = assert_figures(&dir.join("plots"), &["x"]);
+    let posterior = &texts[3];
+    let has = |label: &str| posterior.iter().any(|t| t == label);
+    assert!(has("x: mean 0.5000"), "{posterior:?}");
+    assert!(has("0") && has("0.9400"), "{posterior:?}");
+    assert!(has("mean") && has("94 % HDI"), "{posterior:?}");
 }

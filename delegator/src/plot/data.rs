@@ -26,6 +26,8 @@ impl ColdChain {
 pub(crate) struct ColdChains {
     /// Dimensions of every chain.
     pub n_dims: usize,
+    /// Their names, from the chain files' header.
+    pub names: Vec<String>,
     /// The chains whose first row has `beta` = 1.
     pub chains: Vec<ColdChain>,
 }
@@ -35,24 +37,25 @@ impl ColdChains {
     pub fn read(dir: &Path) -> anyhow::Result<ColdChains> {
         let files = chain_files(dir)?;
         let mut cold = Vec::new();
-        let mut n_dims = None;
+        let mut names: Option<Vec<String>> = None;
         for (index, path) in files {
             let head = read_chain_head(&path)?;
             if head.first_beta != Some(1.0) {
                 continue;
             }
-            match n_dims {
-                None => n_dims = Some(head.n_dims),
-                Some(n) if n != head.n_dims => bail!(
-                    "{}: has {} dimensions but the cold chain before it has {n}",
+            match &names {
+                None => names = Some(head.names),
+                Some(n) if *n != head.names => bail!(
+                    "{}: its columns are {} but the cold chain before it has {}",
                     path.display(),
-                    head.n_dims
+                    head.names.join(","),
+                    n.join(",")
                 ),
                 Some(_) => {}
             }
             cold.push((index, path));
         }
-        let Some(n_dims) = n_dims else {
+        let Some(names) = names else {
             bail!(
                 "{}: no cold chain (no chain file whose first row has beta = 1)",
                 dir.display()
@@ -76,7 +79,43 @@ impl ColdChains {
                 .map(|reader| reader.join().expect("a chain reader panicked"))
                 .collect::<Result<Vec<_>, _>>()
         })?;
-        Ok(ColdChains { n_dims, chains })
+        Ok(ColdChains {
+            n_dims: names.len(),
+            names,
+            chains,
+        })
+    }
+
+    /// Keeps only the dimensions `wanted` names, in that order: each a name from the header or,
+    /// failing that, a dimension's index (`0` for the first).
+    pub fn select(&mut self, wanted: &[String]) -> anyhow::Result<()> {
+        let mut picked = Vec::with_capacity(wanted.len());
+        for want in wanted {
+            let dim = self
+                .names
+                .iter()
+                .position(|name| name == want)
+                .or_else(|| want.parse::<usize>().ok().filter(|&d| d < self.n_dims));
+            match dim {
+                Some(dim) if picked.contains(&dim) => bail!("--dims names {want} twice"),
+                Some(dim) => picked.push(dim),
+                None => bail!(
+                    "--dims: no dimension {want}; the run has {} (or their indices 0 to {})",
+                    self.names.join(", "),
+                    self.n_dims - 1
+                ),
+            }
+        }
+        self.names = picked.iter().map(|&d| self.names[d].clone()).collect();
+        self.n_dims = picked.len();
+        for chain in &mut self.chains {
+            let mut states = std::mem::take(&mut chain.states);
+            chain.states = picked
+                .iter()
+                .map(|&d| std::mem::take(&mut states[d]))
+                .collect();
+        }
+        Ok(())
     }
 
     /// Steps in the shortest cold chain (a killed run can leave them a row apart).

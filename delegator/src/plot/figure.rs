@@ -80,15 +80,33 @@ fn render_svg(figure: &impl Figure) -> anyhow::Result<String> {
     Ok(svg)
 }
 
-/// Fills `root` white, writes `title` in a strip at the top and returns the area below it.
+/// One entry of a figure's legend: a label and the colour of its line or patch.
+pub(crate) type LegendEntry = (String, RGBAColor);
+
+/// Fills `root` white, writes `title` in a strip at the top with `legend` at its right end, and
+/// returns the area below it. The legend lives in the strip so that it never covers data.
 pub(crate) fn titled<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
+    legend: &[LegendEntry],
 ) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
     root.fill(&WHITE)?;
     let (top, body) = root.split_vertically(TITLE_HEIGHT);
-    // Shrink the title until it fits: a long folder name over a narrow figure would be cut off.
-    let room = top.dim_in_pixel().0.saturating_sub(24);
+    let width = top.dim_in_pixel().0 as i32;
+    // The legend, right-aligned: a swatch and its label per entry.
+    let label_style = (FONT, 13.0).into_text_style(&top);
+    let mut x = width - 12;
+    for (label, colour) in legend.iter().rev() {
+        let text_width = top.estimate_text_size(label, &label_style)?.0 as i32;
+        x -= text_width;
+        top.draw(&Text::new(label.clone(), (x, 14), label_style.clone()))?;
+        x -= 26;
+        top.draw(&Rectangle::new([(x, 16), (x + 20, 24)], colour.filled()))?;
+        x -= 14;
+    }
+    // Shrink the title until it fits beside the legend: a long folder name over a narrow
+    // figure would be cut off.
+    let room = (x - 12).max(0) as u32;
     let mut size = 18.0;
     while size > 9.0
         && top
@@ -101,6 +119,44 @@ pub(crate) fn titled<DB: DrawingBackend>(
     top.draw(&Text::new(title.to_owned(), (12, 12), (FONT, size)))?;
     Ok(body)
 }
+
+/// A captioned panel of a figure's grid with its axes drawn: five round ticks a side, the
+/// vertical grid off, and `x_desc` and `y_desc` naming the axes.
+pub(crate) fn panel<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+) -> Result<Chart<'a, DB>, DrawingAreaErrorKind<DB::ErrorType>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 15))
+        .margin(10)
+        .margin_right(20)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .y_max_light_lines(0)
+        .x_labels(5)
+        .y_labels(5)
+        .x_label_formatter(&tick_label)
+        .y_label_formatter(&tick_label)
+        .label_style((FONT, 13))
+        .axis_desc_style((FONT, 14))
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()?;
+    Ok(chart)
+}
+
+/// A chart on plain `f64` axes.
+pub(crate) type Chart<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
 
 /// A step count on an axis: a whole number with its thousands separated (250,000).
 pub(crate) fn step_label(x: &f64) -> String {
@@ -134,6 +190,21 @@ pub(crate) fn tick_label(x: &f64) -> String {
             text.into()
         }
     }
+}
+
+/// The colour of the `i`-th cold chain: Okabe and Ito's, in order.
+pub(crate) fn chain_colour(i: usize) -> RGBColor {
+    OKABE_ITO[i % OKABE_ITO.len()]
+}
+
+/// A legend entry per cold chain, in their colours.
+pub(crate) fn chain_legend(chains: &super::data::ColdChains) -> Vec<LegendEntry> {
+    chains
+        .chains
+        .iter()
+        .enumerate()
+        .map(|(i, chain)| (format!("chain {}", chain.index), chain_colour(i).to_rgba()))
+        .collect()
 }
 
 #[cfg(test)]

@@ -1,12 +1,17 @@
-//! The histogram figures: each dimension's marginal, and the corner plot (marginals on the
-//! diagonal, 2-D densities of each pair below it).
+//! The histogram figures: each dimension's posterior with its mean and 94 % highest-density
+//! interval, and the pair plot (marginals on the diagonal, 2-D densities of each pair with
+//! their contours below it).
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use ganger_core::mcmc::diagnostics::{hdi, mean};
+
+use super::contour::{Grid, CONTOUR_MASSES};
 use super::data::ColdChains;
-use super::figure::{tick_label, titled, DrawResult, Figure, FONT, TITLE_HEIGHT};
+use super::figure::{panel, tick_label, titled, DrawResult, Figure, FONT, TITLE_HEIGHT};
 use super::reduce::{finite_range, Bins, Histogram, Histogram2d};
 
 /// Size of one dimension's panel of the marginals figure, pixels.
@@ -14,19 +19,25 @@ const MARGINAL_PANEL: (u32, u32) = (400, 300);
 /// Bars per marginal histogram, and cells per side of a 2-D density, at least and at most.
 const HISTOGRAM_BINS: (usize, usize) = (10, 60);
 const DENSITY_BINS: (usize, usize) = (10, 40);
-const BAR_COLOUR: RGBColor = RGBColor(70, 120, 180);
+const BAR_COLOUR: RGBColor = RGBColor(150, 190, 225);
+/// The share of the draws the posterior panel's interval holds: ArviZ's default.
+pub(crate) const HDI_PROB: f64 = 0.94;
 /// A 2-D density runs from the first colour (few samples) to the second (the fullest cell).
-const DENSITY_COLOURS: (RGBColor, RGBColor) = (RGBColor(222, 235, 247), RGBColor(8, 48, 107));
+const DENSITY_COLOURS: (RGBColor, RGBColor) = (RGBColor(236, 243, 250), RGBColor(70, 125, 185));
 
-/// Each dimension's histogram, every cold chain pooled after the burn-in.
-pub(crate) struct Marginals {
+/// Each dimension's posterior, every cold chain pooled after the burn-in: a histogram, the
+/// mean and the 94 % highest-density interval, as ArviZ's `plot_posterior` shows them.
+pub(crate) struct Posterior {
     title: String,
+    names: Vec<String>,
     histograms: Vec<Histogram>,
+    /// Per dimension, the mean and the HDI of the pooled draws (`None` without finite draws).
+    marks: Vec<Option<(f64, (f64, f64))>>,
 }
 
-impl Marginals {
-    /// Bins every dimension's samples after `burn_in`.
-    pub fn new(chains: &ColdChains, burn_in: usize, title: String) -> Marginals {
+impl Posterior {
+    /// Bins every dimension's samples after `burn_in` and finds its mean and HDI.
+    pub fn new(chains: &ColdChains, burn_in: usize, title: String) -> Posterior {
         let n_samples: usize = chains.after(0, burn_in).map(<[f64]>::len).sum();
         let n_bins = Bins::count_for(n_samples, HISTOGRAM_BINS.0, HISTOGRAM_BINS.1);
         let histograms = (0..chains.n_dims)
@@ -35,7 +46,23 @@ impl Marginals {
                 Histogram::new(bins, chains.after(dim, burn_in))
             })
             .collect();
-        Marginals { title, histograms }
+        let marks = (0..chains.n_dims)
+            .map(|dim| {
+                let pooled: Vec<f64> = chains
+                    .after(dim, burn_in)
+                    .flatten()
+                    .copied()
+                    .filter(|x| x.is_finite())
+                    .collect();
+                hdi(&pooled, HDI_PROB).map(|interval| (mean(&pooled), interval))
+            })
+            .collect();
+        Posterior {
+            title,
+            names: chains.names.clone(),
+            histograms,
+            marks,
+        }
     }
 
     /// Columns and rows of the panel grid: about square.
@@ -46,9 +73,9 @@ impl Marginals {
     }
 }
 
-impl Figure for Marginals {
+impl Figure for Posterior {
     fn name(&self) -> &'static str {
-        "marginals"
+        "posterior"
     }
 
     fn size(&self) -> (u32, u32) {
@@ -60,7 +87,14 @@ impl Figure for Marginals {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let body = titled(root, &self.title)?;
+        let legend = [
+            ("mean".to_owned(), MEAN_COLOUR.to_rgba()),
+            (
+                format!("{:.0} % HDI", HDI_PROB * 100.0),
+                HDI_COLOUR.to_rgba(),
+            ),
+        ];
+        let body = titled(root, &self.title, &legend)?;
         let (columns, rows) = self.grid();
         for (dim, (area, histogram)) in body
             .split_evenly((rows, columns))
@@ -68,35 +102,66 @@ impl Figure for Marginals {
             .zip(&self.histograms)
             .enumerate()
         {
-            let mut chart = ChartBuilder::on(area)
-                .margin(10)
-                .margin_right(20)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(histogram.bins.lo..histogram.bins.hi, 0.0..top(histogram))?;
-            chart
-                .configure_mesh()
-                .disable_x_mesh()
-                .y_max_light_lines(0)
-                .x_labels(5)
-                .y_labels(5)
-                .x_label_formatter(&tick_label)
-                .y_label_formatter(&tick_label)
-                .label_style((FONT, 13))
-                .axis_desc_style((FONT, 15))
-                .x_desc(format!("x{dim}"))
-                .y_desc("density")
-                .draw()?;
+            let caption = match self.marks[dim] {
+                Some((mean, _)) => format!("{}: mean {}", self.names[dim], mark_label(mean)),
+                None => self.names[dim].clone(),
+            };
+            let bins = histogram.bins;
+            let mut chart = panel(
+                area,
+                &caption,
+                (bins.lo..bins.hi, 0.0..top(histogram)),
+                (&self.names[dim], "density"),
+            )?;
             chart.draw_series(bars(histogram))?;
+            if let Some((mean, (lo, hi))) = self.marks[dim] {
+                let height = top(histogram);
+                chart.draw_series([PathElement::new(
+                    [(mean, 0.0), (mean, height)],
+                    MEAN_COLOUR.stroke_width(2),
+                )])?;
+                // The interval as a bar along the bottom, its ends labelled above it.
+                let y = height * 0.04;
+                chart.draw_series([PathElement::new(
+                    [(lo, y), (hi, y)],
+                    HDI_COLOUR.stroke_width(5),
+                )])?;
+                let style = (FONT, 12).into_font().color(&HDI_COLOUR);
+                let ends = [
+                    (lo, mark_label(lo), Pos::new(HPos::Left, VPos::Bottom)),
+                    (hi, mark_label(hi), Pos::new(HPos::Right, VPos::Bottom)),
+                ];
+                chart.draw_series(ends.into_iter().map(|(x, label, pos)| {
+                    Text::new(label, (x, height * 0.07), style.clone().pos(pos))
+                }))?;
+            }
         }
         Ok(())
+    }
+}
+
+const HDI_COLOUR: RGBColor = RGBColor(0, 0, 0);
+/// Okabe and Ito's vermillion.
+const MEAN_COLOUR: RGBColor = RGBColor(213, 94, 0);
+/// The pair plot's contour lines, innermost first.
+const CONTOUR_COLOURS: [RGBColor; 2] = [RGBColor(0, 0, 0), RGBColor(90, 90, 90)];
+
+/// A value marked on a panel: four significant digits.
+fn mark_label(x: f64) -> String {
+    if x == 0.0 {
+        "0".to_owned()
+    } else if !(1e-3..1e5).contains(&x.abs()) {
+        format!("{x:.3e}")
+    } else {
+        let decimals = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+        format!("{x:.decimals$}")
     }
 }
 
 /// Histograms on the diagonal, 2-D densities of each pair of dimensions below it.
 pub(crate) struct Corner<'a> {
     title: String,
-    marginals: &'a Marginals,
+    marginals: &'a Posterior,
     /// `densities[i][j]` for row `i` > column `j`: x is dimension `j`, y is dimension `i`.
     densities: Vec<Vec<Histogram2d>>,
 }
@@ -106,7 +171,7 @@ impl<'a> Corner<'a> {
     pub fn new(
         chains: &ColdChains,
         burn_in: usize,
-        marginals: &'a Marginals,
+        marginals: &'a Posterior,
         title: String,
     ) -> Corner<'a> {
         let n_samples: usize = chains.after(0, burn_in).map(<[f64]>::len).sum();
@@ -152,7 +217,16 @@ impl Figure for Corner<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        let body = titled(root, &self.title)?;
+        let legend: Vec<_> = CONTOUR_MASSES
+            .iter()
+            .zip(CONTOUR_COLOURS)
+            .zip(["1σ", "2σ"])
+            .map(|((mass, colour), sigma)| {
+                (format!("{:.0} % ({sigma})", mass * 100.0), colour.to_rgba())
+            })
+            .collect();
+        let body = titled(root, &self.title, &legend)?;
+        let names = &self.marginals.names;
         let n = self.densities.len();
         let cells = body.split_evenly((n, n));
         for row in 0..n {
@@ -168,14 +242,25 @@ impl Figure for Corner<'_> {
                     let histogram = &self.marginals.histograms[column];
                     let mut chart =
                         builder.build_cartesian_2d(x_bins.lo..x_bins.hi, 0.0..top(histogram))?;
-                    label_cell(&mut chart, row, column, n, false)?;
+                    label_cell(&mut chart, (row, column), names, false)?;
                     chart.draw_series(bars(histogram))?;
                 } else {
                     let density = &self.densities[row][column];
                     let mut chart = builder
                         .build_cartesian_2d(x_bins.lo..x_bins.hi, density.y.lo..density.y.hi)?;
-                    label_cell(&mut chart, row, column, n, true)?;
+                    label_cell(&mut chart, (row, column), names, true)?;
                     chart.draw_series(density_cells(density))?;
+                    let grid = Grid::smoothed(density);
+                    for (mass, colour) in CONTOUR_MASSES.iter().zip(CONTOUR_COLOURS) {
+                        let Some(level) = grid.level_enclosing(*mass) else {
+                            continue;
+                        };
+                        chart.draw_series(
+                            grid.contour(level)
+                                .into_iter()
+                                .map(|segment| PathElement::new(segment, colour.stroke_width(2))),
+                        )?;
+                    }
                 }
             }
         }
@@ -186,11 +271,11 @@ impl Figure for Corner<'_> {
 /// Axes of one corner cell: tick labels and names only along the bottom row and left column.
 fn label_cell<DB: DrawingBackend>(
     chart: &mut ChartContext<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
-    row: usize,
-    column: usize,
-    n: usize,
+    (row, column): (usize, usize),
+    names: &[String],
     y_is_dimension: bool,
 ) -> DrawResult<DB> {
+    let n = names.len();
     let mut mesh = chart.configure_mesh();
     mesh.disable_mesh()
         .x_labels(6)
@@ -200,12 +285,12 @@ fn label_cell<DB: DrawingBackend>(
         .label_style((FONT, 12))
         .axis_desc_style((FONT, 14));
     if row == n - 1 {
-        mesh.x_desc(format!("x{column}"));
+        mesh.x_desc(names[column].as_str());
     } else {
         mesh.x_labels(0);
     }
     if column == 0 && y_is_dimension {
-        mesh.y_desc(format!("x{row}"));
+        mesh.y_desc(names[row].as_str());
     } else {
         mesh.y_labels(0);
     }

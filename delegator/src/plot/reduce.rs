@@ -3,45 +3,80 @@
 
 use std::ops::Range;
 
-/// Keeps at most `max_points` of `values` (at least 2), as `(index, value)` in index order.
+/// Every `stride`-th of `values` from the first, and the last, as `(index, value)`: at most
+/// about `max_points` of them, with the stride the smallest that keeps within it.
 ///
-/// Each of `max_points / 2` equal runs of steps contributes its lowest and highest value, so a
-/// decimated trace keeps the envelope of the full one: a spike or a stuck stretch stays visible
-/// where taking every n-th step could step over it. Non-finite values are left out.
-pub(crate) fn decimate(values: &[f64], max_points: usize) -> Vec<(usize, f64)> {
-    let finite = |&(_, x): &(usize, f64)| x.is_finite();
-    if values.len() <= max_points {
-        return values.iter().copied().enumerate().filter(finite).collect();
+/// A trace thinned this way still looks like a trace (a caterpillar for a mixing chain, a
+/// staircase for a stuck one) where drawing a million steps in a thousand pixels fills a
+/// solid block. Non-finite values are left out.
+pub(crate) fn thin(values: &[f64], max_points: usize) -> (usize, Vec<(usize, f64)>) {
+    let stride = values.len().div_ceil(max_points.max(2) - 1).max(1);
+    let mut points: Vec<(usize, f64)> =
+        values.iter().copied().enumerate().step_by(stride).collect();
+    if let Some(last) = values.len().checked_sub(1) {
+        if last % stride != 0 {
+            points.push((last, values[last]));
+        }
     }
-    let n_runs = (max_points / 2).max(1);
-    let run_length = values.len().div_ceil(n_runs);
-    let mut points = Vec::with_capacity(2 * n_runs);
-    for (run, chunk) in values.chunks(run_length).enumerate() {
-        let start = run * run_length;
-        let mut lowest: Option<(usize, f64)> = None;
-        let mut highest: Option<(usize, f64)> = None;
-        for point in chunk.iter().copied().enumerate().filter(finite) {
-            if lowest.is_none_or(|(_, x)| point.1 < x) {
-                lowest = Some(point);
+    points.retain(|(_, x)| x.is_finite());
+    (stride, points)
+}
+
+/// The pieces of the polyline through `points` that lie within `lo ≤ y ≤ hi`, each segment
+/// cut where it crosses a bound: so a line that leaves the plotted range stops at its edge
+/// instead of being drawn across the title or the next panel.
+pub(crate) fn clip(points: &[(f64, f64)], (lo, hi): (f64, f64)) -> Vec<Vec<(f64, f64)>> {
+    let inside = |y: f64| (lo..=hi).contains(&y);
+    let mut pieces: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut current: Vec<(f64, f64)> = Vec::new();
+    if let Some(&first) = points.first() {
+        if inside(first.1) {
+            current.push(first);
+        }
+    }
+    for pair in points.windows(2) {
+        let ((x0, y0), (x1, y1)) = (pair[0], pair[1]);
+        // The part of the segment between the bounds, as fractions of its length.
+        let (mut from, mut to) = (0.0_f64, 1.0_f64);
+        let dy = y1 - y0;
+        for (bound, below) in [(lo, true), (hi, false)] {
+            if dy == 0.0 {
+                if (below && y0 < bound) || (!below && y0 > bound) {
+                    (from, to) = (1.0, 0.0);
+                }
+                continue;
             }
-            if highest.is_none_or(|(_, x)| point.1 > x) {
-                highest = Some(point);
+            let t = (bound - y0) / dy;
+            // Entering the allowed side moves `from` up; leaving it moves `to` down.
+            if (dy > 0.0) == below {
+                from = from.max(t);
+            } else {
+                to = to.min(t);
             }
         }
-        let (Some(lowest), Some(highest)) = (lowest, highest) else {
+        if from > to {
+            if !current.is_empty() {
+                pieces.push(std::mem::take(&mut current));
+            }
             continue;
-        };
-        let (first, second) = if lowest.0 <= highest.0 {
-            (lowest, highest)
-        } else {
-            (highest, lowest)
-        };
-        points.push((start + first.0, first.1));
-        if second.0 != first.0 {
-            points.push((start + second.0, second.1));
+        }
+        let at = |t: f64| (x0 + t * (x1 - x0), (y0 + t * dy).clamp(lo, hi));
+        if from > 0.0 || current.is_empty() {
+            if !current.is_empty() {
+                pieces.push(std::mem::take(&mut current));
+            }
+            current.push(at(from));
+        }
+        current.push(at(to));
+        if to < 1.0 {
+            pieces.push(std::mem::take(&mut current));
         }
     }
-    points
+    if !current.is_empty() {
+        pieces.push(current);
+    }
+    pieces.retain(|piece| !piece.is_empty());
+    pieces
 }
 
 /// The smallest and largest finite value in `columns`, widened to a non-empty interval when
@@ -201,31 +236,58 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_short_trace_is_kept_whole_without_its_non_finite_values() {
-        let values = [1.0, f64::NAN, 3.0, f64::INFINITY, 5.0];
-        assert_eq!(decimate(&values, 10), vec![(0, 1.0), (2, 3.0), (4, 5.0)]);
-    }
-
-    #[test]
-    fn decimation_keeps_spikes_order_and_the_point_budget() {
-        let mut values: Vec<f64> = (0..100_000).map(|i| (i as f64 * 0.01).sin()).collect();
-        values[31_337] = 50.0;
-        values[77_777] = -50.0;
-        let points = decimate(&values, 2000);
-        assert!(points.len() <= 2000, "{} points", points.len());
-        assert!(points.len() >= 1900, "{} points", points.len());
-        assert!(points.windows(2).all(|w| w[0].0 < w[1].0), "not in order");
-        assert!(points.contains(&(31_337, 50.0)));
-        assert!(points.contains(&(77_777, -50.0)));
-        assert!(points.iter().all(|&(i, x)| values[i] == x));
-    }
-
-    #[test]
-    fn decimation_reaches_the_last_step() {
+    fn thinning_keeps_every_stride_th_step_and_the_last() {
         let values: Vec<f64> = (0..10_001).map(|i| i as f64).collect();
-        let points = decimate(&values, 100);
+        let (stride, points) = thin(&values, 100);
+        assert_eq!(stride, 102);
+        assert!(points.len() <= 100, "{} points", points.len());
         assert_eq!(points.first(), Some(&(0, 0.0)));
         assert_eq!(points.last(), Some(&(10_000, 10_000.0)));
+        assert!(points[..points.len() - 1]
+            .iter()
+            .all(|&(i, x)| i % 102 == 0 && x == i as f64));
+        let short = [1.0, f64::NAN, 3.0];
+        assert_eq!(thin(&short, 100), (1, vec![(0, 1.0), (2, 3.0)]));
+        assert_eq!(thin(&[], 100), (1, vec![]));
+    }
+
+    #[test]
+    fn clipping_cuts_a_line_where_it_leaves_the_range_and_resumes_where_it_returns() {
+        let line = [
+            (0.0, 0.0),
+            (1.0, 4.0),
+            (2.0, 0.0),
+            (3.0, 0.5),
+            (4.0, -8.0),
+            (5.0, 1.0),
+        ];
+        let pieces = clip(&line, (-1.0, 1.0));
+        let expected = vec![
+            vec![(0.0, 0.0), (0.25, 1.0)],
+            vec![(1.75, 1.0), (2.0, 0.0), (3.0, 0.5), (3.0 + 1.5 / 8.5, -1.0)],
+            vec![(4.0 + 7.0 / 9.0, -1.0), (5.0, 1.0)],
+        ];
+        assert_eq!(pieces.len(), expected.len(), "{pieces:?}");
+        for (piece, want) in pieces.iter().zip(&expected) {
+            assert_eq!(piece.len(), want.len(), "{pieces:?}");
+            for (a, b) in piece.iter().zip(want) {
+                assert!(
+                    (a.0 - b.0).abs() < 1e-12 && (a.1 - b.1).abs() < 1e-12,
+                    "{pieces:?}"
+                );
+            }
+        }
+        // A line wholly outside draws nothing; a line wholly inside is kept as it is.
+        assert!(clip(&[(0.0, 5.0), (1.0, 6.0)], (-1.0, 1.0)).is_empty());
+        assert_eq!(
+            clip(&[(0.0, 0.5), (1.0, -0.5)], (-1.0, 1.0)),
+            vec![vec![(0.0, 0.5), (1.0, -0.5)]]
+        );
+        // A segment that crosses the whole range keeps its middle.
+        let across = clip(&[(0.0, -3.0), (1.0, 3.0)], (-1.0, 1.0));
+        assert_eq!(across.len(), 1);
+        assert!((across[0][0].0 - 1.0 / 3.0).abs() < 1e-12 && across[0][0].1 == -1.0);
+        assert!((across[0][1].0 - 2.0 / 3.0).abs() < 1e-12 && across[0][1].1 == 1.0);
     }
 
     #[test]

@@ -304,3 +304,13 @@ pub fn run_in_shell(command: &str) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// Text from a dumped DOM or an SVG with XML's entities decoded (what `textContent` holds).
+#[allow(dead_code)] // Not every test binary reads markup.
+pub fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}

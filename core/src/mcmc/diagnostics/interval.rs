@@ -20,9 +20,7 @@ pub fn hdi(draws: &[f64], prob: f64) -> Option<(f64, f64)> {
     let inside = ((prob * n as f64).ceil() as usize).clamp(1, n);
     let gap = inside - 1;
     let start = (0..n - gap)
-        .min_by(|&a, &b| {
-            (sorted[a + gap] - sorted[a]).total_cmp(&(sorted[b + gap] - sorted[b]))
-        })
+        .min_by(|&a, &b| (sorted[a + gap] - sorted[a]).total_cmp(&(sorted[b + gap] - sorted[b])))
         .unwrap_or(0);
     Some((sorted[start], sorted[start + gap]))
 }
@@ -53,7 +51,9 @@ mod tests {
     /// `n` draws at the quantiles `(i + ½) / n` of the distribution whose quantile function is
     /// `quantile`: a sample whose HDI converges to the exact one at rate 1/n.
     fn quantile_grid(n: usize, quantile: impl Fn(f64) -> f64) -> Vec<f64> {
-        (0..n).map(|i| quantile((i as f64 + 0.5) / n as f64)).collect()
+        (0..n)
+            .map(|i| quantile((i as f64 + 0.5) / n as f64))
+            .collect()
     }
 
     #[test]
@@ -109,7 +109,10 @@ mod tests {
         let sd = ((1.0 + phi * phi) / (1.0 - phi * phi) / n as f64).sqrt();
         for (k, r) in rho.iter().enumerate() {
             let expected = phi.powi(k as i32);
-            assert!((r - expected).abs() < 5.0 * sd, "lag {k}: {r} vs {expected}");
+            assert!(
+                (r - expected).abs() < 5.0 * sd,
+                "lag {k}: {r} vs {expected}"
+            );
         }
     }
 
