@@ -144,6 +144,11 @@ pub(crate) fn run(common: &Common, args: &RunArgs, watch: &mut Watch) -> anyhow:
     let stopped = interrupted.load(Ordering::SeqCst) || done < total;
     let resumable = output.is_journal();
     output.finish(!stopped)?;
+    // The engine's last word before the run is called over: a run shorter than the board's
+    // poll would otherwise end with no counters, workers or unit errors to show.
+    if let Ok(stats) = delegator.stats() {
+        watch.board.publish_engine(stats);
+    }
     watch
         .board
         .set_progress(done, already_failed + failed, total);

@@ -16,7 +16,7 @@ use common::{delegator_command, http_get as get, run_trials, trial, worker_bin};
 use serde_json::Value;
 
 fn main() -> std::process::ExitCode {
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
         (
             "the_api_and_the_dashboard_show_a_live_run",
             the_api_and_the_dashboard_show_a_live_run,
@@ -32,6 +32,10 @@ fn main() -> std::process::ExitCode {
         (
             "an_embedded_run_says_its_threads_evaluate_rather_than_no_workers",
             an_embedded_run_says_its_threads_evaluate_rather_than_no_workers,
+        ),
+        (
+            "a_finished_run_still_shows_why_its_units_failed",
+            a_finished_run_still_shows_why_its_units_failed,
         ),
     ];
     // Without a browser, each test's browser half is a test of its own, reported as ignored.
@@ -146,6 +150,27 @@ fn text_of(dom: &str, id: &str) -> String {
     let open = after.find('>').unwrap() + 1;
     let close = after[open..].find('<').unwrap();
     after[open..open + close].to_owned()
+}
+
+/// The text of the `<div>` with id `id` in a dumped DOM, its children's tags dropped (the div
+/// holds no other div).
+fn div_text_of(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id} in the page"));
+    let after = &dom[start..];
+    let inner = &after[after.find('>').unwrap() + 1..after.find("</div>").unwrap()];
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in inner.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            _ if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
 }
 
 /// Serves `html` to every request on a free loopback port, for as long as the test runs (a
@@ -284,6 +309,17 @@ fn the_api_and_the_dashboard_show_a_live_run() {
         "{worker}"
     );
     assert_eq!(worker["slots"], 1);
+    // The board samples each worker's rate about once a second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status(address);
+        let rate = s["workers"][0]["units_per_sec"].as_f64();
+        if rate.is_some_and(|r| r > 0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no worker rate: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (code, metrics) = get(address, "/metrics");
     assert_eq!(code, 200);
     for family in [
@@ -586,6 +622,77 @@ fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
     assert!(
         warning.contains("No connected worker serves sqaure") && warning.contains("square"),
         "{warning}"
+    );
+}
+
+fn a_finished_run_still_shows_why_its_units_failed() {
+    let dir = std::env::temp_dir().join(format!("ganger-dashboard-errors-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let inputs = dir.join("inputs.jsonl");
+    std::fs::write(&inputs, "1\n\"seven\"\n3\n").unwrap();
+    let address_file = dir.join("http-address");
+    let child = delegator_command()
+        .args([
+            "run",
+            "--task",
+            "square",
+            "--local-workers",
+            "1",
+            "--keep-serving",
+        ])
+        .arg("--input")
+        .arg(&inputs)
+        .arg("--output")
+        .arg(dir.join("results.jsonl"))
+        .args(["--http", "127.0.0.1:0", "--http-address-file"])
+        .arg(&address_file)
+        .arg("--worker-bin")
+        .arg(worker_bin())
+        .env("GANGER_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the delegator starts");
+    let address = http_address(&address_file);
+    let run = Run {
+        child,
+        address,
+        dir,
+    };
+    let address = run.address.as_str();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = status(address);
+        if s["state"] != "running" {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The run ended before the board's first poll: its end still shows the engine's counters
+    // and the worker's errors.
+    assert_eq!(s["progress"]["failed"], 1, "{s}");
+    assert_eq!(s["counters"]["failed"], 1, "{s}");
+    assert_eq!(s["workers"][0]["errors"], 3, "{s}");
+    let errors = s["unit_errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{s}");
+    // Tried three times (the default attempts), each time on the one worker.
+    assert_eq!(errors[0]["errors"], 3, "{s}");
+    let last = errors[0]["last"][2].as_str().unwrap();
+    assert!(
+        last.contains("square expects a number") && last.contains("seven"),
+        "{last}"
+    );
+
+    let Some(browser) = browser() else {
+        return;
+    };
+    let dom = browse(&browser, address, &["--dump-dom"]);
+    let shown = common::unescape(&div_text_of(&dom, "worker-errors"));
+    assert!(
+        shown.contains("3 unit error(s)") && shown.contains(last),
+        "{shown}"
     );
 }
 

@@ -3,7 +3,7 @@
 //! dashboard) and the terminal read it. Reading never waits for the engine: a slow or stuck
 //! engine shows as stale data and a failing `/healthz`, not as hung requests.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,12 +15,12 @@ use ganger_mcmc::{McmcStatus, Observer};
 
 use crate::periodic::Periodic;
 
-use self::engine_parts::engine_parts;
+use self::engine_parts::{engine_parts, sample_worker_rates, WorkerMark};
 use self::metrics::StatusCollector;
 
 pub use self::types::{
     CountersStatus, ProgressStatus, QueueStatus, RoundTripStatus, RunKind, RunState, Status,
-    WorkerStatus,
+    WorkerErrors, WorkerStatus,
 };
 
 mod engine_parts;
@@ -76,6 +76,10 @@ struct State {
     throughput: VecDeque<[f64; 2]>,
     rhat_history: VecDeque<[f64; 2]>,
     last_sample: Option<(Instant, u64)>,
+    /// Each worker's units done at the last sample, for its rate.
+    worker_marks: HashMap<u64, WorkerMark>,
+    /// The last errors of each worker that had any, kept after it leaves.
+    unit_errors: BTreeMap<u64, WorkerErrors>,
     mcmc: Option<McmcStatus>,
     /// When the run began, and how far it was then (units a resumed job found done, the step a
     /// resumed MCMC run starts from): what the mean rate counts from. The MCMC driver's first
@@ -120,6 +124,8 @@ impl StatusBoard {
                     throughput: VecDeque::new(),
                     rhat_history: VecDeque::new(),
                     last_sample: None,
+                    worker_marks: HashMap::new(),
+                    unit_errors: BTreeMap::new(),
                     mcmc: None,
                     begun: None,
                     ended: None,
@@ -216,6 +222,17 @@ impl StatusBoard {
             state.progress.failed = already_failed + c.failed;
             state.progress.total = already + c.submitted;
         }
+        for w in stats.workers.iter().filter(|w| !w.last_errors.is_empty()) {
+            state.unit_errors.insert(
+                w.id,
+                WorkerErrors {
+                    id: w.id,
+                    name: w.name.clone(),
+                    errors: w.errors,
+                    last: w.last_errors.clone(),
+                },
+            );
+        }
         state.has_engine = true;
         state.engine_stopped = false;
         state.engine = Some((Instant::now(), stats));
@@ -267,6 +284,10 @@ impl StatusBoard {
             }
         }
         state.last_sample = Some((now, done));
+        let state = &mut *state;
+        if let Some((_, stats)) = &state.engine {
+            sample_worker_rates(stats, now, &mut state.worker_marks);
+        }
     }
 
     /// Whether nothing is stuck: the engine answered recently, or the run needs none (an
@@ -301,7 +322,7 @@ impl StatusBoard {
             0.0
         };
         let (workers, queues, counters) = match &state.engine {
-            Some((_, stats)) => engine_parts(stats),
+            Some((_, stats)) => engine_parts(stats, &state.worker_marks),
             None => Default::default(),
         };
         let round_trips = state
@@ -336,6 +357,7 @@ impl StatusBoard {
             engine_stopped: state.engine_stopped,
             workers,
             in_process_threads: state.in_process_threads,
+            unit_errors: state.unit_errors.values().cloned().collect(),
             queues,
             counters,
             round_trips,

@@ -25,7 +25,7 @@ impl Scheduler {
             Some(l) if l.worker == worker => self.leases.remove(&results.batch),
             _ => None,
         };
-        let (mut answered, mut errors) = (0u64, 0u64);
+        let (mut answered, mut errors) = (0u64, Vec::new());
         for result in &results.results {
             let taken = lease.as_mut().and_then(|l| l.take(result.id));
             let Some(unit) = taken else {
@@ -38,7 +38,7 @@ impl Scheduler {
                     self.resolve(unit.id, Ok(Payload::from_slice(output)), &mut deliveries)
                 }
                 Err(error) => {
-                    errors += 1;
+                    errors.push(error);
                     self.unit_failed(worker, unit, error, &mut deliveries)
                 }
             }
@@ -46,7 +46,10 @@ impl Scheduler {
         if let Some(w) = self.workers.get_mut(&worker) {
             w.info.in_flight -= answered;
             w.info.units_done += answered;
-            w.info.errors += errors;
+            w.info.errors += errors.len() as u64;
+            for error in errors {
+                w.info.note_error(error);
+            }
             w.info.busy_us += results.elapsed_us;
             if let Some(lease) = &lease {
                 w.rates

@@ -62,9 +62,29 @@ pub struct WorkerInfo {
     pub registered: Millis,
     /// Evaluation time its results reported, summed, microseconds: its slots' busy time.
     pub busy_us: u64,
+    /// The last errors its units failed with, oldest first: at most [`LAST_ERRORS`], each cut
+    /// to [`ERROR_CHARS`] characters (what an operator needs to see why a worker fails).
+    pub last_errors: Vec<String>,
 }
 
+/// Errors kept per worker in [`WorkerInfo::last_errors`].
+pub const LAST_ERRORS: usize = 3;
+/// Characters kept of each error in [`WorkerInfo::last_errors`].
+pub const ERROR_CHARS: usize = 300;
+
 impl WorkerInfo {
+    /// Remembers `error` as the newest of [`last_errors`](Self::last_errors).
+    pub fn note_error(&mut self, error: &str) {
+        if self.last_errors.len() == LAST_ERRORS {
+            self.last_errors.remove(0);
+        }
+        let mut kept: String = error.chars().take(ERROR_CHARS).collect();
+        if kept.len() < error.len() {
+            kept.push('…');
+        }
+        self.last_errors.push(kept);
+    }
+
     /// The share of its slots' time spent evaluating since it registered, up to `now` (0 to
     /// 1; what its results report, so a worker that reports no times shows 0).
     pub fn utilisation(&self, now: Millis) -> f64 {
@@ -129,5 +149,26 @@ impl Scheduler {
     /// queued, by a late result, count until they are skipped at the front of the queue).
     pub fn queued_bytes(&self) -> u64 {
         self.queued_bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_keeps_its_last_errors_cut_to_size() {
+        let mut info = WorkerInfo::default();
+        for i in 0..5 {
+            info.note_error(&format!("error {i}"));
+        }
+        assert_eq!(info.last_errors, ["error 2", "error 3", "error 4"]);
+        let long = "é".repeat(ERROR_CHARS + 10);
+        info.note_error(&long);
+        let kept = info.last_errors.last().unwrap();
+        assert_eq!(kept.chars().count(), ERROR_CHARS + 1);
+        assert!(kept.ends_with('…'));
+        info.note_error("short");
+        assert_eq!(info.last_errors.last().unwrap(), "short");
     }
 }

@@ -254,6 +254,12 @@ fn a_failing_unit_is_retried_elsewhere_then_reported_with_every_error() {
     assert_eq!(failure.errors[0], format!("boom on {}", tried[0]));
     assert_eq!(s.counters().failed, 1);
     assert_eq!(s.counters().retried, 2);
+    // Each worker shows the errors its own attempts failed with.
+    for info in s.workers() {
+        let own = format!("boom on {}", info.id);
+        let attempts = tried.iter().filter(|&&w| w == info.id).count();
+        assert_eq!(info.last_errors, vec![own; attempts], "worker {}", info.id);
+    }
 }
 
 #[test]

@@ -61,6 +61,7 @@ impl Scheduler {
                     last_seen: now,
                     registered: now,
                     busy_us: 0,
+                    last_errors: Vec::new(),
                 },
                 serves,
                 capacity: hello.capacity(),

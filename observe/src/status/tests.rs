@@ -38,6 +38,7 @@ fn stats(completed: u64) -> Stats {
             registered: 500,
             // Half of 4 slots' 500 ms.
             busy_us: 1_000_000,
+            last_errors: vec!["square expects a number, got the string \"seven\"".into()],
         }],
         queue_depths: vec![("square".into(), 42), ("sqaure".into(), 5)],
         unserved: vec![("sqaure".into(), 5)],
@@ -71,6 +72,39 @@ fn a_job_of_units_shows_its_counters_as_progress() {
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["kind"], "run");
     assert_eq!(json["workers"][0]["job_types"][0], "square");
+    assert_eq!(
+        json["workers"][0]["last_errors"][0],
+        "square expects a number, got the string \"seven\""
+    );
+    // The errors outlive the worker and the engine.
+    board.engine_stopped();
+    let s = board.snapshot();
+    assert!(s.workers.is_empty());
+    assert_eq!(s.unit_errors.len(), 1);
+    assert_eq!((s.unit_errors[0].id, s.unit_errors[0].errors), (7, 1));
+    assert!(s.unit_errors[0].last[0].starts_with("square expects a number"));
+}
+
+#[test]
+fn each_workers_rate_is_its_units_between_the_boards_samples() {
+    let board = StatusBoard::new();
+    board.begin(RunKind::Run, "square", 0, 1);
+    board.publish_engine(stats(49));
+    let sampled = Instant::now();
+    board.sample_rate();
+    assert_eq!(board.snapshot().workers[0].units_per_sec, None);
+    std::thread::sleep(Duration::from_millis(20));
+    board.publish_engine(stats(149));
+    // Not sampled yet: the rate waits for the board's clock, not for each publication.
+    assert_eq!(board.snapshot().workers[0].units_per_sec, None);
+    board.sample_rate();
+    let elapsed = sampled.elapsed().as_secs_f64();
+    let rate = board.snapshot().workers[0].units_per_sec.unwrap();
+    // 100 units in at least 20 ms and at most `elapsed`.
+    assert!(
+        (100.0 / elapsed..=100.0 / 0.020).contains(&rate),
+        "{rate} units/s after {elapsed} s"
+    );
 }
 
 #[test]

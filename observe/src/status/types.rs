@@ -61,6 +61,10 @@ pub struct Status {
     /// `--local-workers`); none when workers evaluate.
     #[serde(default)]
     pub in_process_threads: Option<usize>,
+    /// The last errors of every worker whose units failed during the run, by worker id; kept
+    /// after the worker leaves and after the run ends, so a finished run still says why.
+    #[serde(default)]
+    pub unit_errors: Vec<WorkerErrors>,
     /// Units waiting, per job type.
     pub queues: Vec<QueueStatus>,
     /// The engine's unit counters.
@@ -121,6 +125,27 @@ pub struct WorkerStatus {
     /// evaluation times its results report.
     #[serde(default)]
     pub utilisation: f64,
+    /// Units it returned per second over the board's last sampling interval (about a
+    /// second); none until it has been sampled twice.
+    #[serde(default)]
+    pub units_per_sec: Option<f64>,
+    /// The last errors its units failed with, oldest first (at most 3, each cut to 300
+    /// characters).
+    #[serde(default)]
+    pub last_errors: Vec<String>,
+}
+
+/// A worker's last unit errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerErrors {
+    /// Its id at this delegator.
+    pub id: u64,
+    /// The name it gave.
+    pub name: String,
+    /// Units it returned errors for.
+    pub errors: u64,
+    /// Its last errors, oldest first (at most 3, each cut to 300 characters).
+    pub last: Vec<String>,
 }
 
 /// Units waiting for one job type.
