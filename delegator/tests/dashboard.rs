@@ -556,29 +556,22 @@ fn a_finished_run_kept_serving_is_healthy_says_how_long_it_took_and_has_no_worke
     assert_eq!(text_of(&dom, "progress-rate-unit"), "samples/s (mean)");
 }
 
-fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
-    let dir =
-        std::env::temp_dir().join(format!("ganger-dashboard-unserved-{}", std::process::id()));
+/// `ganger-delegator run ARGS` with one local worker process and the dashboard on a free
+/// port, in a fresh folder named after `name`; `files` writes what the run reads there and
+/// returns the arguments naming it.
+fn launch_job(
+    name: &str,
+    args: &[&str],
+    files: impl FnOnce(&Path) -> Vec<std::ffi::OsString>,
+) -> Run {
+    let dir = std::env::temp_dir().join(format!("ganger-dashboard-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let address_file = dir.join("http-address");
-    // An explicit bind and no timeout: the run waits for a worker that serves the task.
     let child = delegator_command()
-        .args([
-            "run",
-            "--task",
-            "sqaure",
-            "--range",
-            "10",
-            "--local-workers",
-            "1",
-        ])
-        .args([
-            "--bind",
-            "tcp://127.0.0.1:0",
-            "--unserved-timeout-secs",
-            "0",
-        ])
+        .args(["run", "--local-workers", "1"])
+        .args(args)
+        .args(files(&dir))
         .args(["--http", "127.0.0.1:0", "--http-address-file"])
         .arg(&address_file)
         .arg("--worker-bin")
@@ -588,12 +581,29 @@ fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the delegator starts");
-    let address = http_address(&address_file);
-    let run = Run {
+    Run {
         child,
-        address,
+        address: http_address(&address_file),
         dir,
-    };
+    }
+}
+
+fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
+    // An explicit bind and no timeout: the run waits for a worker that serves the task.
+    let run = launch_job(
+        "unserved",
+        &[
+            "--task",
+            "sqaure",
+            "--range",
+            "10",
+            "--bind",
+            "tcp://127.0.0.1:0",
+            "--unserved-timeout-secs",
+            "0",
+        ],
+        |_| Vec::new(),
+    );
     let address = run.address.as_str();
     let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
@@ -626,40 +636,16 @@ fn a_task_no_connected_worker_serves_is_named_on_the_dashboard() {
 }
 
 fn a_finished_run_still_shows_why_its_units_failed() {
-    let dir = std::env::temp_dir().join(format!("ganger-dashboard-errors-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let inputs = dir.join("inputs.jsonl");
-    std::fs::write(&inputs, "1\n\"seven\"\n3\n").unwrap();
-    let address_file = dir.join("http-address");
-    let child = delegator_command()
-        .args([
-            "run",
-            "--task",
-            "square",
-            "--local-workers",
-            "1",
-            "--keep-serving",
-        ])
-        .arg("--input")
-        .arg(&inputs)
-        .arg("--output")
-        .arg(dir.join("results.jsonl"))
-        .args(["--http", "127.0.0.1:0", "--http-address-file"])
-        .arg(&address_file)
-        .arg("--worker-bin")
-        .arg(worker_bin())
-        .env("GANGER_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the delegator starts");
-    let address = http_address(&address_file);
-    let run = Run {
-        child,
-        address,
-        dir,
-    };
+    let run = launch_job("errors", &["--task", "square", "--keep-serving"], |dir| {
+        let inputs = dir.join("inputs.jsonl");
+        std::fs::write(&inputs, "1\n\"seven\"\n3\n").unwrap();
+        vec![
+            "--input".into(),
+            inputs.into(),
+            "--output".into(),
+            dir.join("results.jsonl").into(),
+        ]
+    });
     let address = run.address.as_str();
     let deadline = Instant::now() + Duration::from_secs(60);
     let s = loop {
