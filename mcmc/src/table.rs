@@ -326,7 +326,7 @@ impl Table {
         for row in self.chain_rows(sampler, Reader::Console) {
             let _ = writeln!(
                 out,
-                "{:>4} {:>10} {:>12.4} {:>12.4} {:>10.4} {:>7.3} {:>9.3} {:>10.3e} {:>7} {:>9}",
+                "{:>4} {:>10} {:>12.4} {:>12.4} {:>10.4} {:>7.3} {:>9.3} {:>10} {:>7} {:>9}",
                 row.id,
                 row.length,
                 row.min_energy,
@@ -334,7 +334,7 @@ impl Table {
                 row.sigma,
                 row.accept_rate,
                 row.global_accept_rate,
-                row.beta,
+                beta_text(row.beta),
                 shown(row.swap_rate),
                 shown(row.global_swap_rate),
             );
@@ -419,6 +419,25 @@ impl Table {
     }
 }
 
+/// An inverse temperature as people read it: four significant digits without trailing zeros
+/// (1, 0.1306, 0.001), in scientific notation only below 10⁻⁴.
+fn beta_text(beta: f64) -> String {
+    if beta != 0.0 && beta.abs() < 1e-4 {
+        return format!("{beta:.3e}");
+    }
+    let decimals = if beta == 0.0 {
+        0
+    } else {
+        (3 - beta.abs().log10().floor() as i32).clamp(0, 8) as usize
+    };
+    let text = format!("{beta:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        text
+    }
+}
+
 fn rate(numerator: u64, denominator: u64) -> f64 {
     if denominator == 0 {
         0.0
@@ -433,6 +452,17 @@ fn optional_rate(numerator: u64, denominator: u64) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn betas_read_as_decimals() {
+        use super::beta_text;
+        assert_eq!(beta_text(1.0), "1");
+        assert_eq!(beta_text(0.130_612_3), "0.1306");
+        assert_eq!(beta_text(0.031_622_78), "0.03162");
+        assert_eq!(beta_text(1e-3), "0.001");
+        assert_eq!(beta_text(2.5e-6), "2.500e-6");
+        assert_eq!(beta_text(0.0), "0");
+    }
+
     use super::*;
 
     #[test]
