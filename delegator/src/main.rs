@@ -11,6 +11,7 @@ mod probe;
 mod run;
 mod settings;
 mod shell;
+mod terminal;
 mod watch;
 
 /// Batches come and go as buffers of hundreds of kilobytes; glibc hands such buffers back to
@@ -251,7 +252,7 @@ impl Common {
 fn main() {
     return_large_buffers_to_the_kernel();
     let cli = parse_command_line();
-    ganger_transport::logging::init(&cli.common.log_format);
+    ganger_transport::logging::init_with_writer(&cli.common.log_format, terminal::Logs);
     let result = match &cli.command {
         // Plotting reads files and probing asks another delegator: no server, no progress
         // display (a probe must not take the port it is about to ask).

@@ -1,9 +1,11 @@
 //! Watching a run: the status board every subcommand publishes to, the HTTP server that serves
-//! it (`--http`), and the terminal: a progress bar with rate and ETA when stderr is a terminal,
-//! a plain progress log line every 10 seconds otherwise (container logs).
+//! it (`--http`), and the terminal. When stderr is a terminal, a progress bar with rate and ETA
+//! and, for MCMC, the chain table above it are redrawn in place while the logs scroll above
+//! both; otherwise (container logs) a plain progress line every 10 seconds, and each table
+//! appended.
 
 use std::io::IsTerminal as _;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -11,7 +13,7 @@ use ganger_cluster::Delegator;
 use ganger_observe::http::HttpServer;
 use ganger_observe::periodic::Periodic;
 use ganger_observe::status::{Poller, RunState, Status, StatusBoard};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
 use crate::Common;
@@ -99,18 +101,22 @@ struct Console {
 impl Console {
     fn start(board: &StatusBoard) -> Console {
         let board = board.clone();
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
+        let display = std::io::stderr().is_terminal().then(|| {
+            let display = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let bar = display.add(ProgressBar::new(0));
             bar.set_style(
                 ProgressStyle::with_template(
                     "{bar:40.cyan/blue} {percent:>3}% {human_pos}/{human_len} {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            let printer = bar.clone();
-            board.set_printer(Box::new(move |text| printer.suspend(|| eprint!("{text}"))));
-            bar
+            let table = Arc::new(LiveTable::new(display.clone()));
+            let printer = table.clone();
+            board.set_printer(Box::new(move |text| printer.show(text)));
+            crate::terminal::set_live(Some(display));
+            (table, bar)
         });
+        let bar = display.as_ref().map(|(_, bar)| bar.clone());
         let mut last_log = Instant::now();
         let periodic = Periodic::spawn("ganger-console", DRAW_EVERY, move |last| {
             let status = board.snapshot();
@@ -123,14 +129,63 @@ impl Console {
                 None => {}
             }
             if last {
-                if let Some(bar) = &bar {
+                if let Some((table, bar)) = &display {
+                    // Left on screen as they last were; what follows prints below them.
+                    table.leave();
                     bar.abandon();
+                    crate::terminal::set_live(None);
                 }
             }
             true
         });
         Console {
             _periodic: periodic.ok(),
+        }
+    }
+}
+
+/// The MCMC chain table, drawn above the progress bar and replaced by each new one; appended
+/// above it instead when the terminal is too short to hold it with room to spare.
+struct LiveTable {
+    display: MultiProgress,
+    table: Mutex<Option<ProgressBar>>,
+}
+
+impl LiveTable {
+    fn new(display: MultiProgress) -> LiveTable {
+        LiveTable {
+            display,
+            table: Mutex::new(None),
+        }
+    }
+
+    fn show(&self, text: &str) {
+        let text = text.trim_end_matches('\n');
+        let lines = text.lines().count();
+        let fits = crate::terminal::rows().is_some_and(|rows| lines + 4 <= rows);
+        let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if !fits {
+            if let Some(table) = table.take() {
+                table.finish_and_clear();
+            }
+            self.display.suspend(|| eprintln!("{text}"));
+            return;
+        }
+        let table = table.get_or_insert_with(|| {
+            let table = self.display.insert(0, ProgressBar::new(0));
+            table.set_style(
+                ProgressStyle::with_template("{msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            table
+        });
+        table.set_message(text.to_owned());
+    }
+
+    /// Leaves the last table on screen, drawn no more.
+    fn leave(&self) {
+        if let Some(table) = self.table.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            table.abandon();
         }
     }
 }
