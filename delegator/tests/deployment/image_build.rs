@@ -1,7 +1,8 @@
-//! The image as `docker build` would make it, checked on the build's own output: `.ci/run`
-//! copies the build context as Docker would send it (`.ci/docker-context`), runs the build
-//! stage's `cargo build --release --locked` in it, and sets `GANGER_IMAGE_BUILD` to that folder.
-//! Without the variable these tests say so and pass: a release build takes minutes.
+//! The image as `docker build` makes it, checked on the build's own output: `.ci/run` copies the
+//! build context as Docker sends it (`.ci/docker-context`), puts beside it the binaries the
+//! image's build stage made (`docker cp` from that stage), and sets `GANGER_IMAGE_BUILD` to that
+//! folder. These tests are marked ignored, so that `cargo test` reports them as not run; `.ci/run`
+//! runs them with `--include-ignored`, and without the variable they fail saying what it needs.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,14 +18,15 @@ use crate::{dockerfile, temp_dir};
 /// Dockerfile installing them: libc6 (glibc) and libgcc-s1 (unwinding).
 const IN_EVERY_DEBIAN_IMAGE: [&str; 2] = ["libc6", "libgcc-s1"];
 
-/// The context folder the release build ran in, if `.ci/run` says so.
-fn build_dir() -> Option<PathBuf> {
+/// Why these tests are ignored unless asked for.
+const NEEDS: &str =
+    "needs GANGER_IMAGE_BUILD: the image's build context with its release binaries (.ci/run)";
+
+/// The context folder with the image's release binaries, which `.ci/run` names.
+fn build_dir() -> PathBuf {
     match std::env::var_os("GANGER_IMAGE_BUILD") {
-        Some(dir) => Some(PathBuf::from(dir)),
-        None => {
-            eprintln!("GANGER_IMAGE_BUILD is not set: the checks of the image's release build run in .ci/run");
-            None
-        }
+        Some(dir) => PathBuf::from(dir),
+        None => panic!("{NEEDS}"),
     }
 }
 
@@ -70,8 +72,9 @@ fn needed_libraries(binary: &Path) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs GANGER_IMAGE_BUILD (.ci/run sets it)"]
 fn the_release_binaries_are_where_the_image_copies_them_from_and_link_only_what_it_has() {
-    let Some(dir) = build_dir() else { return };
+    let dir = build_dir();
     let file = dockerfile();
     let installed: BTreeSet<String> = file
         .runtime()
@@ -98,8 +101,9 @@ fn the_release_binaries_are_where_the_image_copies_them_from_and_link_only_what_
 }
 
 #[test]
+#[ignore = "needs GANGER_IMAGE_BUILD (.ci/run sets it)"]
 fn the_build_context_holds_what_the_runtime_stage_copies_from_it() {
-    let Some(dir) = build_dir() else { return };
+    let dir = build_dir();
     for (destination, source) in context_copies(&dockerfile()) {
         assert!(
             dir.join(&source).is_file(),
@@ -111,8 +115,9 @@ fn the_build_context_holds_what_the_runtime_stage_copies_from_it() {
 /// `docker run IMAGE`: the CMD, from the working directory, with the image's environment; its
 /// output lands under the working directory (the volume) and the health check passes meanwhile.
 #[test]
+#[ignore = "needs GANGER_IMAGE_BUILD (.ci/run sets it)"]
 fn the_image_cmd_runs_the_demo_into_the_working_directory_and_is_healthy() {
-    let Some(dir) = build_dir() else { return };
+    let dir = build_dir();
     let file = dockerfile();
     let runtime = file.runtime();
     let bin_dir = in_build(
@@ -174,8 +179,9 @@ fn the_image_cmd_runs_the_demo_into_the_working_directory_and_is_healthy() {
 /// The pinned Debian packages exist in bookworm (checked on a bookworm host such as CI's), and
 /// the ENTRYPOINT's program is in one the runtime stage installs.
 #[test]
+#[ignore = "needs GANGER_IMAGE_BUILD (.ci/run sets it)"]
 fn the_pinned_packages_resolve_and_hold_the_entrypoint() {
-    let Some(_) = build_dir() else { return };
+    build_dir();
     let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     if !os_release.contains("VERSION_CODENAME=bookworm") {
         eprintln!("not a Debian bookworm host: the package pins are not checked here");

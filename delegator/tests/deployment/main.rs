@@ -4,8 +4,8 @@
 //! environment variables, paths and ports; the Marathon files rely on the image's contract too.
 //! These tests read those files and hold each name to what the workspace builds and what the
 //! binaries' `--help` says they accept, and run the image's health check against real
-//! processes. What needs a release build is checked when `.ci/run` sets `GANGER_IMAGE_BUILD`
-//! (see `image_build`).
+//! processes. What needs the image's release build is ignored unless asked for: `.ci/run` sets
+//! `GANGER_IMAGE_BUILD` and runs it (see `image_build`).
 
 #[path = "../common/mod.rs"]
 mod common;
