@@ -38,6 +38,18 @@ pub fn read_chain_head(path: &Path) -> Result<ChainHead, OutputError> {
 pub fn read_chain(path: &Path) -> Result<Vec<Vec<f64>>, OutputError> {
     let mut reader = ChainReader::open(path)?;
     let mut states = vec![Vec::new(); reader.n_dims];
+    if reader.next_row()? {
+        // Room for the rows the file's size suggests, from the first row's length (a little
+        // over, since rows vary): growing a column of a million values copies it some twenty
+        // times, and each copy faults in fresh pages.
+        let file_bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        let rows = file_bytes / (reader.line.len() as u64 + 1).max(1);
+        let room = usize::try_from(rows + rows / 8).unwrap_or(0);
+        for (column, &x) in states.iter_mut().zip(&reader.values) {
+            column.reserve(room);
+            column.push(x);
+        }
+    }
     while reader.next_row()? {
         for (column, &x) in states.iter_mut().zip(&reader.values) {
             column.push(x);
