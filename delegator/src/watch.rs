@@ -131,6 +131,7 @@ impl Console {
             if last {
                 if let Some((table, bar)) = &display {
                     // Left on screen as they last were; what follows prints below them.
+                    board.clear_printer();
                     table.leave();
                     bar.abandon();
                     crate::terminal::set_live(None);

@@ -61,6 +61,9 @@ struct Shared {
     started_unix_ms: u64,
 }
 
+/// Workers whose unit errors the board keeps (the newest by id).
+const MAX_ERROR_WORKERS: usize = 20;
+
 struct State {
     kind: RunKind,
     name: String,
@@ -78,7 +81,8 @@ struct State {
     last_sample: Option<(Instant, u64)>,
     /// Each worker's units done at the last sample, for its rate.
     worker_marks: HashMap<u64, WorkerMark>,
-    /// The last errors of each worker that had any, kept after it leaves.
+    /// The last errors of each worker that had any, kept after it leaves: the newest
+    /// [`MAX_ERROR_WORKERS`] workers by id.
     unit_errors: BTreeMap<u64, WorkerErrors>,
     mcmc: Option<McmcStatus>,
     /// When the run began, and how far it was then (units a resumed job found done, the step a
@@ -233,6 +237,10 @@ impl StatusBoard {
                 },
             );
         }
+        // A worker restarted after each crash comes back under a new id: keep the newest.
+        while state.unit_errors.len() > MAX_ERROR_WORKERS {
+            state.unit_errors.pop_first();
+        }
         state.has_engine = true;
         state.engine_stopped = false;
         state.engine = Some((Instant::now(), stats));
@@ -286,7 +294,7 @@ impl StatusBoard {
         state.last_sample = Some((now, done));
         let state = &mut *state;
         if let Some((_, stats)) = &state.engine {
-            sample_worker_rates(stats, now, &mut state.worker_marks);
+            sample_worker_rates(stats, &mut state.worker_marks);
         }
     }
 
@@ -389,6 +397,15 @@ impl StatusBoard {
             Some(print) => print(text),
             None => eprint!("{text}"),
         }
+    }
+
+    /// Sends [`StatusBoard::print`] straight to stderr again, as before any printer was set.
+    pub fn clear_printer(&self) {
+        *self
+            .shared
+            .printer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
     }
 
     /// Routes [`StatusBoard::print`] through `printer` (a progress bar's, say).

@@ -73,9 +73,16 @@ impl ChainLines {
                         steps(&counts, total as f64 / n_bins as f64)
                     })
                     .collect();
-                // Each bin holds a binomial share 1/bins of a chain's n draws.
+                // A chain's count in a bin is hypergeometric: its n draws among the `total`
+                // ranked, of which the bin holds total/bins (one chain alone fills it exactly).
                 let p = 1.0 / n_bins as f64;
-                let (expected, sd) = (n as f64 * p, (n as f64 * p * (1.0 - p)).sqrt());
+                let finite_population = if total > 1 {
+                    (total - n) as f64 / (total - 1) as f64
+                } else {
+                    0.0
+                };
+                let expected = n as f64 * p;
+                let sd = (n as f64 * p * (1.0 - p) * finite_population).sqrt();
                 let band = (expected - 1.96 * sd, expected + 1.96 * sd);
                 let top = lines.iter().flatten().map(|p| p.1).fold(band.1, f64::max);
                 Panel {
@@ -266,6 +273,17 @@ mod tests {
         let mixing = counts(&panel.lines[0]);
         assert!(mixing[..13].iter().all(|&c| c == 30.0), "{mixing:?}");
         assert_eq!(panel.reference, 20.0);
-        assert!(panel.band.0 < 20.0 && 20.0 < panel.band.1);
+        // A chain's count in a bin is hypergeometric: 400 of 1,200 draws, a bin holding 60.
+        let sd = (400.0_f64 * 0.05 * 0.95 * 800.0 / 1199.0).sqrt();
+        assert!(
+            (panel.band.1 - 20.0 - 1.96 * sd).abs() < 1e-9,
+            "{:?}",
+            panel.band
+        );
+        assert!(
+            (20.0 - panel.band.0 - 1.96 * sd).abs() < 1e-9,
+            "{:?}",
+            panel.band
+        );
     }
 }

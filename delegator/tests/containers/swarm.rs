@@ -20,6 +20,18 @@ impl Drop for Swarm {
         let _ = Command::new("docker")
             .args(["stack", "rm", &self.stack])
             .output();
+        // The stack's volume outlives it; it goes once its containers have.
+        let volume = format!("{}_output", self.stack);
+        for _ in 0..50 {
+            let removed = Command::new("docker")
+                .args(["volume", "rm", &volume])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if removed {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
         if self.made {
             let _ = Command::new("docker")
                 .args(["swarm", "leave", "--force"])
@@ -148,10 +160,44 @@ pub fn a_swarm_stack_scaled_up_and_down_mid_run_writes_the_same_chains() {
             std::thread::sleep(Duration::from_millis(300));
         }
     };
+    // Scaled while the run goes on: each scale is seen through (every task running, the rest
+    // gone) before the run has ended.
+    let scale = |replicas: usize| {
+        docker(&[
+            "service",
+            "scale",
+            "--detach",
+            &format!("{worker}={replicas}"),
+        ]);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let running = docker(&[
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.swarm.service.name={worker}"),
+            ])
+            .lines()
+            .count();
+            if running == replicas {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{running} of {replicas} workers after scaling"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let rows = lines_in_service(&delegator, chain).unwrap_or(0);
+        assert!(
+            rows < total_steps,
+            "the run ended before the scale to {replicas} took effect"
+        );
+    };
     wait_for(0.25);
-    docker(&["service", "scale", "--detach", &format!("{worker}=4")]);
+    scale(4);
     wait_for(0.5);
-    docker(&["service", "scale", "--detach", &format!("{worker}=1")]);
+    scale(1);
     // The run ends with its summary (the delegator keeps serving after it).
     let deadline = Instant::now() + Duration::from_secs(300);
     while lines_in_service(&delegator, "/data/out/summary.json").is_none() {

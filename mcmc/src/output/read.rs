@@ -214,9 +214,11 @@ impl<'a> ChainReader<'a> {
 fn parse_header(header: &str) -> Option<Vec<String>> {
     let names: Vec<&str> = header.split(',').collect();
     let n_dims = names.len().checked_sub(TAIL_COLUMNS.len())?;
-    let dims_ok = names[..n_dims]
-        .iter()
-        .all(|name| !name.is_empty() && !TAIL_COLUMNS.contains(name));
+    // At least one dimension, each named once, as every config writes them.
+    let dims_ok = n_dims > 0
+        && names[..n_dims].iter().enumerate().all(|(i, name)| {
+            !name.is_empty() && !TAIL_COLUMNS.contains(name) && !names[..i].contains(name)
+        });
     (dims_ok && names[n_dims..] == TAIL_COLUMNS).then(|| {
         names[..n_dims]
             .iter()

@@ -121,6 +121,8 @@ fn a_file_without_the_chain_header_is_rejected() {
         ("unnamed", "x0,,energy,sigma,beta,accepted,swap_type\n"),
         ("twice", "x0,beta,energy,sigma,beta,accepted,swap_type\n"),
         ("reordered", "x0,energy,beta,sigma,accepted,swap_type\n"),
+        ("no-dimensions", "energy,sigma,beta,accepted,swap_type\n"),
+        ("repeated", "lat,lat,energy,sigma,beta,accepted,swap_type\n"),
     ] {
         let path = chain_file(name, text);
         let message = read_chain(&path).unwrap_err().to_string();

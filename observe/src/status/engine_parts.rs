@@ -2,37 +2,39 @@
 //! the cluster: workers, queues and counters.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
 use ganger_cluster::Stats;
 
 use super::{CountersStatus, QueueStatus, WorkerStatus};
 
-/// A worker's units done when the board last sampled, and its rate since the sample before.
+/// A worker's units done in the stats the board last sampled, when the engine took them, and
+/// its rate since the sample before.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct WorkerMark {
-    at: Instant,
+    /// The engine's clock when it took those stats, milliseconds.
+    at_ms: u64,
     units_done: u64,
     rate: Option<f64>,
 }
 
-/// Samples each worker's rate from its units done since `marks` last saw it; forgets the
-/// workers that left.
-pub(super) fn sample_worker_rates(
-    stats: &Stats,
-    now: Instant,
-    marks: &mut HashMap<u64, WorkerMark>,
-) {
+/// Samples each worker's rate from its units done since `marks` last saw it, over the engine's
+/// own time between the two stats (the board samples on its clock, the stats arrive on the
+/// poller's); forgets the workers that left. Stats already sampled change nothing.
+pub(super) fn sample_worker_rates(stats: &Stats, marks: &mut HashMap<u64, WorkerMark>) {
     marks.retain(|id, _| stats.workers.iter().any(|w| w.id == *id));
     for w in &stats.workers {
-        let rate = marks.get(&w.id).and_then(|mark| {
-            let seconds = now.duration_since(mark.at).as_secs_f64();
-            (seconds > 0.0).then(|| w.units_done.saturating_sub(mark.units_done) as f64 / seconds)
+        let previous = marks.get(&w.id).copied();
+        if previous.is_some_and(|mark| mark.at_ms >= stats.now) {
+            continue;
+        }
+        let rate = previous.map(|mark| {
+            let seconds = (stats.now - mark.at_ms) as f64 / 1000.0;
+            w.units_done.saturating_sub(mark.units_done) as f64 / seconds
         });
         marks.insert(
             w.id,
             WorkerMark {
-                at: now,
+                at_ms: stats.now,
                 units_done: w.units_done,
                 rate,
             },

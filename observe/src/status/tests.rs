@@ -86,25 +86,25 @@ fn a_job_of_units_shows_its_counters_as_progress() {
 }
 
 #[test]
-fn each_workers_rate_is_its_units_between_the_boards_samples() {
+fn each_workers_rate_is_its_units_over_the_engines_time_between_samples() {
     let board = StatusBoard::new();
     board.begin(RunKind::Run, "square", 0, 1);
     board.publish_engine(stats(49));
-    let sampled = Instant::now();
     board.sample_rate();
     assert_eq!(board.snapshot().workers[0].units_per_sec, None);
-    std::thread::sleep(Duration::from_millis(20));
-    board.publish_engine(stats(149));
+    // 100 more units in the engine's next 200 ms.
+    let later = |completed| Stats {
+        now: 1200,
+        ..stats(completed)
+    };
+    board.publish_engine(later(149));
     // Not sampled yet: the rate waits for the board's clock, not for each publication.
     assert_eq!(board.snapshot().workers[0].units_per_sec, None);
     board.sample_rate();
-    let elapsed = sampled.elapsed().as_secs_f64();
-    let rate = board.snapshot().workers[0].units_per_sec.unwrap();
-    // 100 units in at least 20 ms and at most `elapsed`.
-    assert!(
-        (100.0 / elapsed..=100.0 / 0.020).contains(&rate),
-        "{rate} units/s after {elapsed} s"
-    );
+    assert_eq!(board.snapshot().workers[0].units_per_sec, Some(500.0));
+    // Sampled again before new stats arrive: the same stats say nothing new.
+    board.sample_rate();
+    assert_eq!(board.snapshot().workers[0].units_per_sec, Some(500.0));
 }
 
 #[test]
@@ -221,4 +221,18 @@ fn series_are_thinned_not_cut() {
     assert!(series.len() <= HISTORY_POINTS);
     assert_eq!(series[0][0], 0.0, "the start of the run stays");
     assert_eq!(series.back().unwrap()[0], 9999.0);
+}
+
+#[test]
+fn unit_errors_keep_the_newest_workers_only() {
+    let board = StatusBoard::new();
+    board.begin(RunKind::Run, "square", 0, 1);
+    // A worker restarted after each crash comes back under a new id, 25 times.
+    for id in 0..25 {
+        let mut s = stats(0);
+        s.workers[0].id = id;
+        board.publish_engine(s);
+    }
+    let kept: Vec<u64> = board.snapshot().unit_errors.iter().map(|w| w.id).collect();
+    assert_eq!(kept, (5..25).collect::<Vec<u64>>());
 }

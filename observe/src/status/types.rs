@@ -61,8 +61,9 @@ pub struct Status {
     /// `--local-workers`); none when workers evaluate.
     #[serde(default)]
     pub in_process_threads: Option<usize>,
-    /// The last errors of every worker whose units failed during the run, by worker id; kept
-    /// after the worker leaves and after the run ends, so a finished run still says why.
+    /// The last errors of the workers whose units failed during the run (the newest 20 by
+    /// worker id); kept after the worker leaves and after the run ends, so a finished run still
+    /// says why.
     #[serde(default)]
     pub unit_errors: Vec<WorkerErrors>,
     /// Units waiting, per job type.
