@@ -299,16 +299,20 @@ fn run_to_end(
             Err(e) => return Err(e),
         }
     }
-    observer.end(complete);
+    // The run is called over once its outputs are complete: whoever sees it done (the
+    // dashboard, /healthz, a script polling the API) finds summary.json written.
     let summary = if complete {
         let prior = prior.unwrap_or_default();
-        let summary = summary::summarize(&dir, config, &sampler, &prior, live)?;
-        summary::write(&dir, &summary)?;
-        observer.summary(&summary::render(&summary));
-        Some(summary)
+        summary::summarize(&dir, config, &sampler, &prior, live).and_then(|summary| {
+            summary::write(&dir, &summary)?;
+            observer.summary(&summary::render(&summary));
+            Ok(Some(summary))
+        })
     } else {
-        None
+        Ok(None)
     };
+    observer.end(complete && summary.is_ok());
+    let summary = summary?;
     let steps_done = (sampler.step() - first_step) * sampler.n_chains() as u64;
     Ok(RunReport {
         steps: sampler.step(),
